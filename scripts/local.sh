@@ -1,0 +1,7 @@
+#!/bin/sh
+# Quick start: dependencies, Redis binaries, a local Sentinel topology, a gateway and a demo key.
+set -eu
+cd "$(dirname "$0")/.."
+[ -d node_modules ] || npm ci --no-audit --no-fund
+sh scripts/ensure-redis.sh
+exec npx tsx scripts/local.ts

@@ -1,0 +1,136 @@
+/**
+ * buildApp(deps): the Fastify instance with its hardening, request ids, problem handlers, auth,
+ * metrics, docs, and one register line per module.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import {
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Deps } from './deps.js';
+import { AppError } from './errors.js';
+import { createAuthHook } from './http/auth.js';
+import { swaggerOptions } from './http/openapi.js';
+import { GatewayLogController } from './http/logging.js';
+import { clientErrorHandler, registerProblemHandlers } from './http/problem.js';
+import { adminRoutes } from './modules/admin/routes.js';
+import { cacheRoutes } from './modules/cache/routes.js';
+import { healthRoutes } from './observability/health.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+/** Caller-supplied request ids are kept when they are short and plain; else we make one. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function buildApp(deps: Deps): Promise<FastifyInstance> {
+  const { config, metrics } = deps;
+  const logger: FastifyBaseLogger = deps.logger;
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new GatewayLogController(),
+    genReqId: (req) => {
+      const h = req.headers['x-request-id'];
+      return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+    },
+    bodyLimit: config.http.bodyLimitBytes,
+    // Keys are up to 1024 bytes of UTF-8, i.e. up to 3072 characters percent-encoded.
+    routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: false },
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    trustProxy: config.http.trustProxy === false ? false : config.http.trustProxy,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    clientErrorHandler,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  // Body-less responses (204) carry a plain description object, not a zod schema.
+  app.setSerializerCompiler((route) => {
+    const s = route.schema as { safeParse?: unknown; properties?: unknown };
+    return typeof s.safeParse === 'function' || s.properties !== undefined
+      ? serializerCompiler(route as Parameters<typeof serializerCompiler>[0])
+      : (data) => JSON.stringify(data);
+  });
+  app.decorateRequest('principal', undefined);
+  // Only JSON bodies are accepted (Fastify also parses text/plain by default).
+  app.removeContentTypeParser('text/plain');
+  app.addHook('onRoute', (route) => {
+    // swagger-ui's own routes (/docs/*) are public.
+    if (route.url.startsWith('/docs'))
+      route.config = { ...route.config, auth: 'none', module: 'docs' };
+  });
+
+  registerProblemHandlers(app, {
+    bodyLimitBytes: config.http.bodyLimitBytes,
+    onRedisError: (module, kind) => metrics.redisErrors.inc({ module, kind }),
+  });
+
+  app.addHook(
+    'onRequest',
+    (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+      reply.header('x-request-id', request.id);
+      if (deps.lifecycle.draining) {
+        reply.header('connection', 'close');
+        done(
+          new AppError(
+            'SHUTTING_DOWN',
+            'This gateway replica is shutting down; retry (another replica will answer).',
+            { retryAfter: 1 },
+          ),
+        );
+        return;
+      }
+      done();
+    },
+  );
+
+  app.addHook(
+    'onRequest',
+    createAuthHook({
+      verifyApiKey: (presented) => deps.admin.verifyApiKey(presented),
+      isAdminToken: (token) => deps.admin.isAdminToken(token),
+      onFailure: (reason) => metrics.authFailures.inc({ reason }),
+    }),
+  );
+
+  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
+
+  await app.register(fastifySwagger, swaggerOptions(pkg.version));
+  if (config.http.docsEnabled) {
+    await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } });
+  }
+  app.get(
+    '/openapi.json',
+    { config: { auth: 'none', module: 'docs' }, schema: { hide: true } },
+    async () => app.swagger(),
+  );
+
+  await app.register(healthRoutes, {
+    lifecycle: deps.lifecycle,
+    started: () => deps.redis.everReady(),
+    redisState: () => deps.redis.state(),
+  });
+  await app.register(adminRoutes, { prefix: '/v1/admin', service: deps.admin });
+  await app.register(cacheRoutes, { prefix: '/v1/cache', service: deps.cache });
+
+  return app;
+}

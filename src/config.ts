@@ -1,0 +1,252 @@
+/**
+ * The gateway's whole configuration: one zod schema over the environment, parsed once at start.
+ * `parseConfig(env)` is pure; it throws a ConfigError naming every bad variable at once.
+ * Every variable here is documented in README.md ("Configuration") with the same default.
+ */
+import { z } from 'zod';
+
+const bool = (dflt: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], {
+      error: 'must be one of true, false, 1, 0, yes, no, on, off',
+    })
+    .default(dflt ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on');
+
+const int = (dflt: number, min: number, max: number) =>
+  z.coerce
+    .number({ error: 'must be an integer' })
+    .int({ error: 'must be an integer' })
+    .min(min)
+    .max(max)
+    .default(dflt);
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v === '' ? undefined : v));
+
+const hostPort = /^\[?[A-Za-z0-9._:-]+\]?:\d{1,5}$/;
+
+const sentinels = z
+  .string()
+  .default('')
+  .transform((v, ctx) => {
+    const parts = v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+    const out: { host: string; port: number }[] = [];
+    for (const part of parts) {
+      if (!hostPort.test(part)) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" is not host:port` });
+        return z.NEVER;
+      }
+      const idx = part.lastIndexOf(':');
+      const port = Number(part.slice(idx + 1));
+      if (port < 1 || port > 65535) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" has an invalid port` });
+        return z.NEVER;
+      }
+      out.push({ host: part.slice(0, idx).replace(/^\[|\]$/g, ''), port });
+    }
+    return out;
+  });
+
+export const configSchema = z
+  .object({
+    HOST: z.string().min(1).default('0.0.0.0'),
+    PORT: int(8080, 0, 65535),
+    METRICS_PORT: int(9464, 0, 65535),
+    LOG_LEVEL: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+
+    REDIS_SENTINELS: sentinels,
+    REDIS_MASTER_NAME: z.string().min(1).default('mymaster'),
+    REDIS_URL: z
+      .string()
+      .default('redis://127.0.0.1:6379')
+      .refine((v) => /^rediss?:\/\/[^/]+(\/\d+)?$/.test(v), {
+        message: 'must look like redis://host:port or rediss://host:port[/db]',
+      }),
+    REDIS_USERNAME: optionalString,
+    REDIS_PASSWORD: optionalString,
+    REDIS_SENTINEL_USERNAME: optionalString,
+    REDIS_SENTINEL_PASSWORD: optionalString,
+    REDIS_TLS: bool(false),
+    REDIS_TLS_CA_FILE: optionalString,
+    REDIS_CONNECT_TIMEOUT_MS: int(2000, 100, 60_000),
+    REDIS_COMMAND_TIMEOUT_MS: int(500, 10, 60_000),
+    READ_FROM_REPLICAS: bool(false),
+
+    API_KEYS_FILE: optionalString,
+    ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
+      message: 'must be at least 16 characters',
+    }),
+    AUTH_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
+    AUTH_CACHE_MAX_ENTRIES: int(10_000, 1, 10_000_000),
+
+    REQUEST_TIMEOUT_MS: int(2000, 50, 120_000),
+    BODY_LIMIT_BYTES: int(1_048_576, 1024, 100 * 1024 * 1024),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1000, 600_000),
+    TRUST_PROXY: z.string().default(''),
+    SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
+    DOCS_ENABLED: bool(true),
+
+    CACHE_DEFAULT_TTL_SECONDS: int(3600, 1, 365 * 24 * 3600),
+    CACHE_MAX_TTL_SECONDS: int(30 * 24 * 3600, 1, 10 * 365 * 24 * 3600),
+    CACHE_MAX_VALUE_BYTES: int(512 * 1024, 1, 512 * 1024 * 1024),
+    CACHE_MAX_BATCH: int(1000, 1, 1000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.CACHE_DEFAULT_TTL_SECONDS > c.CACHE_MAX_TTL_SECONDS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CACHE_DEFAULT_TTL_SECONDS'],
+        message: 'must not exceed CACHE_MAX_TTL_SECONDS',
+      });
+    }
+    if (c.REDIS_COMMAND_TIMEOUT_MS >= c.REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_COMMAND_TIMEOUT_MS'],
+        message: 'must be below REQUEST_TIMEOUT_MS',
+      });
+    }
+    if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
+    }
+  });
+
+type RawConfig = z.output<typeof configSchema>;
+
+/** Where the gateway finds Redis: through sentinels (production) or one standalone server. */
+export type RedisTopology =
+  | { mode: 'sentinel'; sentinels: { host: string; port: number }[]; masterName: string }
+  | { mode: 'standalone'; url: string };
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** 0 disables the separate metrics listener. */
+  readonly metricsPort: number;
+  readonly logLevel: RawConfig['LOG_LEVEL'];
+  readonly redis: {
+    readonly topology: RedisTopology;
+    readonly username?: string | undefined;
+    readonly password?: string | undefined;
+    readonly sentinelUsername?: string | undefined;
+    readonly sentinelPassword?: string | undefined;
+    readonly tls: boolean;
+    readonly tlsCaFile?: string | undefined;
+    readonly connectTimeoutMs: number;
+    readonly commandTimeoutMs: number;
+    readonly readFromReplicas: boolean;
+  };
+  readonly auth: {
+    readonly apiKeysFile?: string | undefined;
+    readonly adminToken?: string | undefined;
+    readonly cacheTtlMs: number;
+    readonly cacheMaxEntries: number;
+  };
+  readonly http: {
+    /** Upper bound on how long a request may wait for Redis before it is answered 503. */
+    readonly requestTimeoutMs: number;
+    readonly bodyLimitBytes: number;
+    readonly keepAliveTimeoutMs: number;
+    /** false, or a list of trusted proxy addresses / CIDRs. */
+    readonly trustProxy: false | string[];
+    readonly shutdownGraceMs: number;
+    readonly docsEnabled: boolean;
+  };
+  readonly cache: {
+    readonly defaultTtlSeconds: number;
+    readonly maxTtlSeconds: number;
+    readonly maxValueBytes: number;
+    readonly maxBatch: number;
+  };
+}
+
+/** Names of the variables holding secrets; their values never reach a log line. */
+export const SECRET_VARIABLES = [
+  'REDIS_PASSWORD',
+  'REDIS_SENTINEL_PASSWORD',
+  'ADMIN_TOKEN',
+] as const;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment into a frozen Config, or throws a ConfigError listing every bad variable. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const name = i.path.join('.') || '(environment)';
+      const secret = (SECRET_VARIABLES as readonly string[]).includes(name);
+      const value = secret ? '' : env[name] === undefined ? ' (unset)' : ` (got "${env[name]}")`;
+      return `${name}: ${i.message}${value}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const c = parsed.data;
+  const topology: RedisTopology =
+    c.REDIS_SENTINELS.length > 0
+      ? { mode: 'sentinel', sentinels: c.REDIS_SENTINELS, masterName: c.REDIS_MASTER_NAME }
+      : { mode: 'standalone', url: c.REDIS_URL };
+  const trust = c.TRUST_PROXY.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const config: Config = {
+    host: c.HOST,
+    port: c.PORT,
+    metricsPort: c.METRICS_PORT,
+    logLevel: c.LOG_LEVEL,
+    redis: {
+      topology,
+      username: c.REDIS_USERNAME,
+      password: c.REDIS_PASSWORD,
+      sentinelUsername: c.REDIS_SENTINEL_USERNAME,
+      sentinelPassword: c.REDIS_SENTINEL_PASSWORD,
+      tls: c.REDIS_TLS || (topology.mode === 'standalone' && topology.url.startsWith('rediss:')),
+      tlsCaFile: c.REDIS_TLS_CA_FILE,
+      connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,
+      commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
+      readFromReplicas: c.READ_FROM_REPLICAS,
+    },
+    auth: {
+      apiKeysFile: c.API_KEYS_FILE,
+      adminToken: c.ADMIN_TOKEN,
+      cacheTtlMs: c.AUTH_CACHE_TTL_MS,
+      cacheMaxEntries: c.AUTH_CACHE_MAX_ENTRIES,
+    },
+    http: {
+      requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
+      bodyLimitBytes: c.BODY_LIMIT_BYTES,
+      keepAliveTimeoutMs: c.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      trustProxy: trust.length > 0 ? trust : false,
+      shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+      docsEnabled: c.DOCS_ENABLED,
+    },
+    cache: {
+      defaultTtlSeconds: c.CACHE_DEFAULT_TTL_SECONDS,
+      maxTtlSeconds: c.CACHE_MAX_TTL_SECONDS,
+      maxValueBytes: c.CACHE_MAX_VALUE_BYTES,
+      maxBatch: c.CACHE_MAX_BATCH,
+    },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,154 @@
+/**
+ * The composition root: Redis clients, scripts, clock, metrics and every service, built once from
+ * the config and handed to buildApp. Tests build their own with other options.
+ */
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import type { Logger } from 'pino';
+import { type Clock, systemClock } from './clock.js';
+import type { Config } from './config.js';
+import { createAdminService } from './modules/admin/service.js';
+import { parseKeysFile } from './modules/admin/keys-file.js';
+import { createCacheService } from './modules/cache/service.js';
+import type { Lifecycle } from './observability/health.js';
+import { type Metrics, createMetrics } from './observability/metrics.js';
+import { type RedisHandle, createRedis } from './redis/client.js';
+import { keys } from './redis/keys.js';
+import { defineScripts, loadScripts } from './redis/scripts.js';
+
+export interface Deps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly redis: RedisHandle;
+  readonly metrics: Metrics;
+  readonly lifecycle: Lifecycle;
+  readonly admin: ReturnType<typeof createAdminService>;
+  readonly cache: ReturnType<typeof createCacheService>;
+  /** Re-reads API_KEYS_FILE now (it is also polled every 10 s). */
+  reloadKeysFile(): void;
+  close(): Promise<void>;
+}
+
+export interface DepsOptions {
+  clock?: Clock;
+  metrics?: Metrics;
+  /** Build without connecting (to print the OpenAPI document). */
+  lazyConnect?: boolean;
+}
+
+const KEYS_FILE_POLL_MS = 10_000;
+
+export function createDeps(config: Config, logger: Logger, options: DepsOptions = {}): Deps {
+  const clock = options.clock ?? systemClock;
+  const metrics = options.metrics ?? createMetrics();
+  const log = logger.child({ component: 'redis' });
+
+  let subscriberReadyOnce = false;
+  const redis = createRedis(config, {
+    lazyConnect: options.lazyConnect ?? false,
+    now: () => clock.nowMs(),
+    hooks: {
+      onReady(role, address) {
+        metrics.redisReady.set({ role }, 1);
+        log.info({ role, address }, 'redis ready');
+        if (role === 'subscriber') {
+          // Revocations published while we were away were missed: forget every cached key.
+          if (subscriberReadyOnce) admin.forgetAll();
+          subscriberReadyOnce = true;
+        }
+      },
+      onDown(role) {
+        metrics.redisReady.set({ role }, 0);
+      },
+      onReconnecting(role) {
+        metrics.redisReconnects.inc({ role });
+      },
+      onFailover(from, to) {
+        metrics.redisFailovers.inc();
+        log.warn({ from, to }, 'redis master changed');
+      },
+      onError(role, err) {
+        log.warn({ role, err: err.message }, 'redis connection error');
+      },
+    },
+  });
+  const scripts = loadScripts();
+  defineScripts(
+    [redis.primary, ...(redis.reader() !== redis.primary ? [redis.reader()] : [])],
+    scripts,
+  );
+
+  const authHit = metrics.authCache.labels('hit');
+  const authMiss = metrics.authCache.labels('miss');
+  const admin = createAdminService({
+    redis,
+    clock,
+    adminToken: config.auth.adminToken,
+    cacheTtlMs: config.auth.cacheTtlMs,
+    cacheMaxEntries: config.auth.cacheMaxEntries,
+    onCacheLookup: (hit) => (hit ? authHit.inc() : authMiss.inc()),
+  });
+
+  const lookups = {
+    get: {
+      hit: metrics.cacheLookups.labels('get', 'hit'),
+      miss: metrics.cacheLookups.labels('get', 'miss'),
+    },
+    mget: {
+      hit: metrics.cacheLookups.labels('mget', 'hit'),
+      miss: metrics.cacheLookups.labels('mget', 'miss'),
+    },
+  };
+  const cache = createCacheService({
+    redis,
+    clock,
+    limits: config.cache,
+    onLookup: (op, hit, n) => lookups[op][hit ? 'hit' : 'miss'].inc(n),
+  });
+
+  const channel = keys.channels.apiKeyRevoked();
+  redis.subscriber.on('message', (ch: string, keyId: string) => {
+    if (ch === channel) admin.forget(keyId);
+  });
+  if (!options.lazyConnect) {
+    redis.subscriber
+      .subscribe(channel)
+      .catch((err: Error) => log.error({ err: err.message }, 'cannot subscribe to revocations'));
+  }
+
+  const keysFile = config.auth.apiKeysFile;
+  const reloadKeysFile = () => {
+    if (keysFile === undefined) return;
+    admin.setFileKeys(parseKeysFile(readFileSync(keysFile, 'utf8'), keysFile));
+  };
+  if (keysFile !== undefined) {
+    reloadKeysFile(); // at startup a bad file stops the process
+    watchFile(keysFile, { interval: KEYS_FILE_POLL_MS, persistent: false }, () => {
+      try {
+        reloadKeysFile();
+        logger.info({ file: keysFile }, 'API keys file reloaded');
+      } catch (err) {
+        logger.error(
+          { err: (err as Error).message },
+          'API keys file unreadable; keeping the previous keys',
+        );
+      }
+    });
+  }
+
+  return {
+    config,
+    logger,
+    clock,
+    redis,
+    metrics,
+    lifecycle: { draining: false },
+    admin,
+    cache,
+    reloadKeysFile,
+    async close() {
+      if (keysFile !== undefined) unwatchFile(keysFile);
+      await redis.close();
+    },
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * Authentication and authorization of every request, in one onRequest hook.
+ *
+ * A route declares what it needs in its config: `auth: 'none'` (probes, docs), `auth: 'admin'`
+ * (operator ADMIN_TOKEN, or an API key with the `admin` scope acting on its own tenant), or by
+ * default an API key holding `scope` (e.g. 'cache:read'). The tenant always comes from the
+ * credential. Resource-level scope globs (`cache:read:ef:*`) are checked by the route with
+ * `authorizeResource` once the resource is known and validated.
+ */
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import { AppError } from '../errors.js';
+import { ADMIN_SCOPE, type Scope, allowsResource, hasCapability } from './scopes.js';
+
+/** Who is calling. */
+export interface Principal {
+  readonly kind: 'apiKey' | 'operator';
+  /** The tenant the credential belongs to; '*' for the operator. */
+  readonly tenant: string;
+  /** The API key id ('operator' for ADMIN_TOKEN). */
+  readonly keyId: string;
+  readonly scopes: readonly Scope[];
+}
+
+export type AuthMode = 'apiKey' | 'admin' | 'none';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Defaults to 'apiKey'. */
+    auth?: AuthMode;
+    /** `<capability>:<action>` an API key must hold (on some resource) to call the route. */
+    scope?: string;
+    /** The module serving the route, for metrics labels. */
+    module?: string;
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+}
+
+/** Why a presented credential was refused; every reason gets the same 401 answer. */
+export type AuthFailure = 'missing' | 'malformed' | 'unknown' | 'revoked' | 'expired' | 'scope';
+
+export interface AuthHookOptions {
+  /**
+   * Verifies a presented API key. Returns the principal, or the reason it is refused. May answer
+   * synchronously (cache hit) so the hot path allocates no promise.
+   */
+  verifyApiKey(presented: string): Principal | AuthFailure | Promise<Principal | AuthFailure>;
+  /** True when the bearer token is the operator's ADMIN_TOKEN (constant-time comparison). */
+  isAdminToken(token: string): boolean;
+  onFailure?(reason: AuthFailure): void;
+}
+
+const OPERATOR: Principal = { kind: 'operator', tenant: '*', keyId: 'operator', scopes: [] };
+
+function presentedCredential(request: FastifyRequest): string | undefined {
+  const h = request.headers;
+  const authz = h.authorization;
+  if (authz !== undefined) {
+    if (authz.length > 7 && authz.slice(0, 7).toLowerCase() === 'bearer ')
+      return authz.slice(7).trim();
+    return '';
+  }
+  const apiKey = h['x-api-key'];
+  if (typeof apiKey === 'string') return apiKey.trim();
+  return undefined;
+}
+
+const unauthorized = () =>
+  new AppError(
+    'UNAUTHORIZED',
+    'A valid API key is required (Authorization: Bearer <key> or X-API-Key).',
+    {
+      headers: { 'www-authenticate': 'Bearer realm="cache-gateway"' },
+    },
+  );
+
+const scopeCache = new Map<string, [string, string]>();
+function splitScope(scope: string): [string, string] {
+  let s = scopeCache.get(scope);
+  if (s === undefined) {
+    const i = scope.indexOf(':');
+    s = [scope.slice(0, i), scope.slice(i + 1)];
+    scopeCache.set(scope, s);
+  }
+  return s;
+}
+
+/** Builds the global onRequest hook. */
+export function createAuthHook(opts: AuthHookOptions): onRequestHookHandler {
+  const fail = (reason: AuthFailure): AppError => {
+    opts.onFailure?.(reason);
+    return reason === 'scope'
+      ? new AppError('SCOPE_MISSING', 'The API key lacks the scope this route needs.')
+      : unauthorized();
+  };
+
+  const admit = (
+    request: FastifyRequest,
+    mode: AuthMode,
+    scope: string | undefined,
+    result: Principal | AuthFailure,
+  ): AppError | undefined => {
+    if (typeof result === 'string') return fail(result);
+    if (mode === 'admin') {
+      if (!result.scopes.some((s) => s.capability === ADMIN_SCOPE)) {
+        opts.onFailure?.('scope');
+        return new AppError(
+          'SCOPE_MISSING',
+          `This route needs the ADMIN_TOKEN or an API key with the "${ADMIN_SCOPE}" scope.`,
+        );
+      }
+    } else if (scope !== undefined) {
+      const [capability, action] = splitScope(scope);
+      if (!hasCapability(result.scopes, capability, action)) {
+        opts.onFailure?.('scope');
+        return new AppError('SCOPE_MISSING', `The API key lacks the "${scope}" scope.`);
+      }
+    }
+    request.principal = result;
+    return undefined;
+  };
+
+  return function authHook(
+    request: FastifyRequest,
+    _reply: FastifyReply,
+    done: (err?: Error) => void,
+  ) {
+    if (request.is404) return done();
+    const config = request.routeOptions.config;
+    const mode: AuthMode = config.auth ?? 'apiKey';
+    if (mode === 'none') return done();
+    const presented = presentedCredential(request);
+    if (presented === undefined || presented === '')
+      return done(fail(presented === undefined ? 'missing' : 'malformed'));
+    if (mode === 'admin' && opts.isAdminToken(presented)) {
+      request.principal = OPERATOR;
+      return done();
+    }
+    const result = opts.verifyApiKey(presented);
+    if (result instanceof Promise) {
+      result.then(
+        (r) => done(admit(request, mode, config.scope, r)),
+        (err: unknown) => done(err as Error),
+      );
+      return;
+    }
+    done(admit(request, mode, config.scope, result));
+  };
+}
+
+/** The authenticated principal of a route that requires one. */
+export function principalOf(request: FastifyRequest): Principal {
+  const p = request.principal;
+  if (p === undefined) throw new Error('route reached without authentication');
+  return p;
+}
+
+/**
+ * Throws 403 unless the principal may act on this resource (scope globs such as `cache:read:ef:*`).
+ * `field` names the request field holding the resource, for the problem body.
+ */
+export function authorizeResource(
+  principal: Principal,
+  scope: string,
+  resource: string,
+  field: string,
+): void {
+  const [capability, action] = splitScope(scope);
+  if (!allowsResource(principal.scopes, capability, action, resource)) {
+    throw new AppError('SCOPE_MISSING', `The API key's "${scope}" scope does not cover ${field}.`, {
+      errors: [{ field, message: `not covered by the key's ${scope} scopes` }],
+    });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The process entry: the only file that reads process.env or exits.
+ * config -> deps -> app -> listen; SIGTERM/SIGINT drain and exit 0 within SHUTDOWN_GRACE_MS.
+ */
+import closeWithGrace from 'close-with-grace';
+import { pino } from 'pino';
+import { buildApp } from './app.js';
+import { ConfigError, type Config, parseConfig } from './config.js';
+import { createDeps } from './deps.js';
+import { createMetricsServer } from './observability/metrics-server.js';
+
+function loadConfig(): Config {
+  try {
+    return parseConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`cache-gateway: ${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = pino({
+    level: config.logLevel,
+    redact: {
+      paths: [
+        'req.headers.authorization',
+        'req.headers["x-api-key"]',
+        'headers.authorization',
+        'headers["x-api-key"]',
+        '*.password',
+        '*.adminToken',
+        'key',
+      ],
+      censor: '[redacted]',
+    },
+  });
+
+  let deps;
+  try {
+    deps = createDeps(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, 'cannot start');
+    process.exit(1);
+  }
+  const app = await buildApp(deps);
+  const metricsServer =
+    config.metricsPort !== 0 ? createMetricsServer(deps.metrics.registry) : undefined;
+
+  closeWithGrace({ delay: config.http.shutdownGraceMs, logger }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'shutting down after an error');
+    else logger.info({ signal }, 'draining');
+    deps.lifecycle.draining = true;
+    await app.close(); // waits for in-flight requests; new ones get 503 + Connection: close
+    await new Promise<void>((resolve) =>
+      metricsServer ? metricsServer.close(() => resolve()) : resolve(),
+    );
+    await deps.close();
+    logger.info('stopped');
+  });
+
+  await app.listen({ host: config.host, port: config.port });
+  if (metricsServer) {
+    await new Promise<void>((resolve, reject) => {
+      metricsServer.once('error', reject);
+      metricsServer.listen(config.metricsPort, config.host, () => resolve());
+    });
+    logger.info({ port: config.metricsPort }, 'metrics listening on /metrics');
+  }
+  logger.info(
+    { mode: config.redis.topology.mode, readFromReplicas: config.redis.readFromReplicas },
+    'cache-gateway started',
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `cache-gateway: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,389 @@
+/**
+ * Tenants and API keys: issue, list, revoke, and verify on every request.
+ *
+ * Verification is served from an in-process cache (bounded, AUTH_CACHE_TTL_MS), so the hot path
+ * makes no Redis round trip; a revocation is published on a channel every replica listens to and
+ * drops the key at once (a replica that missed the message while disconnected clears its whole
+ * cache on reconnect, and in the worst case an entry lives AUTH_CACHE_TTL_MS). Keys from
+ * API_KEYS_FILE are held in memory beside the Redis-backed ones and answer the same way.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../../clock.js';
+import { AppError } from '../../errors.js';
+import type { AuthFailure, Principal } from '../../http/auth.js';
+import { type Scope, parseScope, parseScopes } from '../../http/scopes.js';
+import { keys } from '../../redis/keys.js';
+import { generateKey, hashKey, keyIdOf, keyMatches } from './api-key.js';
+import type { FileKey } from './keys-file.js';
+
+export interface Tenant {
+  id: string;
+  name: string;
+  createdAt: string;
+  source: 'api' | 'file';
+}
+
+export interface ApiKeyInfo {
+  id: string;
+  tenant: string;
+  name: string;
+  scopes: string[];
+  createdAt: string | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  source: 'api' | 'file';
+}
+
+export interface AdminServiceOptions {
+  /** Returns the master client after waiting (bounded) for it; see redis/client.ts whenReady. */
+  redis: { primary: Redis; whenReady(): Promise<void> | undefined };
+  clock: Clock;
+  adminToken: string | undefined;
+  cacheTtlMs: number;
+  cacheMaxEntries: number;
+  onCacheLookup?(hit: boolean): void;
+}
+
+interface CachedKey {
+  readonly fetchedAt: number;
+  /** undefined: no such key (negative entry). */
+  readonly principal: Principal | undefined;
+  readonly digest: Buffer | undefined;
+  readonly expiresAtMs: number | undefined;
+  readonly revoked: boolean;
+}
+
+/** Unknown key ids are remembered this long at most, so floods of random keys stay off Redis. */
+const NEGATIVE_TTL_MS = 5000;
+
+const iso = (ms: number | undefined): string | null =>
+  ms === undefined || Number.isNaN(ms) ? null : new Date(ms).toISOString();
+const num = (v: string | undefined): number | undefined =>
+  v === undefined || v === '' ? undefined : Number(v);
+
+function scopesOf(raw: readonly string[]): Scope[] {
+  // Stored scopes were validated when the key was made; skip any a newer version no longer knows.
+  const out: Scope[] = [];
+  for (const r of raw) {
+    const s = parseScope(r);
+    if (typeof s !== 'string') out.push(s);
+  }
+  return out;
+}
+
+export function createAdminService(opts: AdminServiceOptions) {
+  const { clock } = opts;
+  const cache = new Map<string, CachedKey>();
+  const inflight = new Map<string, Promise<CachedKey>>();
+  let fileKeys = new Map<string, FileKey & { principal: Principal }>();
+  const adminDigest =
+    opts.adminToken === undefined
+      ? undefined
+      : createHash('sha256').update(opts.adminToken).digest();
+
+  const redis = async (): Promise<Redis> => {
+    const w = opts.redis.whenReady();
+    if (w !== undefined) await w;
+    return opts.redis.primary;
+  };
+
+  function remember(id: string, entry: CachedKey): CachedKey {
+    cache.delete(id);
+    cache.set(id, entry);
+    while (cache.size > opts.cacheMaxEntries) {
+      const oldest = cache.keys().next().value;
+      if (oldest === undefined) break;
+      cache.delete(oldest);
+    }
+    return entry;
+  }
+
+  async function fetchKey(id: string): Promise<CachedKey> {
+    const r = await redis();
+    const h = await r.hgetall(keys.gw.apiKey(id));
+    const fetchedAt = clock.nowMs();
+    if (h.tenant === undefined || h.sha256 === undefined) {
+      return remember(id, {
+        fetchedAt,
+        principal: undefined,
+        digest: undefined,
+        expiresAtMs: undefined,
+        revoked: false,
+      });
+    }
+    const principal: Principal = {
+      kind: 'apiKey',
+      tenant: h.tenant,
+      keyId: id,
+      scopes: scopesOf(JSON.parse(h.scopes ?? '[]') as string[]),
+    };
+    return remember(id, {
+      fetchedAt,
+      principal,
+      digest: Buffer.from(h.sha256, 'hex'),
+      expiresAtMs: num(h.expiresAt),
+      revoked: h.revokedAt !== undefined,
+    });
+  }
+
+  function judge(
+    presented: string,
+    entry: CachedKey | (FileKey & { principal: Principal }),
+  ): Principal | AuthFailure {
+    const digest = entry.digest;
+    if (entry.principal === undefined || digest === undefined || !keyMatches(presented, digest))
+      return 'unknown';
+    if ('revoked' in entry && entry.revoked) return 'revoked';
+    if (entry.expiresAtMs !== undefined && clock.nowMs() >= entry.expiresAtMs) return 'expired';
+    return entry.principal;
+  }
+
+  function fresh(entry: CachedKey, now: number): boolean {
+    const ttl =
+      entry.principal === undefined ? Math.min(NEGATIVE_TTL_MS, opts.cacheTtlMs) : opts.cacheTtlMs;
+    return now - entry.fetchedAt < ttl;
+  }
+
+  async function requireTenant(id: string): Promise<void> {
+    const r = await redis();
+    const exists = await r.exists(keys.gw.tenant(id));
+    if (exists === 0 && ![...fileKeys.values()].some((k) => k.tenant === id)) {
+      throw new AppError('TENANT_NOT_FOUND', `No tenant "${id}".`);
+    }
+  }
+
+  return {
+    /** Verifies a presented key; synchronous on a cache hit. */
+    verifyApiKey(presented: string): Principal | AuthFailure | Promise<Principal | AuthFailure> {
+      const id = keyIdOf(presented);
+      if (id === undefined) return 'malformed';
+      const fileKey = fileKeys.get(id);
+      if (fileKey !== undefined) return judge(presented, fileKey);
+      const cached = cache.get(id);
+      if (cached !== undefined && fresh(cached, clock.nowMs())) {
+        opts.onCacheLookup?.(true);
+        return judge(presented, cached);
+      }
+      opts.onCacheLookup?.(false);
+      let pending = inflight.get(id);
+      if (pending === undefined) {
+        pending = fetchKey(id).finally(() => inflight.delete(id));
+        inflight.set(id, pending);
+      }
+      return pending.then((entry) => judge(presented, entry));
+    },
+
+    /** Constant-time check of the operator token. */
+    isAdminToken(token: string): boolean {
+      if (adminDigest === undefined) return false;
+      return timingSafeEqual(hashKey(token), adminDigest);
+    },
+
+    /** Drops one key from the cache (a revocation message from any replica). */
+    forget(keyId: string): void {
+      cache.delete(keyId);
+    },
+
+    /** Drops every cached key (after missing revocation messages while disconnected). */
+    forgetAll(): void {
+      cache.clear();
+    },
+
+    /** Replaces the keys from API_KEYS_FILE. */
+    setFileKeys(map: ReadonlyMap<string, FileKey>): void {
+      const next = new Map<string, FileKey & { principal: Principal }>();
+      for (const [id, k] of map) {
+        next.set(id, {
+          ...k,
+          principal: { kind: 'apiKey', tenant: k.tenant, keyId: id, scopes: parseScopes(k.scopes) },
+        });
+      }
+      fileKeys = next;
+    },
+
+    async createTenant(id: string, name: string | undefined): Promise<Tenant> {
+      const r = await redis();
+      const now = clock.nowMs();
+      const created = await r.tenantCreate(
+        keys.gw.tenant(id),
+        keys.gw.tenants(),
+        id,
+        name ?? id,
+        now,
+      );
+      if (created === 0) throw new AppError('TENANT_EXISTS', `Tenant "${id}" already exists.`);
+      return { id, name: name ?? id, createdAt: new Date(now).toISOString(), source: 'api' };
+    },
+
+    async listTenants(): Promise<Tenant[]> {
+      const r = await redis();
+      const ids = (await r.smembers(keys.gw.tenants())).sort();
+      const pipeline = r.pipeline();
+      for (const id of ids) pipeline.hgetall(keys.gw.tenant(id));
+      const rows = (await pipeline.exec()) ?? [];
+      const out: Tenant[] = [];
+      rows.forEach(([err, h], i) => {
+        if (err) throw err;
+        const rec = h as Record<string, string>;
+        if (rec.id !== undefined) {
+          out.push({
+            id: rec.id,
+            name: rec.name ?? rec.id,
+            createdAt: iso(num(rec.createdAt)) ?? '',
+            source: 'api',
+          });
+        } else {
+          out.push({ id: ids[i] as string, name: ids[i] as string, createdAt: '', source: 'api' });
+        }
+      });
+      const known = new Set(ids);
+      for (const k of fileKeys.values()) {
+        if (!known.has(k.tenant)) {
+          known.add(k.tenant);
+          out.push({ id: k.tenant, name: k.tenant, createdAt: '', source: 'file' });
+        }
+      }
+      return out;
+    },
+
+    async getTenant(id: string): Promise<Tenant> {
+      const r = await redis();
+      const rec = await r.hgetall(keys.gw.tenant(id));
+      if (rec.id !== undefined) {
+        return {
+          id,
+          name: rec.name ?? id,
+          createdAt: iso(num(rec.createdAt)) ?? '',
+          source: 'api',
+        };
+      }
+      if ([...fileKeys.values()].some((k) => k.tenant === id))
+        return { id, name: id, createdAt: '', source: 'file' };
+      throw new AppError('TENANT_NOT_FOUND', `No tenant "${id}".`);
+    },
+
+    /** Issues a key. The plaintext key is returned once and never stored. */
+    async createKey(
+      tenant: string,
+      input: { name?: string | undefined; scopes: string[]; expiresAt?: string | undefined },
+    ): Promise<{ info: ApiKeyInfo; key: string }> {
+      const r = await redis();
+      const now = clock.nowMs();
+      const expiresAtMs = input.expiresAt === undefined ? undefined : Date.parse(input.expiresAt);
+      if (expiresAtMs !== undefined && expiresAtMs <= now) {
+        throw new AppError('VALIDATION_FAILED', 'expiresAt must be in the future.', {
+          errors: [{ field: 'body.expiresAt', message: 'must be in the future' }],
+        });
+      }
+      const { id, key } = generateKey();
+      const name = input.name ?? id;
+      const fields = [
+        'id',
+        id,
+        'tenant',
+        tenant,
+        'name',
+        name,
+        'sha256',
+        hashKey(key).toString('hex'),
+        'scopes',
+        JSON.stringify(input.scopes),
+        'createdAt',
+        String(now),
+      ];
+      if (expiresAtMs !== undefined) fields.push('expiresAt', String(expiresAtMs));
+      const res = await r.apiKeyCreate(
+        keys.gw.tenant(tenant),
+        keys.gw.apiKey(id),
+        keys.gw.tenantApiKeys(tenant),
+        id,
+        ...fields,
+      );
+      if (res === -1)
+        throw new AppError(
+          'TENANT_NOT_FOUND',
+          `No tenant "${tenant}"; create it first (POST /v1/admin/tenants).`,
+        );
+      if (res !== 1) throw new Error(`apiKeyCreate returned ${res}`);
+      cache.delete(id); // drop a negative entry, if any
+      return {
+        key,
+        info: {
+          id,
+          tenant,
+          name,
+          scopes: input.scopes,
+          createdAt: iso(now),
+          expiresAt: iso(expiresAtMs),
+          revokedAt: null,
+          source: 'api',
+        },
+      };
+    },
+
+    /** Lists a tenant's keys, without secrets or digests. */
+    async listKeys(tenant: string): Promise<ApiKeyInfo[]> {
+      await requireTenant(tenant);
+      const r = await redis();
+      const ids = (await r.smembers(keys.gw.tenantApiKeys(tenant))).sort();
+      const pipeline = r.pipeline();
+      for (const id of ids) pipeline.hgetall(keys.gw.apiKey(id));
+      const rows = (await pipeline.exec()) ?? [];
+      const out: ApiKeyInfo[] = [];
+      for (const [err, h] of rows) {
+        if (err) throw err;
+        const rec = h as Record<string, string>;
+        if (rec.id === undefined) continue;
+        out.push({
+          id: rec.id,
+          tenant,
+          name: rec.name ?? rec.id,
+          scopes: JSON.parse(rec.scopes ?? '[]') as string[],
+          createdAt: iso(num(rec.createdAt)),
+          expiresAt: iso(num(rec.expiresAt)),
+          revokedAt: iso(num(rec.revokedAt)),
+          source: 'api',
+        });
+      }
+      for (const k of fileKeys.values()) {
+        if (k.tenant !== tenant) continue;
+        out.push({
+          id: k.id,
+          tenant,
+          name: k.name,
+          scopes: [...k.scopes],
+          createdAt: null,
+          expiresAt: iso(k.expiresAtMs),
+          revokedAt: null,
+          source: 'file',
+        });
+      }
+      return out;
+    },
+
+    /** Revokes a key of `tenant`; a key of another tenant answers 404 exactly like a missing one. */
+    async revokeKey(tenant: string, keyId: string): Promise<void> {
+      const fileKey = fileKeys.get(keyId);
+      if (fileKey !== undefined && fileKey.tenant === tenant) {
+        throw new AppError(
+          'API_KEY_MANAGED_BY_FILE',
+          'This key comes from API_KEYS_FILE; remove it there to revoke it.',
+        );
+      }
+      const r = await redis();
+      const res = await r.apiKeyRevoke(
+        keys.gw.apiKey(keyId),
+        tenant,
+        clock.nowMs(),
+        keys.channels.apiKeyRevoked(),
+        keyId,
+      );
+      if (res === -1)
+        throw new AppError('API_KEY_NOT_FOUND', `No API key "${keyId}" in tenant "${tenant}".`);
+      cache.delete(keyId);
+    },
+  };
+}
+
+export type AdminService = ReturnType<typeof createAdminService>;

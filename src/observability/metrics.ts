@@ -1,0 +1,98 @@
+/**
+ * Every Prometheus metric of the gateway, on a registry of its own (never prom-client's global one).
+ * Labels are bounded: route templates, methods, status codes, module and outcome names; never a
+ * tenant id, API key, Redis key, stream name or raw URL.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
+  readonly cacheLookups: Counter<'op' | 'result'>;
+  readonly redisErrors: Counter<'module' | 'kind'>;
+  readonly redisReady: Gauge<'role'>;
+  readonly redisReconnects: Counter<'role'>;
+  readonly redisFailovers: Counter;
+  readonly authFailures: Counter<'reason'>;
+  readonly authCache: Counter<'result'>;
+  /** Records one HTTP request; children are cached so the hot path does no label hashing. */
+  observeHttp(method: string, route: string, status: number, seconds: number): void;
+}
+
+export function createMetrics(
+  registry: Registry = new Registry(),
+  collectDefaults = true,
+): Metrics {
+  if (collectDefaults) collectDefaultMetrics({ register: registry });
+  const httpDuration = new Histogram({
+    name: 'gateway_http_request_duration_seconds',
+    help: 'HTTP request duration by route template, method and status code.',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const cacheLookups = new Counter({
+    name: 'gateway_cache_lookups_total',
+    help: 'Cache lookups by operation (get, mget) and result (hit, miss). One per key for mget.',
+    labelNames: ['op', 'result'] as const,
+    registers: [registry],
+  });
+  const redisErrors = new Counter({
+    name: 'gateway_redis_errors_total',
+    help: 'Redis errors seen while serving requests, by module and kind (unavailable, timeout, readonly, noreplicas, oom, noperm, other).',
+    labelNames: ['module', 'kind'] as const,
+    registers: [registry],
+  });
+  const redisReady = new Gauge({
+    name: 'gateway_redis_client_ready',
+    help: '1 when the Redis client of this role is connected and ready, else 0.',
+    labelNames: ['role'] as const,
+    registers: [registry],
+  });
+  const redisReconnects = new Counter({
+    name: 'gateway_redis_reconnects_total',
+    help: 'Reconnection attempts of the Redis clients, by role.',
+    labelNames: ['role'] as const,
+    registers: [registry],
+  });
+  const redisFailovers = new Counter({
+    name: 'gateway_redis_failovers_total',
+    help: 'Master changes seen by this gateway (the primary client came back on another address).',
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'gateway_auth_failures_total',
+    help: 'Refused credentials by reason (missing, malformed, unknown, revoked, expired, scope).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const authCache = new Counter({
+    name: 'gateway_auth_cache_lookups_total',
+    help: 'In-process API-key cache lookups by result (hit, miss).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  for (const role of ['primary', 'replica', 'subscriber']) redisReady.set({ role }, 0);
+
+  const children = new Map<string, ReturnType<typeof httpDuration.labels>>();
+  return {
+    registry,
+    httpDuration,
+    cacheLookups,
+    redisErrors,
+    redisReady,
+    redisReconnects,
+    redisFailovers,
+    authFailures,
+    authCache,
+    observeHttp(method, route, status, seconds) {
+      const id = `${method} ${status} ${route}`;
+      let child = children.get(id);
+      if (child === undefined) {
+        child = httpDuration.labels(method, route, String(status));
+        children.set(id, child);
+      }
+      child.observe(seconds);
+    },
+  };
+}

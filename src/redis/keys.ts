@@ -1,0 +1,83 @@
+/**
+ * The only place Redis keys and channels are built.
+ *
+ * Layout: `<tenant>:<scope>:<caller key>` for tenant data, `_gw:<...>` for the gateway's own data.
+ * A tenant id matches TENANT_ID_PATTERN (no ':', '{', glob characters, and never a leading '_'),
+ * so `<tenant>:<scope>:` is an unambiguous prefix: whatever the caller's key holds (':', '*', '{',
+ * spaces, any UTF-8), the full key stays inside its tenant's scope. No ioredis keyPrefix is used.
+ */
+import { AppError } from '../errors.js';
+
+/** Tenant ids: lowercase, digits, '-' and '_', 1..63 characters, not starting with '-' or '_'. */
+export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** Caller-supplied keys are 1..MAX_KEY_BYTES bytes of UTF-8. */
+export const MAX_KEY_BYTES = 1024;
+
+// C0 controls, DEL and C1 controls. Lone surrogates cannot be encoded as UTF-8 and are refused too.
+const CONTROL_OR_LONE_SURROGATE =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Checks a caller-supplied key. Returns undefined when valid, else the reason (for a 400 problem).
+ */
+export function checkUserKey(key: string): string | undefined {
+  if (key.length === 0) return 'must not be empty';
+  // A UTF-16 string of n code units is at most 3n bytes of UTF-8; count only when it could matter.
+  if (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
+    return `must be at most ${MAX_KEY_BYTES} bytes of UTF-8`;
+  }
+  if (CONTROL_OR_LONE_SURROGATE.test(key)) return 'must not contain control characters';
+  return undefined;
+}
+
+function tenantId(tenant: string): string {
+  if (!TENANT_ID_PATTERN.test(tenant)) {
+    // Tenants come from verified credentials or validated admin input; reaching this is a bug.
+    throw new Error(`invalid tenant id reached the key builder: ${JSON.stringify(tenant)}`);
+  }
+  return tenant;
+}
+
+function tenantPrefix(tenant: string, scope: string): string {
+  return `${tenantId(tenant)}:${scope}:`;
+}
+
+function userKey(tenant: string, scope: string, field: string, key: string): string {
+  const problem = checkUserKey(key);
+  if (problem !== undefined) {
+    throw new AppError('VALIDATION_FAILED', `${field} ${problem}.`, {
+      errors: [{ field, message: problem, limit: 'MAX_KEY_BYTES' }],
+    });
+  }
+  return tenantPrefix(tenant, scope) + key;
+}
+
+/** Escapes glob metacharacters so a literal string can be used inside SCAN MATCH / PSUBSCRIBE. */
+export function escapeGlob(literal: string): string {
+  return literal.replace(/[*?[\]\\]/g, (c) => '\\' + c);
+}
+
+export const keys = {
+  /** A cached value: `<tenant>:cache:<key>`. */
+  cache: (tenant: string, key: string): string => userKey(tenant, 'cache', 'key', key),
+
+  /** Gateway-internal keys. Tenant ids cannot start with '_', so these never collide. */
+  gw: {
+    /** Hash: one tenant's record. */
+    tenant: (tenant: string): string => `_gw:tenant:${tenantId(tenant)}`,
+    /** Set: every tenant id. */
+    tenants: (): string => '_gw:tenants',
+    /** Hash: one API key's record (never the secret; its SHA-256). */
+    apiKey: (keyId: string): string => `_gw:apikey:${keyId}`,
+    /** Set: the ids of one tenant's API keys. */
+    tenantApiKeys: (tenant: string): string => `_gw:tenant-apikeys:${tenantId(tenant)}`,
+  },
+
+  /** Pub/sub channels. */
+  channels: {
+    /** Every gateway replica listens here and drops revoked keys from its auth cache. */
+    apiKeyRevoked: (): string => '_gw:events:apikey-revoked',
+  },
+} as const;

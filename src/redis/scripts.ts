@@ -1,0 +1,91 @@
+/**
+ * The table of every Lua script, loaded once and defined on each client with `defineCommand`
+ * (EVALSHA, falling back to EVAL on NOSCRIPT, so scripts survive a failover to a fresh master).
+ *
+ * Files live beside their module as `modules/<m>/lua/<name>-<numKeys>.lua`; each starts with a
+ * header comment giving its KEYS, ARGV (with units) and return shape. A unit test checks that every
+ * .lua file is listed here and that the file suffix matches the header's KEYS count.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Redis, Result } from 'ioredis';
+
+export interface ScriptDef {
+  /** Command name on the ioredis client. */
+  readonly name: string;
+  /** Path relative to src/ (and dist/, where the build copies the .lua files). */
+  readonly file: string;
+  readonly numberOfKeys: number;
+  /** Scripts that never write may run on replicas (EVALSHA_RO). */
+  readonly readOnly?: boolean;
+}
+
+export const SCRIPTS: readonly ScriptDef[] = [
+  { name: 'cachePut', file: 'modules/cache/lua/put-1.lua', numberOfKeys: 1 },
+  { name: 'tenantCreate', file: 'modules/admin/lua/create-tenant-2.lua', numberOfKeys: 2 },
+  { name: 'apiKeyCreate', file: 'modules/admin/lua/create-key-3.lua', numberOfKeys: 3 },
+  { name: 'apiKeyRevoke', file: 'modules/admin/lua/revoke-key-1.lua', numberOfKeys: 1 },
+];
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** See modules/cache/lua/put-1.lua. Returns 1 when created, 0 when replaced. */
+    cachePut(key: string, envelope: Buffer | string, expireAtMs: number): Result<number, Context>;
+    /** See modules/admin/lua/create-tenant-2.lua. Returns 1 when created, 0 when it existed. */
+    tenantCreate(
+      tenantKey: string,
+      tenantsKey: string,
+      id: string,
+      name: string,
+      createdAtMs: number,
+    ): Result<number, Context>;
+    /** See modules/admin/lua/create-key-3.lua. Returns 1, or -1 when the tenant does not exist. */
+    apiKeyCreate(
+      tenantKey: string,
+      apiKeyKey: string,
+      tenantKeysKey: string,
+      keyId: string,
+      ...fieldValuePairs: string[]
+    ): Result<number, Context>;
+    /** See modules/admin/lua/revoke-key-1.lua. 1 revoked, 0 already revoked, -1 not found/other tenant. */
+    apiKeyRevoke(
+      apiKeyKey: string,
+      tenant: string,
+      revokedAtMs: number,
+      channel: string,
+      keyId: string,
+    ): Result<number, Context>;
+  }
+}
+
+const srcRoot = new URL('../', import.meta.url);
+
+export interface LoadedScript extends ScriptDef {
+  readonly lua: string;
+}
+
+/** Reads every script file. Throws at startup when one is missing. */
+export function loadScripts(defs: readonly ScriptDef[] = SCRIPTS): LoadedScript[] {
+  return defs.map((d) => ({
+    ...d,
+    lua: readFileSync(fileURLToPath(new URL(d.file, srcRoot)), 'utf8'),
+  }));
+}
+
+/** Defines every script as a command on each client. */
+export function defineScripts(clients: readonly Redis[], scripts: readonly LoadedScript[]): void {
+  for (const client of clients) {
+    for (const s of scripts) {
+      client.defineCommand(s.name, {
+        lua: s.lua,
+        numberOfKeys: s.numberOfKeys,
+        readOnly: s.readOnly ?? false,
+      });
+    }
+  }
+}
+
+/** Absolute path of a script file, for tests. */
+export function scriptPath(file: string): string {
+  return fileURLToPath(new URL(file, srcRoot));
+}

@@ -1,0 +1,142 @@
+/**
+ * Builds a real gateway (real deps, real Redis from the global topology) for route tests, and
+ * makes tenants and API keys for them.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { pino } from 'pino';
+import { inject } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import type { Clock } from '../../src/clock.js';
+import { type Config, parseConfig } from '../../src/config.js';
+import { type Deps, createDeps } from '../../src/deps.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface TestApp {
+  app: FastifyInstance;
+  deps: Deps;
+  config: Config;
+  close(): Promise<void>;
+}
+
+/** Environment pointing at a topology (the global one unless given). */
+export function testEnv(
+  extra: Record<string, string> = {},
+  sentinels?: { host: string; port: number }[],
+  masterName?: string,
+): Record<string, string> {
+  const provided = sentinels === undefined ? inject('redis') : undefined;
+  const list = sentinels ?? provided?.sentinels ?? [];
+  return {
+    REDIS_SENTINELS: list.map((s) => `${s.host}:${s.port}`).join(','),
+    REDIS_MASTER_NAME: masterName ?? provided?.masterName ?? 'mymaster',
+    LOG_LEVEL: 'silent',
+    ADMIN_TOKEN,
+    METRICS_PORT: '0',
+    ...extra,
+  };
+}
+
+/** Waits until the app's master client is ready (or throws after `timeoutMs`). */
+export async function waitForRedis(deps: Deps, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!deps.redis.everReady() || deps.redis.primary.status !== 'ready') {
+    if (Date.now() > deadline)
+      throw new Error(`redis not ready: ${JSON.stringify(deps.redis.state())}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function buildTestApp(
+  options: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    sentinels?: { host: string; port: number }[];
+    masterName?: string;
+  } = {},
+): Promise<TestApp> {
+  const config = parseConfig(testEnv(options.env, options.sentinels, options.masterName));
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const deps = createDeps(config, logger, options.clock ? { clock: options.clock } : {});
+  const app = await buildApp(deps);
+  await app.ready();
+  await waitForRedis(deps);
+  return {
+    app,
+    deps,
+    config,
+    async close() {
+      await app.close();
+      await deps.close();
+    },
+  };
+}
+
+export interface TestTenant {
+  tenant: string;
+  key: string;
+  keyId: string;
+  /** Headers carrying the key as a bearer token. */
+  auth: { authorization: string };
+}
+
+export function randomTenantId(prefix = 't'): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+/** Creates a fresh tenant with one key holding `scopes`. */
+export async function newTenant(deps: Deps, scopes: string[]): Promise<TestTenant> {
+  const tenant = randomTenantId();
+  await deps.admin.createTenant(tenant, undefined);
+  return addKey(deps, tenant, scopes);
+}
+
+/** Issues another key for an existing tenant. */
+export async function addKey(
+  deps: Deps,
+  tenant: string,
+  scopes: string[],
+  expiresAt?: string,
+): Promise<TestTenant> {
+  const { key, info } = await deps.admin.createKey(tenant, { scopes, expiresAt });
+  return { tenant, key, keyId: info.id, auth: { authorization: `Bearer ${key}` } };
+}
+
+/** Parses a JSON or problem+json body. */
+export function body<T = Record<string, unknown>>(res: LightMyRequestResponse): T {
+  return JSON.parse(res.body) as T;
+}
+
+/** Asserts the response is a problem+json with this status and code; returns its body. */
+export function expectProblem(
+  res: LightMyRequestResponse,
+  status: number,
+  code: string,
+): Record<string, unknown> & { errors?: { field: string; message: string; limit?: string }[] } {
+  const contentType = String(res.headers['content-type']);
+  if (res.statusCode !== status || !contentType.startsWith('application/problem+json')) {
+    throw new Error(
+      `expected ${status} problem+json ${code}, got ${res.statusCode} ${contentType}: ${res.body}`,
+    );
+  }
+  const b = body<
+    Record<string, unknown> & { errors?: { field: string; message: string; limit?: string }[] }
+  >(res);
+  if (b.code !== code) throw new Error(`expected code ${code}, got ${String(b.code)}: ${res.body}`);
+  if (
+    b.status !== status ||
+    typeof b.type !== 'string' ||
+    typeof b.title !== 'string' ||
+    typeof b.detail !== 'string'
+  ) {
+    throw new Error(`malformed problem body: ${res.body}`);
+  }
+  if (b.requestId !== res.headers['x-request-id'])
+    throw new Error(
+      `problem requestId ${String(b.requestId)} != header ${String(res.headers['x-request-id'])}`,
+    );
+  return b;
+}
+
+export type Inject = (opts: InjectOptions) => Promise<LightMyRequestResponse>;

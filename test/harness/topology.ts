@@ -1,0 +1,404 @@
+/**
+ * A real Redis Sentinel topology on loopback: 1 master, N replicas, M sentinels, each a
+ * redis-server / redis-sentinel process on a free port in a temporary directory, with fast failover
+ * settings. Nodes can be killed, paused (SIGSTOP) and restarted. Used by the test suite's global
+ * setup, the failover tests, the quick start (`npm run local`) and the benchmark.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const HOST = '127.0.0.1';
+export const INSTALL_HINT = 'sudo apt-get install -y redis-server redis-sentinel';
+
+/** Returns a message naming what is missing, or undefined when both binaries are installed. */
+export function missingRedisBinaries(): string | undefined {
+  const missing = ['redis-server', 'redis-sentinel'].filter((bin) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return undefined;
+  return `${missing.join(' and ')} not found on PATH. Install them (Debian/Ubuntu): ${INSTALL_HINT}`;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, HOST, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+type Resp = string | number | null | Resp[] | Error;
+
+/** Parses one RESP2 value from `buf` at `at`; undefined when more bytes are needed. */
+function parseResp(buf: Buffer, at: number): [Resp, number] | undefined {
+  const eol = buf.indexOf('\r\n', at);
+  if (eol === -1) return undefined;
+  const type = String.fromCharCode(buf[at] as number);
+  const line = buf.toString('utf8', at + 1, eol);
+  const next = eol + 2;
+  switch (type) {
+    case '+':
+      return [line, next];
+    case '-':
+      return [new Error(line), next];
+    case ':':
+      return [Number(line), next];
+    case '$': {
+      const len = Number(line);
+      if (len < 0) return [null, next];
+      if (buf.length < next + len + 2) return undefined;
+      return [buf.toString('utf8', next, next + len), next + len + 2];
+    }
+    case '*': {
+      const n = Number(line);
+      if (n < 0) return [null, next];
+      const out: Resp[] = [];
+      let pos = next;
+      for (let i = 0; i < n; i++) {
+        const r = parseResp(buf, pos);
+        if (r === undefined) return undefined;
+        out.push(r[0]);
+        pos = r[1];
+      }
+      return [out, pos];
+    }
+    default:
+      throw new Error(`unexpected RESP type ${type}`);
+  }
+}
+
+/** Sends one command over a raw socket and returns the parsed reply (no client library). */
+export function rawCommand(port: number, ...args: string[]): Promise<Resp> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection({ host: HOST, port });
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`timeout talking to :${port}`));
+    }, 1000);
+    sock.on('connect', () => {
+      sock.write(
+        `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`,
+      );
+    });
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const r = parseResp(buf, 0);
+      if (r !== undefined) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(r[0]);
+      }
+    });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** rawCommand for replies that are text. */
+async function rawText(port: number, ...args: string[]): Promise<string> {
+  const r = await rawCommand(port, ...args);
+  if (r instanceof Error) throw r;
+  return typeof r === 'string' ? r : JSON.stringify(r);
+}
+
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      lastErr = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(
+    `timed out waiting for ${what}${lastErr instanceof Error ? `: ${lastErr.message}` : ''}`,
+  );
+}
+
+export type NodeKind = 'master' | 'replica' | 'sentinel';
+
+export interface RedisNode {
+  readonly name: string;
+  readonly kind: NodeKind;
+  readonly port: number;
+  readonly confFile: string;
+  proc: ChildProcess | undefined;
+}
+
+export interface TopologyOptions {
+  replicas?: number;
+  sentinels?: number;
+  masterName?: string;
+  downAfterMs?: number;
+  failoverTimeoutMs?: number;
+  /** Extra lines for every data node's redis.conf. */
+  extraRedisConf?: string[];
+}
+
+export interface Topology {
+  readonly dir: string;
+  readonly masterName: string;
+  readonly master: RedisNode;
+  readonly replicas: readonly RedisNode[];
+  readonly sentinelNodes: readonly RedisNode[];
+  /** host:port list for REDIS_SENTINELS. */
+  readonly sentinels: { host: string; port: number }[];
+  readonly downAfterMs: number;
+  node(name: string): RedisNode;
+  kill(name: string, signal?: NodeJS.Signals): Promise<void>;
+  pause(name: string): void;
+  resume(name: string): void;
+  restart(name: string): Promise<void>;
+  /** The master's port as the sentinels see it now. */
+  masterPort(): Promise<number>;
+  /** Waits until the sentinels name a master other than `oldPort`, and it accepts writes. */
+  waitForNewMaster(oldPort: number, timeoutMs?: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  const killAll = () => {
+    for (const p of live) {
+      try {
+        p.kill('SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAll();
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+function launch(node: RedisNode): void {
+  const bin = node.kind === 'sentinel' ? 'redis-sentinel' : 'redis-server';
+  const proc = spawn(bin, [node.confFile], { stdio: 'ignore' });
+  proc.on('exit', () => live.delete(proc));
+  live.add(proc);
+  node.proc = proc;
+}
+
+async function waitUp(node: RedisNode): Promise<void> {
+  await waitFor(
+    `${node.name} on :${node.port}`,
+    async () => (await rawText(node.port, 'PING')) === 'PONG',
+    10_000,
+  );
+}
+
+/** Starts the topology and waits until replicas are in sync and sentinels know each other. */
+export async function startTopology(options: TopologyOptions = {}): Promise<Topology> {
+  const missing = missingRedisBinaries();
+  if (missing) throw new Error(missing);
+  installExitHook();
+  const replicaCount = options.replicas ?? 2;
+  const sentinelCount = options.sentinels ?? 3;
+  const masterName = options.masterName ?? 'mymaster';
+  const downAfterMs = options.downAfterMs ?? 1000;
+  const failoverTimeoutMs = options.failoverTimeoutMs ?? 5000;
+  const dir = mkdtempSync(join(tmpdir(), 'cache-gateway-redis-'));
+
+  const dataConf = (name: string, port: number, replicaOf?: number) =>
+    [
+      `port ${port}`,
+      `bind ${HOST}`,
+      `dir ${dir}`,
+      `logfile ${join(dir, `${name}.log`)}`,
+      `pidfile ${join(dir, `${name}.pid`)}`,
+      `appendonly yes`,
+      `appendfilename ${name}.aof`,
+      `appenddirname ${name}-aof`,
+      `appendfsync everysec`,
+      `dbfilename ${name}.rdb`,
+      `save ""`,
+      `repl-diskless-sync yes`,
+      `repl-diskless-sync-delay 0`,
+      `min-replicas-to-write 1`,
+      `min-replicas-max-lag 10`,
+      ...(replicaOf !== undefined ? [`replicaof ${HOST} ${replicaOf}`] : []),
+      ...(options.extraRedisConf ?? []),
+    ].join('\n') + '\n';
+
+  const mk = (name: string, kind: NodeKind, port: number, conf: string): RedisNode => {
+    const confFile = join(dir, `${name}.conf`);
+    writeFileSync(confFile, conf);
+    return { name, kind, port, confFile, proc: undefined };
+  };
+
+  const masterPort = await freePort();
+  const master = mk('master', 'master', masterPort, dataConf('master', masterPort));
+  const replicas: RedisNode[] = [];
+  for (let i = 1; i <= replicaCount; i++) {
+    const port = await freePort();
+    replicas.push(mk(`replica${i}`, 'replica', port, dataConf(`replica${i}`, port, masterPort)));
+  }
+  const sentinelNodes: RedisNode[] = [];
+  for (let i = 1; i <= sentinelCount; i++) {
+    const port = await freePort();
+    const conf = [
+      `port ${port}`,
+      `bind ${HOST}`,
+      `dir ${dir}`,
+      `logfile ${join(dir, `sentinel${i}.log`)}`,
+      `sentinel monitor ${masterName} ${HOST} ${masterPort} ${Math.floor(sentinelCount / 2) + 1}`,
+      `sentinel down-after-milliseconds ${masterName} ${downAfterMs}`,
+      `sentinel failover-timeout ${masterName} ${failoverTimeoutMs}`,
+      `sentinel parallel-syncs ${masterName} 1`,
+    ].join('\n');
+    sentinelNodes.push(mk(`sentinel${i}`, 'sentinel', port, conf + '\n'));
+  }
+
+  const all = [master, ...replicas, ...sentinelNodes];
+  const stop = async () => {
+    for (const n of all) {
+      if (n.proc && n.proc.exitCode === null) {
+        n.proc.kill('SIGKILL');
+      }
+    }
+    await Promise.all(
+      all.map((n) =>
+        n.proc && n.proc.exitCode === null
+          ? new Promise((r) => n.proc?.once('exit', r))
+          : Promise.resolve(),
+      ),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    launch(master);
+    await waitUp(master);
+    for (const r of replicas) launch(r);
+    await Promise.all(replicas.map(waitUp));
+    await Promise.all(
+      replicas.map((r) =>
+        waitFor(
+          `${r.name} in sync`,
+          async () =>
+            (await rawText(r.port, 'INFO', 'replication')).includes('master_link_status:up'),
+          15_000,
+        ),
+      ),
+    );
+    for (const s of sentinelNodes) launch(s);
+    await Promise.all(sentinelNodes.map(waitUp));
+    await Promise.all(
+      sentinelNodes.map((s) =>
+        waitFor(
+          `${s.name} to see ${replicaCount} replicas and ${sentinelCount - 1} sentinels`,
+          async () => {
+            const info = await rawText(s.port, 'INFO', 'sentinel');
+            const m = new RegExp(`slaves=(\\d+),sentinels=(\\d+)`).exec(info);
+            return m !== null && Number(m[1]) === replicaCount && Number(m[2]) === sentinelCount;
+          },
+          20_000,
+        ),
+      ),
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  const byName = new Map(all.map((n) => [n.name, n]));
+  const node = (name: string): RedisNode => {
+    const n = byName.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  };
+  const masterPortNow = async (): Promise<number> => {
+    for (const s of sentinelNodes) {
+      try {
+        const reply = await rawCommand(s.port, 'SENTINEL', 'get-master-addr-by-name', masterName);
+        const port = Array.isArray(reply) ? Number(reply[1]) : 0;
+        if (port > 0) return port;
+      } catch {
+        /* try the next sentinel */
+      }
+    }
+    throw new Error('no sentinel answered');
+  };
+
+  return {
+    dir,
+    masterName,
+    master,
+    replicas,
+    sentinelNodes,
+    sentinels: sentinelNodes.map((s) => ({ host: HOST, port: s.port })),
+    downAfterMs,
+    node,
+    async kill(name, signal = 'SIGKILL') {
+      const n = node(name);
+      const p = n.proc;
+      if (!p || p.exitCode !== null) return;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill(signal);
+      await exited;
+    },
+    pause(name) {
+      node(name).proc?.kill('SIGSTOP');
+    },
+    resume(name) {
+      node(name).proc?.kill('SIGCONT');
+    },
+    async restart(name) {
+      const n = node(name);
+      if (n.proc && n.proc.exitCode === null) {
+        const p = n.proc;
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        await exited;
+      }
+      launch(n);
+      await waitUp(n);
+    },
+    masterPort: masterPortNow,
+    async waitForNewMaster(oldPort, timeoutMs = 20_000) {
+      let port = oldPort;
+      await waitFor(
+        'a new master',
+        async () => {
+          port = await masterPortNow();
+          if (port === oldPort) return false;
+          const role = await rawCommand(port, 'ROLE');
+          return Array.isArray(role) && role[0] === 'master';
+        },
+        timeoutMs,
+      );
+      return port;
+    },
+    stop,
+  };
+}

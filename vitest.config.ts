@@ -1,0 +1,43 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Three tiers, run in this order by `npm test`:
+ *  - unit: pure code, no Redis;
+ *  - integration: routes, scripts and security against a real Sentinel topology started once by
+ *    the global setup (each test uses its own random tenant, so files run in parallel);
+ *  - sentinel: failover and outage scenarios, each file with its own topology, one file at a time.
+ */
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: [
+            'test/integration/**/*.test.ts',
+            'test/security/**/*.test.ts',
+            'test/contract/**/*.test.ts',
+          ],
+          globalSetup: ['test/harness/global-setup.ts'],
+          testTimeout: 20_000,
+          hookTimeout: 40_000,
+        },
+      },
+      {
+        test: {
+          name: 'sentinel',
+          include: ['test/sentinel/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
