@@ -17,7 +17,7 @@ const adminToken = `local-admin-${randomBytes(12).toString('hex')}`;
 async function waitReady(gateway: ChildProcess): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    if (gateway.exitCode !== null)
+    if (gateway.exitCode !== null || gateway.signalCode !== null)
       throw new Error(`the gateway exited with code ${gateway.exitCode}`);
     try {
       const res = await fetch(`${base}/readyz`);
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log('\nStopping the gateway and Redis ...');
-    if (gateway && gateway.exitCode === null) {
+    if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
       const exited = new Promise((r) => gateway?.once('exit', r));
       gateway.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

@@ -22,7 +22,7 @@ import { AppError } from './errors.js';
 import { createAuthHook } from './http/auth.js';
 import { swaggerOptions } from './http/openapi.js';
 import { GatewayLogController } from './http/logging.js';
-import { clientErrorHandler, registerProblemHandlers } from './http/problem.js';
+import { clientErrorHandler, registerProblemHandlers, sendProblem } from './http/problem.js';
 import { adminRoutes } from './modules/admin/routes.js';
 import { cacheRoutes } from './modules/cache/routes.js';
 import { healthRoutes } from './observability/health.js';
@@ -56,6 +56,21 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     clientErrorHandler,
+    // Undecodable URLs and over-long path parameters, caught by the router before any hook runs.
+    frameworkErrors: (err, request, reply) => {
+      reply.header('x-request-id', request.id);
+      const field =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? 'path (a parameter is longer than 4096 characters)'
+          : 'path (not valid percent-encoded UTF-8)';
+      void sendProblem(
+        request,
+        reply,
+        new AppError('VALIDATION_FAILED', `The URL path is invalid: ${field}.`, {
+          errors: [{ field: 'path', message: field }],
+        }),
+      );
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -84,7 +99,8 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     'onRequest',
     (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
       reply.header('x-request-id', request.id);
-      if (deps.lifecycle.draining) {
+      // Probes answer while draining: /readyz reports it, /livez must not fail (no restart mid-drain).
+      if (deps.lifecycle.draining && request.routeOptions.config.module !== 'health') {
         reply.header('connection', 'close');
         done(
           new AppError(

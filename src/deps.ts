@@ -67,6 +67,9 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
         metrics.redisFailovers.inc();
         log.warn({ from, to }, 'redis master changed');
       },
+      onRetry(reason) {
+        metrics.redisRetries.inc({ reason: /^[A-Z]+$/.test(reason) ? reason : 'NOTSENT' });
+      },
       onError(role, err) {
         log.warn({ role, err: err.message }, 'redis connection error');
       },

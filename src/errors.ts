@@ -122,6 +122,11 @@ export function classifyRedisError(err: unknown): RedisErrorKind | null {
   const msg = err.message;
   const name = err.name;
   if (msg === 'Command timed out') return 'timeout';
+  if (msg.startsWith('EXECABORT')) {
+    // A transaction discarded because a queued command was refused: classify by that refusal.
+    const first = (err as Error & { previousErrors?: unknown[] }).previousErrors?.[0];
+    return first instanceof Error ? classifyRedisError(first) : 'other';
+  }
   if (msg.startsWith('READONLY')) return 'readonly';
   if (msg.startsWith('NOREPLICAS')) return 'noreplicas';
   if (msg.startsWith('OOM')) return 'oom';

@@ -149,7 +149,9 @@ export function registerProblemHandlers(app: FastifyInstance, opts: ProblemHandl
   app.setErrorHandler((err, request, reply) => {
     const module = request.routeOptions.config?.module ?? 'gateway';
     const appErr = toAppError(err, opts, module);
-    if (appErr.status >= 500) {
+    // 503s (Redis away, draining) are counted in metrics and logged by the Redis client's own
+    // state changes; one line per refused request would flood the log during a failover.
+    if (appErr.status >= 500 && appErr.status !== 503) {
       request.log.error({ err: appErr.options.cause ?? err, code: appErr.code }, appErr.detail);
     } else {
       request.log.debug({ code: appErr.code, detail: appErr.detail }, 'request refused');

@@ -42,7 +42,7 @@ export const healthRoutes: FastifyPluginAsyncZod<HealthOptions> = async (app, op
         operationId: 'livez',
         tags: ['health'],
         summary: 'Liveness: the process runs',
-        response: { 200: jsonResponse('Alive.', Health) },
+        response: { 200: jsonResponse('Alive.', Health), 500: problemResponses()[500] },
       },
     },
     async () => ({ status: 'ok' as const }),

@@ -13,6 +13,7 @@ export interface Metrics {
   readonly redisReady: Gauge<'role'>;
   readonly redisReconnects: Counter<'role'>;
   readonly redisFailovers: Counter;
+  readonly redisRetries: Counter<'reason'>;
   readonly authFailures: Counter<'reason'>;
   readonly authCache: Counter<'result'>;
   /** Records one HTTP request; children are cached so the hot path does no label hashing. */
@@ -60,6 +61,12 @@ export function createMetrics(
     help: 'Master changes seen by this gateway (the primary client came back on another address).',
     registers: [registry],
   });
+  const redisRetries = new Counter({
+    name: 'gateway_redis_retries_total',
+    help: 'Commands Redis refused before executing them (READONLY, NOREPLICAS, LOADING, not sent) and the gateway sent again within the request budget.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   const authFailures = new Counter({
     name: 'gateway_auth_failures_total',
     help: 'Refused credentials by reason (missing, malformed, unknown, revoked, expired, scope).',
@@ -83,6 +90,7 @@ export function createMetrics(
     redisReady,
     redisReconnects,
     redisFailovers,
+    redisRetries,
     authFailures,
     authCache,
     observeHttp(method, route, status, seconds) {

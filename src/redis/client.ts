@@ -24,9 +24,23 @@ export interface RedisHooks {
   /** The primary came back on a different address than before: a failover happened. */
   onFailover?(from: string, to: string): void;
   onError?(role: RedisRole, err: Error): void;
+  /** A command refused before execution is being sent again (reason: READONLY, NOREPLICAS, ...). */
+  onRetry?(reason: string): void;
 }
 
-export interface RedisHandle {
+/** What services get: commands run on a ready master (or replica), within the request budget. */
+export interface RedisAccess {
+  /**
+   * Runs `fn` on the master once it is ready (waiting at most the request budget, else a 503).
+   * A command refused before it was sent (the connection was closing) is retried once after the
+   * reconnect; anything that may have reached Redis is never retried here.
+   */
+  onMaster<T>(fn: (client: Redis) => Promise<T>): Promise<T>;
+  /** Runs a read on a ready replica when READ_FROM_REPLICAS is on, else as onMaster. */
+  onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T>;
+}
+
+export interface RedisHandle extends RedisAccess {
   /** Request-path client on the master. */
   readonly primary: Redis;
   /** Dedicated pub/sub client. */
@@ -61,6 +75,10 @@ function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions 
     connectionName: `cache-gateway:${name}`,
     connectTimeout: r.connectTimeoutMs,
     commandTimeout: r.commandTimeoutMs,
+    // A server that stops answering without closing the connection (paused, partitioned) is
+    // declared dead after this long, so the client reconnects through the sentinels and the
+    // circuit breaker below can fail requests fast instead of each waiting out its timeout.
+    socketTimeout: Math.max(1000, 3 * r.commandTimeoutMs),
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
@@ -96,6 +114,31 @@ function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions 
   return { ...opts, host: url.hostname, port: Number(url.port || 6379), db };
 }
 
+/**
+ * Redis (or ioredis) refused the command before executing it, so sending it again cannot apply
+ * it twice: not sent at all, a demoted master (READONLY), too few replicas (NOREPLICAS), a
+ * master still loading or cut off from its own master, or a transaction discarded for one of
+ * these. Any other failure may have been applied and is never retried.
+ */
+const NOT_EXECUTED = /^(READONLY|NOREPLICAS|LOADING|MASTERDOWN|TRYAGAIN)\b|^Stream isn't writeable/;
+export function notExecuted(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (NOT_EXECUTED.test(err.message)) return true;
+  const previous = (err as Error & { previousErrors?: unknown[] }).previousErrors;
+  return (
+    err.message.startsWith('EXECABORT') &&
+    Array.isArray(previous) &&
+    previous.length > 0 &&
+    previous.every(notExecuted)
+  );
+}
+
+function notSent(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith("Stream isn't writeable");
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
 function addressOf(client: Redis): string {
   const s = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
   return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unknown';
@@ -113,6 +156,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     ...baseOptions(config, 'subscriber', lazy),
     // Pub/sub connections idle for long; no per-command deadline on SUBSCRIBE.
     commandTimeout: undefined,
+    socketTimeout: undefined,
     enableOfflineQueue: true,
   });
   const replica =
@@ -161,28 +205,63 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       { retryAfter: 1 },
     );
 
+  function whenReady(): Promise<void> | undefined {
+    if (primary.status === 'ready') return undefined;
+    if (lazy && primary.status === 'wait') void primary.connect().catch(() => undefined);
+    const since = downSince ?? now();
+    const remaining = since + budgetMs - now();
+    // Circuit open: the outage has outlasted one request's budget; answer at once.
+    if (remaining <= 0) return Promise.reject(unavailable());
+    return new Promise<void>((resolve, reject) => {
+      const entry = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          waiters = waiters.filter((w) => w !== entry);
+          reject(unavailable());
+        }, remaining),
+      };
+      waiters.push(entry);
+    });
+  }
+
+  async function onMaster<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+    const deadline = now() + budgetMs;
+    let backoff = 25;
+    for (;;) {
+      const w = whenReady();
+      if (w !== undefined) await w;
+      try {
+        return await fn(primary);
+      } catch (err) {
+        // Refused before execution (a failover settling, replicas re-attaching): try again
+        // within the request's budget; past it, the caller answers 503.
+        if (!notExecuted(err) || now() + backoff >= deadline) throw err;
+        hooks.onRetry?.((err as Error).message.split(' ', 1)[0] ?? 'unknown');
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 400);
+      }
+    }
+  }
+
+  const reader = (): Redis =>
+    replica !== undefined && replica.status === 'ready' ? replica : primary;
+
   return {
     primary,
     subscriber,
-    reader: () => (replica !== undefined && replica.status === 'ready' ? replica : primary),
-    whenReady() {
-      if (primary.status === 'ready') return undefined;
-      if (lazy && primary.status === 'wait') void primary.connect().catch(() => undefined);
-      const since = downSince ?? now();
-      const remaining = since + budgetMs - now();
-      // Circuit open: the outage has outlasted one request's budget; answer at once.
-      if (remaining <= 0) return Promise.reject(unavailable());
-      return new Promise<void>((resolve, reject) => {
-        const entry = {
-          resolve,
-          reject,
-          timer: setTimeout(() => {
-            waiters = waiters.filter((w) => w !== entry);
-            reject(unavailable());
-          }, remaining),
-        };
-        waiters.push(entry);
-      });
+    reader,
+    whenReady,
+    onMaster,
+    async onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+      const r = reader();
+      if (r === primary) return onMaster(fn);
+      try {
+        return await fn(r);
+      } catch (err) {
+        if (notSent(err)) return onMaster(fn);
+        throw err;
+      }
     },
     everReady: () => everReady,
     state: () => ({
@@ -199,11 +278,10 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       const clients = [primary, subscriber, ...(replica ? [replica] : [])];
       await Promise.all(
         clients.map(async (c) => {
-          if (c.status === 'ready') {
-            await c.quit().catch(() => c.disconnect());
-          } else {
-            c.disconnect();
-          }
+          // QUIT lets in-flight replies arrive; disconnect() then also stops the sentinel
+          // connections of the failover detector, which QUIT alone leaves reconnecting.
+          if (c.status === 'ready') await c.quit().catch(() => undefined);
+          c.disconnect();
         }),
       );
     },

@@ -3,6 +3,7 @@
  * makes tenants and API keys for them.
  */
 import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { inject } from 'vitest';
@@ -140,3 +141,27 @@ export function expectProblem(
 }
 
 export type Inject = (opts: InjectOptions) => Promise<LightMyRequestResponse>;
+
+/** One request over a real socket with the path sent verbatim (no URL normalisation). */
+export function rawHttp(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  payload?: string,
+): Promise<{
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (b += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}

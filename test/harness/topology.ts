@@ -201,6 +201,11 @@ function installExitHook(): void {
   }
 }
 
+/** Running: not exited and not killed by a signal (exitCode stays null after a signal). */
+function alive(proc: ChildProcess | undefined): proc is ChildProcess {
+  return proc !== undefined && proc.exitCode === null && proc.signalCode === null;
+}
+
 function launch(node: RedisNode): void {
   const bin = node.kind === 'sentinel' ? 'redis-sentinel' : 'redis-server';
   const proc = spawn(bin, [node.confFile], { stdio: 'ignore' });
@@ -281,18 +286,10 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
 
   const all = [master, ...replicas, ...sentinelNodes];
   const stop = async () => {
-    for (const n of all) {
-      if (n.proc && n.proc.exitCode === null) {
-        n.proc.kill('SIGKILL');
-      }
-    }
-    await Promise.all(
-      all.map((n) =>
-        n.proc && n.proc.exitCode === null
-          ? new Promise((r) => n.proc?.once('exit', r))
-          : Promise.resolve(),
-      ),
-    );
+    const running = all.map((n) => n.proc).filter(alive);
+    const exited = running.map((p) => new Promise((r) => p.once('exit', r)));
+    for (const p of running) p.kill('SIGKILL');
+    await Promise.all(exited);
     rmSync(dir, { recursive: true, force: true });
   };
 
@@ -362,7 +359,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     async kill(name, signal = 'SIGKILL') {
       const n = node(name);
       const p = n.proc;
-      if (!p || p.exitCode !== null) return;
+      if (!alive(p)) return;
       const exited = new Promise((r) => p.once('exit', r));
       p.kill(signal);
       await exited;
@@ -375,7 +372,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     },
     async restart(name) {
       const n = node(name);
-      if (n.proc && n.proc.exitCode === null) {
+      if (alive(n.proc)) {
         const p = n.proc;
         const exited = new Promise((r) => p.once('exit', r));
         p.kill('SIGKILL');

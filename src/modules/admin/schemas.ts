@@ -48,7 +48,16 @@ export const Tenant = z
     ],
   });
 
-export const TenantList = z.object({ tenants: z.array(Tenant) }).meta({ id: 'TenantList' });
+export const TenantList = z.object({ tenants: z.array(Tenant) }).meta({
+  id: 'TenantList',
+  examples: [
+    {
+      tenants: [
+        { id: 'acme', name: 'ACME Corp.', createdAt: '2026-11-21T10:00:00.000Z', source: 'api' },
+      ],
+    },
+  ],
+});
 
 export const CreateKeyBody = z
   .object({
@@ -114,4 +123,6 @@ export const CreatedApiKey = z
     ],
   });
 
-export const ApiKeyList = z.object({ keys: z.array(ApiKeyInfo) }).meta({ id: 'ApiKeyList' });
+export const ApiKeyList = z
+  .object({ keys: z.array(ApiKeyInfo) })
+  .meta({ id: 'ApiKeyList', examples: [{ keys: [keyExample] }] });

@@ -8,11 +8,11 @@
  * API_KEYS_FILE are held in memory beside the Redis-backed ones and answer the same way.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { AuthFailure, Principal } from '../../http/auth.js';
 import { type Scope, parseScope, parseScopes } from '../../http/scopes.js';
+import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
 import { generateKey, hashKey, keyIdOf, keyMatches } from './api-key.js';
 import type { FileKey } from './keys-file.js';
@@ -36,8 +36,7 @@ export interface ApiKeyInfo {
 }
 
 export interface AdminServiceOptions {
-  /** Returns the master client after waiting (bounded) for it; see redis/client.ts whenReady. */
-  redis: { primary: Redis; whenReady(): Promise<void> | undefined };
+  redis: RedisAccess;
   clock: Clock;
   adminToken: string | undefined;
   cacheTtlMs: number;
@@ -82,11 +81,7 @@ export function createAdminService(opts: AdminServiceOptions) {
       ? undefined
       : createHash('sha256').update(opts.adminToken).digest();
 
-  const redis = async (): Promise<Redis> => {
-    const w = opts.redis.whenReady();
-    if (w !== undefined) await w;
-    return opts.redis.primary;
-  };
+  const { redis } = opts;
 
   function remember(id: string, entry: CachedKey): CachedKey {
     cache.delete(id);
@@ -100,8 +95,7 @@ export function createAdminService(opts: AdminServiceOptions) {
   }
 
   async function fetchKey(id: string): Promise<CachedKey> {
-    const r = await redis();
-    const h = await r.hgetall(keys.gw.apiKey(id));
+    const h = await redis.onMaster((r) => r.hgetall(keys.gw.apiKey(id)));
     const fetchedAt = clock.nowMs();
     if (h.tenant === undefined || h.sha256 === undefined) {
       return remember(id, {
@@ -146,8 +140,7 @@ export function createAdminService(opts: AdminServiceOptions) {
   }
 
   async function requireTenant(id: string): Promise<void> {
-    const r = await redis();
-    const exists = await r.exists(keys.gw.tenant(id));
+    const exists = await redis.onMaster((r) => r.exists(keys.gw.tenant(id)));
     if (exists === 0 && ![...fileKeys.values()].some((k) => k.tenant === id)) {
       throw new AppError('TENANT_NOT_FOUND', `No tenant "${id}".`);
     }
@@ -203,25 +196,22 @@ export function createAdminService(opts: AdminServiceOptions) {
     },
 
     async createTenant(id: string, name: string | undefined): Promise<Tenant> {
-      const r = await redis();
       const now = clock.nowMs();
-      const created = await r.tenantCreate(
-        keys.gw.tenant(id),
-        keys.gw.tenants(),
-        id,
-        name ?? id,
-        now,
+      const created = await redis.onMaster((r) =>
+        r.tenantCreate(keys.gw.tenant(id), keys.gw.tenants(), id, name ?? id, now),
       );
       if (created === 0) throw new AppError('TENANT_EXISTS', `Tenant "${id}" already exists.`);
       return { id, name: name ?? id, createdAt: new Date(now).toISOString(), source: 'api' };
     },
 
     async listTenants(): Promise<Tenant[]> {
-      const r = await redis();
-      const ids = (await r.smembers(keys.gw.tenants())).sort();
-      const pipeline = r.pipeline();
-      for (const id of ids) pipeline.hgetall(keys.gw.tenant(id));
-      const rows = (await pipeline.exec()) ?? [];
+      const ids = (await redis.onMaster((r) => r.smembers(keys.gw.tenants()))).sort();
+      const rows =
+        (await redis.onMaster((r) => {
+          const pipeline = r.pipeline();
+          for (const id of ids) pipeline.hgetall(keys.gw.tenant(id));
+          return pipeline.exec();
+        })) ?? [];
       const out: Tenant[] = [];
       rows.forEach(([err, h], i) => {
         if (err) throw err;
@@ -248,8 +238,7 @@ export function createAdminService(opts: AdminServiceOptions) {
     },
 
     async getTenant(id: string): Promise<Tenant> {
-      const r = await redis();
-      const rec = await r.hgetall(keys.gw.tenant(id));
+      const rec = await redis.onMaster((r) => r.hgetall(keys.gw.tenant(id)));
       if (rec.id !== undefined) {
         return {
           id,
@@ -268,7 +257,6 @@ export function createAdminService(opts: AdminServiceOptions) {
       tenant: string,
       input: { name?: string | undefined; scopes: string[]; expiresAt?: string | undefined },
     ): Promise<{ info: ApiKeyInfo; key: string }> {
-      const r = await redis();
       const now = clock.nowMs();
       const expiresAtMs = input.expiresAt === undefined ? undefined : Date.parse(input.expiresAt);
       if (expiresAtMs !== undefined && expiresAtMs <= now) {
@@ -293,12 +281,14 @@ export function createAdminService(opts: AdminServiceOptions) {
         String(now),
       ];
       if (expiresAtMs !== undefined) fields.push('expiresAt', String(expiresAtMs));
-      const res = await r.apiKeyCreate(
-        keys.gw.tenant(tenant),
-        keys.gw.apiKey(id),
-        keys.gw.tenantApiKeys(tenant),
-        id,
-        ...fields,
+      const res = await redis.onMaster((r) =>
+        r.apiKeyCreate(
+          keys.gw.tenant(tenant),
+          keys.gw.apiKey(id),
+          keys.gw.tenantApiKeys(tenant),
+          id,
+          ...fields,
+        ),
       );
       if (res === -1)
         throw new AppError(
@@ -325,11 +315,13 @@ export function createAdminService(opts: AdminServiceOptions) {
     /** Lists a tenant's keys, without secrets or digests. */
     async listKeys(tenant: string): Promise<ApiKeyInfo[]> {
       await requireTenant(tenant);
-      const r = await redis();
-      const ids = (await r.smembers(keys.gw.tenantApiKeys(tenant))).sort();
-      const pipeline = r.pipeline();
-      for (const id of ids) pipeline.hgetall(keys.gw.apiKey(id));
-      const rows = (await pipeline.exec()) ?? [];
+      const ids = (await redis.onMaster((r) => r.smembers(keys.gw.tenantApiKeys(tenant)))).sort();
+      const rows =
+        (await redis.onMaster((r) => {
+          const pipeline = r.pipeline();
+          for (const id of ids) pipeline.hgetall(keys.gw.apiKey(id));
+          return pipeline.exec();
+        })) ?? [];
       const out: ApiKeyInfo[] = [];
       for (const [err, h] of rows) {
         if (err) throw err;
@@ -371,13 +363,14 @@ export function createAdminService(opts: AdminServiceOptions) {
           'This key comes from API_KEYS_FILE; remove it there to revoke it.',
         );
       }
-      const r = await redis();
-      const res = await r.apiKeyRevoke(
-        keys.gw.apiKey(keyId),
-        tenant,
-        clock.nowMs(),
-        keys.channels.apiKeyRevoked(),
-        keyId,
+      const res = await redis.onMaster((r) =>
+        r.apiKeyRevoke(
+          keys.gw.apiKey(keyId),
+          tenant,
+          clock.nowMs(),
+          keys.channels.apiKeyRevoked(),
+          keyId,
+        ),
       );
       if (res === -1)
         throw new AppError('API_KEY_NOT_FOUND', `No API key "${keyId}" in tenant "${tenant}".`);

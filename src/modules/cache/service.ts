@@ -2,14 +2,14 @@
  * The cache over Redis strings. A read is one GET (on a replica when READ_FROM_REPLICAS is on and
  * one is ready) and hands back the stored JSON bytes untouched; a write is one script call.
  */
-import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
+import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
 import { decodeEnvelope, encodeEnvelope, etagOf } from './envelope.js';
 
 export interface CacheServiceOptions {
-  redis: { primary: Redis; reader(): Redis; whenReady(): Promise<void> | undefined };
+  redis: RedisAccess;
   clock: Clock;
   limits: {
     defaultTtlSeconds: number;
@@ -44,19 +44,6 @@ export interface PutItem {
 
 export function createCacheService(opts: CacheServiceOptions) {
   const { redis, clock, limits } = opts;
-
-  async function master(): Promise<Redis> {
-    const w = redis.whenReady();
-    if (w !== undefined) await w;
-    return redis.primary;
-  }
-
-  function readerClient(): Redis | Promise<Redis> {
-    const r = redis.reader();
-    if (r !== redis.primary) return r;
-    const w = redis.whenReady();
-    return w === undefined ? r : w.then(() => r);
-  }
 
   function toEntry(buf: Buffer | null, now: number): CacheEntry | null {
     if (buf === null) return null;
@@ -137,8 +124,8 @@ export function createCacheService(opts: CacheServiceOptions) {
     /** One GET; null on a miss (absent or expired). */
     async get(tenant: string, key: string): Promise<CacheEntry | null> {
       const redisKey = keys.cache(tenant, key);
-      const client = await readerClient();
-      const entry = toEntry(await client.getBuffer(redisKey), clock.nowMs());
+      const stored = await redis.onReader((c) => c.getBuffer(redisKey));
+      const entry = toEntry(stored, clock.nowMs());
       opts.onLookup?.('get', entry !== null, 1);
       return entry;
     },
@@ -146,24 +133,23 @@ export function createCacheService(opts: CacheServiceOptions) {
     /** Stores a value; `created` tells a new entry from a replaced one. */
     async put(tenant: string, item: PutItem): Promise<PutResult> {
       const p = prepare(tenant, item, 'body', clock.nowMs());
-      const r = await master();
-      const created = await r.cachePut(p.redisKey, p.envelope, p.expiresAtMs);
+      const created = await redis.onMaster((c) =>
+        c.cachePut(p.redisKey, p.envelope, p.expiresAtMs),
+      );
       return { created: created === 1, ttl: p.ttl, etag: p.etag };
     },
 
     /** Deletes a key; deleting an absent key is not an error. */
     async delete(tenant: string, key: string): Promise<void> {
       const redisKey = keys.cache(tenant, key);
-      const r = await master();
-      await r.unlink(redisKey);
+      await redis.onMaster((c) => c.unlink(redisKey));
     },
 
     /** One MGET; entries in request order, null for misses. */
     async mget(tenant: string, list: readonly string[]): Promise<(CacheEntry | null)[]> {
       checkBatch(list.length, 'body.keys');
       const redisKeys = list.map((k) => keys.cache(tenant, k));
-      const client = await readerClient();
-      const bufs = await client.mgetBuffer(...redisKeys);
+      const bufs = await redis.onReader((c) => c.mgetBuffer(...redisKeys));
       const now = clock.nowMs();
       const out = bufs.map((b) => toEntry(b, now));
       const hits = out.reduce((n, e) => (e === null ? n : n + 1), 0);
@@ -180,10 +166,11 @@ export function createCacheService(opts: CacheServiceOptions) {
       checkBatch(items.length, 'body.items');
       const now = clock.nowMs();
       const prepared = items.map((item, i) => prepare(tenant, item, `body.items[${i}]`, now));
-      const r = await master();
-      const tx = r.multi();
-      for (const p of prepared) tx.set(p.redisKey, p.envelope, 'PXAT', p.expiresAtMs);
-      const res = await tx.exec();
+      const res = await redis.onMaster((c) => {
+        const tx = c.multi();
+        for (const p of prepared) tx.set(p.redisKey, p.envelope, 'PXAT', p.expiresAtMs);
+        return tx.exec();
+      });
       if (res === null) throw new Error('MULTI/EXEC aborted');
       for (const [err] of res) if (err) throw err;
       return prepared.map((p) => ({ ttl: p.ttl, etag: p.etag }));

@@ -1,0 +1,257 @@
+/**
+ * Failover under load, against a real Sentinel topology of its own (1 master, 2 replicas,
+ * 3 sentinels, down-after 1000 ms) and a gateway serving over real HTTP on loopback.
+ *
+ * What must hold in every scenario: every answer is a 2xx or a declared 503 problem with
+ * Retry-After (never a 500, never a hang past the request deadline), and the gateway serves again
+ * on the new master without a restart.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
+import { type LedgerEntry, describeLedger, startCacheLoad, timeline } from '../harness/ledger.js';
+import { type Topology, rawCommand, startTopology } from '../harness/topology.js';
+
+const REQUEST_TIMEOUT_MS = 2000;
+const DOWN_AFTER_MS = 1000;
+/** A request may take its deadline plus scheduling noise on a loaded 2-core machine. */
+const LATENCY_BOUND_MS = REQUEST_TIMEOUT_MS + 1000;
+
+let topology: Topology;
+let gw: TestApp;
+let port: number;
+let key: string;
+
+beforeAll(async () => {
+  topology = await startTopology({ downAfterMs: DOWN_AFTER_MS });
+  gw = await buildTestApp({
+    sentinels: topology.sentinels,
+    masterName: topology.masterName,
+    env: { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), REDIS_COMMAND_TIMEOUT_MS: '500' },
+  });
+  await gw.app.listen({ port: 0, host: '127.0.0.1' });
+  port = (gw.app.server.address() as { port: number }).port;
+  key = (await newTenant(gw.deps, ['cache:read', 'cache:write'])).key;
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await topology?.stop();
+});
+
+/** The node currently acting as master. */
+async function currentMaster(): Promise<string> {
+  const p = await topology.masterPort();
+  const node = [topology.master, ...topology.replicas].find((n) => n.port === p);
+  if (!node) throw new Error(`no node on master port ${p}`);
+  return node.name;
+}
+
+async function failoversSeen(): Promise<number> {
+  const m = await gw.deps.metrics.redisFailovers.get();
+  return m.values[0]?.value ?? 0;
+}
+
+async function redisErrors(kind: string): Promise<number> {
+  const m = await gw.deps.metrics.redisErrors.get();
+  return m.values.filter((v) => v.labels.kind === kind).reduce((n, v) => n + v.value, 0);
+}
+
+/** Every entry is a success, a declared 503 problem, or (a GET just after a lost write) a miss. */
+function assertOnlyDeclaredAnswers(ledger: readonly LedgerEntry[]): void {
+  const undeclared = ledger.filter((e) => {
+    const ok = e.status === 200 || e.status === 201;
+    const declared503 =
+      e.status === 503 &&
+      e.contentType?.startsWith('application/problem+json') === true &&
+      e.retryAfter !== undefined &&
+      /^BACKEND_/.test(e.code ?? '') &&
+      !/READONLY|NOREPLICAS|ECONNREFUSED/.test(e.body);
+    const lostWrite = e.status === 404 && e.op === 'get' && e.code === 'CACHE_MISS';
+    return !(ok || declared503 || lostWrite);
+  });
+  const slow = ledger.filter((e) => e.latencyMs > LATENCY_BOUND_MS);
+  const context = `${describeLedger(ledger)}\n${timeline(ledger)}`;
+  expect(
+    undeclared.slice(0, 5).map((e) => `${e.status} ${e.body}`),
+    context,
+  ).toEqual([]);
+  expect(
+    slow.slice(0, 5).map((e) => `${e.op} ${e.status} took ${e.latencyMs} ms`),
+    context,
+  ).toEqual([]);
+}
+
+/** Time of the last failed answer, ms since the run started; -1 when none failed. */
+function lastFailure(ledger: readonly LedgerEntry[]): number {
+  return ledger
+    .filter((e) => e.status !== 200 && e.status !== 201)
+    .reduce((m, e) => Math.max(m, e.t + e.latencyMs), -1);
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('condition not met in time');
+}
+
+describe('master crash (kill -9) under load', () => {
+  it('serves again on the promoted replica within down-after + 5 s; nothing but declared 503s in between', async () => {
+    const before = await failoversSeen();
+    const oldPort = await topology.masterPort();
+    const victim = await currentMaster();
+    const load = startCacheLoad({ port, key, prefix: 'crash' });
+    await new Promise((r) => setTimeout(r, 1500));
+    const killedAt = load.now();
+    await topology.kill(victim, 'SIGKILL');
+    const newPort = await topology.waitForNewMaster(oldPort, 20_000);
+    expect(newPort).not.toBe(oldPort);
+    // Keep the load on for a while after the promotion to see the recovery.
+    const promotedAt = load.now();
+    await new Promise((r) => setTimeout(r, 4000));
+    await load.stop();
+
+    assertOnlyDeclaredAnswers(load.ledger);
+    const last = lastFailure(load.ledger);
+    expect(
+      last - killedAt,
+      `recovered ${last - killedAt} ms after the kill at ${killedAt} ms:\n${timeline(load.ledger)}`,
+    ).toBeLessThanOrEqual(DOWN_AFTER_MS + 5000);
+    const after = load.ledger.filter((e) => e.t > promotedAt + 2000);
+    expect(after.length, timeline(load.ledger)).toBeGreaterThan(50);
+    expect(
+      after.every((e) => e.status === 200 || e.status === 201),
+      describeLedger(after),
+    ).toBe(true);
+    const beforeKill = load.ledger.filter((e) => e.t + e.latencyMs < killedAt);
+    expect(
+      beforeKill.every((e) => e.status < 300),
+      timeline(beforeKill),
+    ).toBe(true);
+    expect(await failoversSeen()).toBeGreaterThan(before);
+
+    // The crashed master comes back (from its AOF) and is demoted to a replica of the new master.
+    await topology.restart(victim);
+    await waitUntil(async () => {
+      const role = await rawCommand(topology.node(victim).port, 'ROLE');
+      return Array.isArray(role) && role[0] === 'slave';
+    }, 20_000);
+  });
+});
+
+describe('master hangs (SIGSTOP) under load', () => {
+  it('answers within the deadline, follows the failover, and never returns to the old master after SIGCONT', async () => {
+    const oldPort = await topology.masterPort();
+    const victim = await currentMaster();
+    const load = startCacheLoad({ port, key, prefix: 'hang' });
+    await new Promise((r) => setTimeout(r, 1000));
+    const pausedAt = load.now();
+    topology.pause(victim);
+    try {
+      await topology.waitForNewMaster(oldPort, 20_000);
+    } finally {
+      topology.resume(victim);
+    }
+    const resumedAt = load.now();
+    // The old master wakes up, is told by the sentinels to follow the new master.
+    await new Promise((r) => setTimeout(r, 5000));
+    await load.stop();
+
+    assertOnlyDeclaredAnswers(load.ledger);
+    expect(lastFailure(load.ledger) - pausedAt).toBeLessThanOrEqual(DOWN_AFTER_MS + 5000 + 3000);
+    const late = load.ledger.filter((e) => e.t > resumedAt + 2000);
+    expect(late.length).toBeGreaterThan(50);
+    expect(
+      late.every((e) => e.status === 200 || e.status === 201),
+      describeLedger(late),
+    ).toBe(true);
+    // Writes acknowledged after the failover live on the new master, not on the old one.
+    const newPort = await topology.masterPort();
+    const lastPut = [...load.ledger].reverse().find((e) => e.op === 'put' && e.status < 300);
+    expect(lastPut).toBeDefined();
+    const tenant = (await gw.deps.admin.verifyApiKey(key)) as { tenant: string };
+    expect(await rawCommand(newPort, 'EXISTS', `${tenant.tenant}:cache:${lastPut!.key}`)).toBe(1);
+    // The sentinels demote the old master once it answers again.
+    await waitUntil(async () => {
+      const role = await rawCommand(topology.node(victim).port, 'ROLE');
+      return Array.isArray(role) && role[0] === 'slave';
+    }, 20_000);
+  });
+});
+
+describe('manual failover (SENTINEL FAILOVER), connections stay up', () => {
+  it('no READONLY ever reaches a client and writes keep succeeding on the new master', async () => {
+    const readonlyBefore = await redisErrors('readonly');
+    const oldPort = await topology.masterPort();
+    const load = startCacheLoad({ port, key, prefix: 'manual' });
+    await new Promise((r) => setTimeout(r, 1000));
+    const reply = await rawCommand(
+      topology.sentinels[0]!.port,
+      'SENTINEL',
+      'FAILOVER',
+      topology.masterName,
+    );
+    expect(reply).toBe('OK');
+    const newPort = await topology.waitForNewMaster(oldPort, 20_000);
+    const switchedAt = load.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    await load.stop();
+
+    assertOnlyDeclaredAnswers(load.ledger);
+    expect(newPort).not.toBe(oldPort);
+    const late = load.ledger.filter((e) => e.t > switchedAt + 1500);
+    expect(
+      late.every((e) => e.status === 200 || e.status === 201),
+      describeLedger(late),
+    ).toBe(true);
+    // A write that meets the demoted master (READONLY) was not executed: the gateway reconnects and
+    // sends it again, so no request fails with it.
+    expect((await redisErrors('readonly')) - readonlyBefore).toBe(0);
+  });
+});
+
+describe('every data node unreachable (all paused) under load', () => {
+  it('fails fast with 503 within the deadline, keeps /livez up, and recovers when they return', async () => {
+    const nodes = [topology.master, ...topology.replicas].map((n) => n.name);
+    const load = startCacheLoad({ port, key, prefix: 'outage' });
+    await new Promise((r) => setTimeout(r, 800));
+    const downAt = load.now();
+    for (const n of nodes) topology.pause(n);
+    let livez = 0;
+    try {
+      await new Promise((r) => setTimeout(r, 4000));
+      livez = (await gw.app.inject({ method: 'GET', url: '/livez' })).statusCode;
+    } finally {
+      for (const n of nodes) topology.resume(n);
+    }
+    const upAt = load.now();
+    expect(livez).toBe(200);
+    await waitUntil(
+      async () => (await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200,
+      5000,
+    );
+    await new Promise((r) => setTimeout(r, 6000));
+    await load.stop();
+
+    assertOnlyDeclaredAnswers(load.ledger);
+    const during = load.ledger.filter(
+      (e) => e.t > downAt + REQUEST_TIMEOUT_MS && e.t + e.latencyMs < upAt,
+    );
+    expect(during.length, 'requests kept being answered during the outage').toBeGreaterThan(20);
+    expect(during.every((e) => e.status === 503)).toBe(true);
+    // Once the outage outlasted one request budget, the breaker answers at once.
+    const fast = during.filter((e) => e.latencyMs < 100).length;
+    expect(
+      fast / during.length,
+      'most requests fail fast once the outage is known',
+    ).toBeGreaterThan(0.8);
+    const tail = load.ledger.filter((e) => e.t > load.now() - 2500);
+    expect(tail.length).toBeGreaterThan(50);
+    expect(
+      tail.every((e) => e.status === 200 || e.status === 201),
+      describeLedger(tail),
+    ).toBe(true);
+  });
+});

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../src/config.js';
+
+describe('parseConfig', () => {
+  it('has the documented defaults', () => {
+    const c = parseConfig({});
+    expect(c.host).toBe('0.0.0.0');
+    expect(c.port).toBe(8080);
+    expect(c.metricsPort).toBe(9464);
+    expect(c.redis.topology).toEqual({ mode: 'standalone', url: 'redis://127.0.0.1:6379' });
+    expect(c.redis.readFromReplicas).toBe(false);
+    expect(c.http.requestTimeoutMs).toBe(2000);
+    expect(c.http.bodyLimitBytes).toBe(1_048_576);
+    expect(c.cache.maxBatch).toBe(1000);
+    expect(Object.isFrozen(c.redis)).toBe(true);
+  });
+
+  it('uses Sentinel mode when REDIS_SENTINELS is set', () => {
+    const c = parseConfig({
+      REDIS_SENTINELS: '10.0.0.1:26379, redis-sentinel.svc:26380,[::1]:26381',
+      REDIS_MASTER_NAME: 'main',
+    });
+    expect(c.redis.topology).toEqual({
+      mode: 'sentinel',
+      masterName: 'main',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: 'redis-sentinel.svc', port: 26380 },
+        { host: '::1', port: 26381 },
+      ],
+    });
+  });
+
+  it('parses booleans and numbers', () => {
+    const c = parseConfig({
+      READ_FROM_REPLICAS: 'yes',
+      REDIS_TLS: '1',
+      PORT: '3000',
+      TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
+    });
+    expect(c.redis.readFromReplicas).toBe(true);
+    expect(c.redis.tls).toBe(true);
+    expect(c.port).toBe(3000);
+    expect(c.http.trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
+  });
+
+  it('names every bad variable at once', () => {
+    let err: unknown;
+    try {
+      parseConfig({
+        PORT: 'eighty',
+        LOG_LEVEL: 'loud',
+        REDIS_SENTINELS: 'nohost',
+        READ_FROM_REPLICAS: 'maybe',
+        CACHE_MAX_BATCH: '5000',
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const names = (err as ConfigError).problems.map((p) => p.split(':')[0]);
+    expect(names.sort()).toEqual([
+      'CACHE_MAX_BATCH',
+      'LOG_LEVEL',
+      'PORT',
+      'READ_FROM_REPLICAS',
+      'REDIS_SENTINELS',
+    ]);
+    expect((err as ConfigError).message).toContain('got "eighty"');
+  });
+
+  it('checks relations between variables', () => {
+    expect(() =>
+      parseConfig({ CACHE_DEFAULT_TTL_SECONDS: '100', CACHE_MAX_TTL_SECONDS: '10' }),
+    ).toThrow(/CACHE_DEFAULT_TTL_SECONDS/);
+    expect(() =>
+      parseConfig({ REDIS_COMMAND_TIMEOUT_MS: '3000', REQUEST_TIMEOUT_MS: '2000' }),
+    ).toThrow(/REDIS_COMMAND_TIMEOUT_MS/);
+    expect(() => parseConfig({ PORT: '9000', METRICS_PORT: '9000' })).toThrow(/METRICS_PORT/);
+  });
+
+  it('never echoes a secret', () => {
+    try {
+      parseConfig({ ADMIN_TOKEN: 'short-secret' });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as Error).message).toContain('ADMIN_TOKEN');
+      expect((e as Error).message).not.toContain('short-secret');
+    }
+  });
+
+  it('refuses a malformed REDIS_URL', () => {
+    expect(() => parseConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL/);
+    expect(parseConfig({ REDIS_URL: 'rediss://cache.example:6380/2' }).redis.tls).toBe(true);
+  });
+});
