@@ -2,7 +2,7 @@
  * buildApp(deps): the Fastify instance with its hardening, request ids, problem handlers, auth,
  * metrics, docs, and one register line per module.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -21,7 +21,7 @@ import type { Deps } from './deps.js';
 import { AppError } from './errors.js';
 import { createAuthHook } from './http/auth.js';
 import { swaggerOptions } from './http/openapi.js';
-import { GatewayLogController } from './http/logging.js';
+import { GatewayLogController, lazyChildLoggerFactory } from './http/logging.js';
 import { clientErrorHandler, registerProblemHandlers, sendProblem } from './http/problem.js';
 import { adminRoutes } from './modules/admin/routes.js';
 import { cacheRoutes } from './modules/cache/routes.js';
@@ -34,15 +34,27 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 /** Caller-supplied request ids are kept when they are short and plain; else we make one. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * Generated ids: a random per-process prefix and a counter, e.g. `k3v9q2m8x1c4-1a2b`: unique
+ * across replicas, ordered within one, and far cheaper than a UUID per request.
+ */
+function requestIdGenerator(): () => string {
+  const prefix = randomBytes(6).toString('hex');
+  let n = 0;
+  return () => `${prefix}-${(++n).toString(36)}`;
+}
+
 export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   const { config, metrics } = deps;
   const logger: FastifyBaseLogger = deps.logger;
+  const nextRequestId = requestIdGenerator();
   const app = Fastify({
     loggerInstance: logger,
     logController: new GatewayLogController(),
+    childLoggerFactory: lazyChildLoggerFactory,
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
-      return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+      return typeof h === 'string' && REQUEST_ID.test(h) ? h : nextRequestId();
     },
     bodyLimit: config.http.bodyLimitBytes,
     // Keys are up to 1024 bytes of UTF-8, i.e. up to 3072 characters percent-encoded.
@@ -95,6 +107,13 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     onRedisError: (module, kind) => metrics.redisErrors.inc({ module, kind }),
   });
 
+  const authenticate = createAuthHook({
+    verifyApiKey: (presented) => deps.admin.verifyApiKey(presented),
+    isAdminToken: (token) => deps.admin.isAdminToken(token),
+    onFailure: (reason) => metrics.authFailures.inc({ reason }),
+  });
+  // One onRequest hook for everything (each hook is a step on every request's path): the request
+  // id header, refusal while draining, then authentication and the route's scope.
   app.addHook(
     'onRequest',
     (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
@@ -106,22 +125,15 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
           new AppError(
             'SHUTTING_DOWN',
             'This gateway replica is shutting down; retry (another replica will answer).',
-            { retryAfter: 1 },
+            {
+              retryAfter: 1,
+            },
           ),
         );
         return;
       }
-      done();
+      authenticate.call(app, request, reply, done);
     },
-  );
-
-  app.addHook(
-    'onRequest',
-    createAuthHook({
-      verifyApiKey: (presented) => deps.admin.verifyApiKey(presented),
-      isAdminToken: (token) => deps.admin.isAdminToken(token),
-      onFailure: (reason) => metrics.authFailures.inc({ reason }),
-    }),
   );
 
   app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {

@@ -81,8 +81,8 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     scripts,
   );
 
-  const authHit = metrics.authCache.labels('hit');
-  const authMiss = metrics.authCache.labels('miss');
+  const authHit = metrics.authCache.child({ result: 'hit' });
+  const authMiss = metrics.authCache.child({ result: 'miss' });
   const admin = createAdminService({
     redis,
     clock,
@@ -94,12 +94,12 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
 
   const lookups = {
     get: {
-      hit: metrics.cacheLookups.labels('get', 'hit'),
-      miss: metrics.cacheLookups.labels('get', 'miss'),
+      hit: metrics.cacheLookups.child({ op: 'get', result: 'hit' }),
+      miss: metrics.cacheLookups.child({ op: 'get', result: 'miss' }),
     },
     mget: {
-      hit: metrics.cacheLookups.labels('mget', 'hit'),
-      miss: metrics.cacheLookups.labels('mget', 'miss'),
+      hit: metrics.cacheLookups.child({ op: 'mget', result: 'hit' }),
+      miss: metrics.cacheLookups.child({ op: 'mget', result: 'miss' }),
     },
   };
   const cache = createCacheService({

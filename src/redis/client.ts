@@ -75,11 +75,8 @@ function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions 
     connectionName: `cache-gateway:${name}`,
     connectTimeout: r.connectTimeoutMs,
     commandTimeout: r.commandTimeoutMs,
-    // A server that stops answering without closing the connection (paused, partitioned) is
-    // declared dead after this long, so the client reconnects through the sentinels and the
-    // circuit breaker below can fail requests fast instead of each waiting out its timeout.
-    socketTimeout: Math.max(1000, 3 * r.commandTimeoutMs),
     maxRetriesPerRequest: 0,
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
     enableReadyCheck: true,
@@ -139,6 +136,39 @@ function notSent(err: unknown): boolean {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * Declares a connection dead when replies are awaited but none has arrived for `deadAfterMs`
+ * (a paused or partitioned server keeps the TCP connection open), and destroys it: ioredis then
+ * reconnects through the sentinels and the circuit breaker fails requests fast meanwhile.
+ * ioredis's own socketTimeout does the same with a listener added and removed on every write;
+ * this costs one timestamp per received chunk and one timer per client.
+ */
+function watchForDeadConnection(client: Redis, deadAfterMs: number): NodeJS.Timeout {
+  let lastReplyAt = Date.now();
+  const onData = () => {
+    lastReplyAt = Date.now();
+  };
+  client.on('connect', () => {
+    lastReplyAt = Date.now();
+    (client.stream as NodeJS.EventEmitter | undefined)?.on('data', onData);
+  });
+  const timer = setInterval(
+    () => {
+      if (client.status !== 'ready' || client.commandQueue.length === 0) {
+        lastReplyAt = Date.now();
+        return;
+      }
+      if (Date.now() - lastReplyAt > deadAfterMs) {
+        const stream = client.stream as { destroy?(err: Error): void } | undefined;
+        stream?.destroy?.(new Error(`no reply from Redis for ${deadAfterMs} ms; reconnecting`));
+      }
+    },
+    Math.max(50, Math.floor(deadAfterMs / 4)),
+  );
+  timer.unref();
+  return timer;
+}
+
 function addressOf(client: Redis): string {
   const s = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
   return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unknown';
@@ -156,7 +186,6 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     ...baseOptions(config, 'subscriber', lazy),
     // Pub/sub connections idle for long; no per-command deadline on SUBSCRIBE.
     commandTimeout: undefined,
-    socketTimeout: undefined,
     enableOfflineQueue: true,
   });
   const replica =
@@ -197,6 +226,10 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   wire(primary, 'primary');
   wire(subscriber, 'subscriber');
   if (replica) wire(replica, 'replica');
+  const deadAfterMs = Math.max(1000, 3 * config.redis.commandTimeoutMs);
+  const watchdogs = [primary, ...(replica ? [replica] : [])].map((c) =>
+    watchForDeadConnection(c, deadAfterMs),
+  );
 
   const unavailable = () =>
     new AppError(
@@ -225,9 +258,13 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     });
   }
 
-  async function onMaster<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
-    const deadline = now() + budgetMs;
-    let backoff = 25;
+  /** The slow path: wait for a master, run, and resend commands refused before execution. */
+  async function onMasterRetrying<T>(
+    fn: (client: Redis) => Promise<T>,
+    deadline: number,
+    firstBackoff: number,
+  ): Promise<T> {
+    let backoff = firstBackoff;
     for (;;) {
       const w = whenReady();
       if (w !== undefined) await w;
@@ -244,6 +281,17 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     }
   }
 
+  function onMaster<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+    const start = now();
+    if (primary.status !== 'ready') return onMasterRetrying(fn, start + budgetMs, 25);
+    // Hot path: no async frame, one derived promise; failures go to the slow path.
+    return fn(primary).catch((err: unknown) => {
+      if (!notExecuted(err) || now() + 25 >= start + budgetMs) throw err;
+      hooks.onRetry?.((err as Error).message.split(' ', 1)[0] ?? 'unknown');
+      return sleep(25).then(() => onMasterRetrying(fn, start + budgetMs, 50));
+    });
+  }
+
   const reader = (): Redis =>
     replica !== undefined && replica.status === 'ready' ? replica : primary;
 
@@ -253,15 +301,13 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     reader,
     whenReady,
     onMaster,
-    async onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+    onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
       const r = reader();
       if (r === primary) return onMaster(fn);
-      try {
-        return await fn(r);
-      } catch (err) {
+      return fn(r).catch((err: unknown) => {
         if (notSent(err)) return onMaster(fn);
         throw err;
-      }
+      });
     },
     everReady: () => everReady,
     state: () => ({
@@ -270,6 +316,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       ...(replica ? { replica: replica.status } : {}),
     }),
     async close() {
+      for (const t of watchdogs) clearInterval(t);
       for (const w of waiters) {
         clearTimeout(w.timer);
         w.reject(unavailable());

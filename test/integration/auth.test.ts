@@ -104,7 +104,7 @@ describe('API_KEYS_FILE', () => {
             tenant,
             scopes: ['cache:read'],
             id: hashed.id,
-            sha256: hashKey(hashed.key).toString('hex'),
+            sha256: hashKey(hashed.key),
           },
         ],
       }),

@@ -50,7 +50,9 @@ describe('problem+json everywhere', () => {
 describe('request ids', () => {
   it('generates one, honours a plain one, replaces a hostile one', async () => {
     const gen = await t.app.inject({ method: 'GET', url: '/livez' });
-    expect(gen.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(gen.headers['x-request-id']).toMatch(/^[0-9a-f]{12}-[0-9a-z]+$/);
+    const next = await t.app.inject({ method: 'GET', url: '/livez' });
+    expect(next.headers['x-request-id']).not.toBe(gen.headers['x-request-id']);
     const kept = await t.app.inject({
       method: 'GET',
       url: '/livez',

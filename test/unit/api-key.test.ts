@@ -29,7 +29,13 @@ describe('API key format', () => {
     const digest = hashKey(key);
     expect(keyMatches(key, digest)).toBe(true);
     expect(keyMatches(key + 'x', digest)).toBe(false);
-    expect(keyMatches(key, Buffer.alloc(16))).toBe(false);
+    expect(keyMatches(key, '')).toBe(false);
+    expect(
+      keyMatches(
+        key,
+        digest.replace(/.$/, (c) => (c === '0' ? '1' : '0')),
+      ),
+    ).toBe(false);
   });
 });
 
@@ -45,13 +51,14 @@ describe('API_KEYS_FILE', () => {
           tenant: 'acme',
           scopes: ['cache:write:ef:*'],
           id: other.id,
-          sha256: hashKey(other.key).toString('hex'),
+          sha256: hashKey(other.key).toUpperCase(),
           name: 'ci',
         },
       ],
     });
     const map = parseKeysFile(text, 'keys.json');
-    expect(map.get(id)?.digest.equals(hashKey(key))).toBe(true);
+    expect(map.get(id)?.digest).toBe(hashKey(key));
+    expect(map.get(other.id)?.digest).toBe(hashKey(other.key));
     expect(map.get(other.id)?.name).toBe('ci');
     expect(map.get(other.id)?.scopes).toEqual(['cache:write:ef:*']);
   });

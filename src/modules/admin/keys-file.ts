@@ -57,7 +57,8 @@ export interface FileKey {
   readonly tenant: string;
   readonly name: string;
   readonly scopes: readonly string[];
-  readonly digest: Buffer;
+  /** SHA-256 hex (lowercase) of the whole key. */
+  readonly digest: string;
   readonly expiresAtMs: number | undefined;
 }
 
@@ -85,7 +86,7 @@ export function parseKeysFile(text: string, source: string): Map<string, FileKey
       tenant: e.tenant,
       name: e.name ?? `file:${id}`,
       scopes: e.scopes,
-      digest: e.key !== undefined ? hashKey(e.key) : Buffer.from(e.sha256 as string, 'hex'),
+      digest: e.key !== undefined ? hashKey(e.key) : (e.sha256 as string).toLowerCase(),
       expiresAtMs: e.expiresAt === undefined ? undefined : Date.parse(e.expiresAt),
     });
   });

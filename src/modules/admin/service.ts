@@ -7,14 +7,13 @@
  * cache on reconnect, and in the worst case an entry lives AUTH_CACHE_TTL_MS). Keys from
  * API_KEYS_FILE are held in memory beside the Redis-backed ones and answer the same way.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { AuthFailure, Principal } from '../../http/auth.js';
 import { type Scope, parseScope, parseScopes } from '../../http/scopes.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
-import { generateKey, hashKey, keyIdOf, keyMatches } from './api-key.js';
+import { constantTimeEqual, generateKey, hashKey, keyIdOf, keyMatches } from './api-key.js';
 import type { FileKey } from './keys-file.js';
 
 export interface Tenant {
@@ -48,7 +47,8 @@ interface CachedKey {
   readonly fetchedAt: number;
   /** undefined: no such key (negative entry). */
   readonly principal: Principal | undefined;
-  readonly digest: Buffer | undefined;
+  /** SHA-256 hex of the whole key. */
+  readonly digest: string | undefined;
   readonly expiresAtMs: number | undefined;
   readonly revoked: boolean;
 }
@@ -76,10 +76,7 @@ export function createAdminService(opts: AdminServiceOptions) {
   const cache = new Map<string, CachedKey>();
   const inflight = new Map<string, Promise<CachedKey>>();
   let fileKeys = new Map<string, FileKey & { principal: Principal }>();
-  const adminDigest =
-    opts.adminToken === undefined
-      ? undefined
-      : createHash('sha256').update(opts.adminToken).digest();
+  const adminDigest = opts.adminToken === undefined ? undefined : hashKey(opts.adminToken);
 
   const { redis } = opts;
 
@@ -115,7 +112,7 @@ export function createAdminService(opts: AdminServiceOptions) {
     return remember(id, {
       fetchedAt,
       principal,
-      digest: Buffer.from(h.sha256, 'hex'),
+      digest: h.sha256.toLowerCase(),
       expiresAtMs: num(h.expiresAt),
       revoked: h.revokedAt !== undefined,
     });
@@ -124,12 +121,13 @@ export function createAdminService(opts: AdminServiceOptions) {
   function judge(
     presented: string,
     entry: CachedKey | (FileKey & { principal: Principal }),
+    now: number,
   ): Principal | AuthFailure {
     const digest = entry.digest;
     if (entry.principal === undefined || digest === undefined || !keyMatches(presented, digest))
       return 'unknown';
     if ('revoked' in entry && entry.revoked) return 'revoked';
-    if (entry.expiresAtMs !== undefined && clock.nowMs() >= entry.expiresAtMs) return 'expired';
+    if (entry.expiresAtMs !== undefined && now >= entry.expiresAtMs) return 'expired';
     return entry.principal;
   }
 
@@ -151,12 +149,13 @@ export function createAdminService(opts: AdminServiceOptions) {
     verifyApiKey(presented: string): Principal | AuthFailure | Promise<Principal | AuthFailure> {
       const id = keyIdOf(presented);
       if (id === undefined) return 'malformed';
+      const now = clock.nowMs();
       const fileKey = fileKeys.get(id);
-      if (fileKey !== undefined) return judge(presented, fileKey);
+      if (fileKey !== undefined) return judge(presented, fileKey, now);
       const cached = cache.get(id);
-      if (cached !== undefined && fresh(cached, clock.nowMs())) {
+      if (cached !== undefined && fresh(cached, now)) {
         opts.onCacheLookup?.(true);
-        return judge(presented, cached);
+        return judge(presented, cached, now);
       }
       opts.onCacheLookup?.(false);
       let pending = inflight.get(id);
@@ -164,13 +163,13 @@ export function createAdminService(opts: AdminServiceOptions) {
         pending = fetchKey(id).finally(() => inflight.delete(id));
         inflight.set(id, pending);
       }
-      return pending.then((entry) => judge(presented, entry));
+      return pending.then((entry) => judge(presented, entry, clock.nowMs()));
     },
 
     /** Constant-time check of the operator token. */
     isAdminToken(token: string): boolean {
       if (adminDigest === undefined) return false;
-      return timingSafeEqual(hashKey(token), adminDigest);
+      return constantTimeEqual(hashKey(token), adminDigest);
     },
 
     /** Drops one key from the cache (a revocation message from any replica). */
@@ -274,7 +273,7 @@ export function createAdminService(opts: AdminServiceOptions) {
         'name',
         name,
         'sha256',
-        hashKey(key).toString('hex'),
+        hashKey(key),
         'scopes',
         JSON.stringify(input.scopes),
         'createdAt',

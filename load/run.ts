@@ -1,0 +1,268 @@
+/**
+ * `npm run bench`: builds the gateway, starts a Sentinel topology on loopback, the gateway
+ * (node dist/main.js) and the bare baseline server as separate processes, then runs every
+ * scenario with autocannon and prints req/s, p50, p99 and the ratio to the baseline. Baseline and
+ * gateway GET runs alternate (ROUNDS times each) so that drift on a shared machine hits both.
+ *
+ * Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS (default 32),
+ * BENCH_ROUNDS (default 2), BENCH_ONLY (comma-separated scenario ids), BENCH_SKIP_BUILD=1,
+ * BENCH_RATE (requests/s for a fixed-rate run; default 0 = as fast as possible).
+ * Loopback only; every run is bounded by its duration. Results: load/results/<timestamp>.json.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { freePort, startTopology } from '../test/harness/topology.js';
+import { VALUE, cacheScenarios } from './scenarios/cache.js';
+import type { Scenario, ScenarioContext } from './types.js';
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
+const RATE = Number(process.env.BENCH_RATE ?? 0);
+
+const scenarios: Scenario[] = [...cacheScenarios];
+
+/** CPU time (user + system) a process has used, in microseconds, from /proc (Linux). */
+function cpuMicros(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (100/s)
+    return ticks * 10_000;
+  } catch {
+    return NaN;
+  }
+}
+
+interface Measured {
+  id: string;
+  name: string;
+  /** CPU µs the serving process spent per request: steadier than req/s on a shared machine. */
+  cpuPerReq: number[];
+  rps: number[];
+  p50: number[];
+  p99: number[];
+  non2xx: number;
+  errors: number;
+}
+
+function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  process.on('exit', () => child.kill('SIGKILL'));
+  return child;
+}
+
+async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url);
+      if (res.status < 500) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: unknown,
+) {
+  const res = await fetch(base + path, {
+    method,
+    headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.json() as Promise<Record<string, unknown>>;
+}
+
+function run(url: string, s: Scenario, ctx: ScenarioContext): Promise<autocannon.Result> {
+  const r = s.request(ctx);
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: url + r.path,
+        method: r.method,
+        headers: r.headers,
+        body: r.body,
+        connections: CONNECTIONS,
+        duration: DURATION,
+        // BENCH_RATE: a fixed request rate (open loop) instead of as fast as possible. CPU µs per
+        // request at a fixed rate is the steadiest number for comparing two builds.
+        ...(RATE > 0 ? { overallRate: RATE } : {}),
+        title: s.name,
+      },
+      (err: Error | null, result) => (err ? reject(err) : resolve(result)),
+    );
+    autocannon.track(instance, {
+      renderProgressBar: true,
+      renderResultsTable: false,
+      renderLatencyTable: false,
+    });
+  });
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+async function main(): Promise<void> {
+  if (process.env.BENCH_SKIP_BUILD !== '1') {
+    console.log('building dist/ ...');
+    execFileSync('npm', ['run', '-s', 'build'], { stdio: 'inherit' });
+  }
+  console.log('starting Redis (1 master, 2 replicas, 3 sentinels) ...');
+  const topology = await startTopology();
+  const children: ChildProcess[] = [];
+  try {
+    const sentinels = topology.sentinels.map((s) => `${s.host}:${s.port}`).join(',');
+    const gwPort = await freePort();
+    const basePort = await freePort();
+    const adminToken = randomBytes(16).toString('hex');
+    children.push(
+      spawnNode([...(process.env.GW_FLAGS ?? '').split(' ').filter(Boolean), 'dist/main.js'], {
+        PORT: String(gwPort),
+        HOST: '127.0.0.1',
+        METRICS_PORT: '0',
+        REDIS_SENTINELS: sentinels,
+        ADMIN_TOKEN: adminToken,
+        LOG_LEVEL: 'warn',
+      }),
+      spawnNode(['load/baseline-server.mjs'], {
+        PORT: String(basePort),
+        REDIS_SENTINELS: sentinels,
+      }),
+    );
+    const [gwChild, baseChild] = children;
+    const gw = `http://127.0.0.1:${gwPort}`;
+    const base = `http://127.0.0.1:${basePort}`;
+    await Promise.all([waitHttp(`${gw}/readyz`), waitHttp(`${base}/bare/none`)]);
+
+    const admin = { authorization: `Bearer ${adminToken}` };
+    await call(gw, 'POST', '/v1/admin/tenants', admin, { id: 'bench' });
+    const created = await call(gw, 'POST', '/v1/admin/tenants/bench/keys', admin, {
+      scopes: ['cache:read', 'cache:write'],
+    });
+    const ctx: ScenarioContext = { auth: { authorization: `Bearer ${String(created.key)}` } };
+    await call(gw, 'PUT', '/v1/cache/bench%3Ahit', ctx.auth, { value: VALUE, ttl: 3600 });
+    await call(gw, 'POST', '/v1/cache/_mset', ctx.auth, {
+      items: Array.from({ length: 10 }, (_, i) => ({
+        key: `bench:m${i}`,
+        value: { ...VALUE, id: i },
+        ttl: 3600,
+      })),
+    });
+    const direct = new Redis({ host: '127.0.0.1', port: await topology.masterPort(), protocol: 2 });
+    await direct.set('bare:hit', JSON.stringify({ key: 'hit', value: VALUE, ttl: 3600 }));
+    direct.disconnect();
+
+    const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));
+    // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
+    const plan: Scenario[] = [];
+    for (let round = 0; round < ROUNDS; round++) plan.push(...selected);
+    const results = new Map<string, Measured>();
+    for (const s of plan) {
+      const url = s.target === 'gateway' ? gw : base;
+      console.log(`\n${s.name} (${DURATION} s, ${CONNECTIONS} connections)`);
+      const pid = (s.target === 'gateway' ? gwChild : baseChild)?.pid;
+      const cpu0 = cpuMicros(pid);
+      const r = await run(url, s, ctx);
+      const cpu1 = cpuMicros(pid);
+      const m = results.get(s.id) ?? {
+        id: s.id,
+        name: s.name,
+        cpuPerReq: [],
+        rps: [],
+        p50: [],
+        p99: [],
+        non2xx: 0,
+        errors: 0,
+      };
+      m.cpuPerReq.push((cpu1 - cpu0) / Math.max(1, r.requests.total));
+      m.rps.push(r.requests.average);
+      m.p50.push(r.latency.p50);
+      m.p99.push(r.latency.p99);
+      m.non2xx += r.non2xx;
+      m.errors += r.errors + r.timeouts;
+      results.set(s.id, m);
+    }
+
+    const rows = [...results.values()].map((m) => {
+      const s = scenarios.find((x) => x.id === m.id) as Scenario;
+      const ref = s.baseline ? results.get(s.baseline) : undefined;
+      const rps = median(m.rps);
+      // Each round's gateway run is compared with the baseline run just before it; the median of
+      // those ratios resists the drift of a shared machine better than a ratio of medians.
+      const ratios = ref ? m.rps.map((x, i) => x / (ref.rps[i] ?? ref.rps[0] ?? x)) : [];
+      const cpuRatios = ref ? m.cpuPerReq.map((x, i) => (ref.cpuPerReq[i] ?? x) / x) : [];
+      return {
+        scenario: m.name,
+        id: m.id,
+        'req/s': Math.round(rps),
+        'p50 ms': median(m.p50),
+        'p99 ms': median(m.p99),
+        'CPU µs/req': Math.round(median(m.cpuPerReq)),
+        'vs baseline': ref ? `${median(ratios).toFixed(2)}x` : '',
+        'CPU vs baseline': ref ? `${median(cpuRatios).toFixed(2)}x` : '',
+        'non-2xx': m.non2xx,
+        errors: m.errors,
+        runs: m.rps.map((x) => Math.round(x)).join(' / '),
+      };
+    });
+    console.log(
+      `\nResults (median of ${ROUNDS} runs of ${DURATION} s, ${CONNECTIONS} connections, node ${process.version}, ${cpus().length} cores)`,
+    );
+    console.table(rows);
+    mkdirSync('load/results', { recursive: true });
+    const file = `load/results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+    writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          at: new Date().toISOString(),
+          node: process.version,
+          cpus: cpus().length,
+          cpuModel: cpus()[0]?.model,
+          memoryBytes: totalmem(),
+          durationSeconds: DURATION,
+          connections: CONNECTIONS,
+          rounds: ROUNDS,
+          rows,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+    console.log(`written to ${file}`);
+    const bad = rows.filter((r) => r['non-2xx'] > 0 || r.errors > 0);
+    if (bad.length > 0) {
+      console.error(`some runs had failures: ${bad.map((r) => r.id).join(', ')}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await topology.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
