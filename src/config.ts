@@ -53,71 +53,72 @@ const sentinels = z
     return out;
   });
 
-export const configSchema = z
-  .object({
-    HOST: z.string().min(1).default('0.0.0.0'),
-    PORT: int(8080, 0, 65535),
-    METRICS_PORT: int(9464, 0, 65535),
-    LOG_LEVEL: z
-      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-      .default('info'),
+const envShape = z.object({
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(8080, 0, 65535),
+  METRICS_PORT: int(9464, 0, 65535),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
-    REDIS_SENTINELS: sentinels,
-    REDIS_MASTER_NAME: z.string().min(1).default('mymaster'),
-    REDIS_URL: z
-      .string()
-      .default('redis://127.0.0.1:6379')
-      .refine((v) => /^rediss?:\/\/[^/]+(\/\d+)?$/.test(v), {
-        message: 'must look like redis://host:port or rediss://host:port[/db]',
-      }),
-    REDIS_USERNAME: optionalString,
-    REDIS_PASSWORD: optionalString,
-    REDIS_SENTINEL_USERNAME: optionalString,
-    REDIS_SENTINEL_PASSWORD: optionalString,
-    REDIS_TLS: bool(false),
-    REDIS_TLS_CA_FILE: optionalString,
-    REDIS_CONNECT_TIMEOUT_MS: int(2000, 100, 60_000),
-    REDIS_COMMAND_TIMEOUT_MS: int(500, 10, 60_000),
-    READ_FROM_REPLICAS: bool(false),
-
-    API_KEYS_FILE: optionalString,
-    ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
-      message: 'must be at least 16 characters',
+  REDIS_SENTINELS: sentinels,
+  REDIS_MASTER_NAME: z.string().min(1).default('mymaster'),
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .refine((v) => /^rediss?:\/\/[^/]+(\/\d+)?$/.test(v), {
+      message: 'must look like redis://host:port or rediss://host:port[/db]',
     }),
-    AUTH_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
-    AUTH_CACHE_MAX_ENTRIES: int(10_000, 1, 10_000_000),
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  REDIS_SENTINEL_USERNAME: optionalString,
+  REDIS_SENTINEL_PASSWORD: optionalString,
+  REDIS_TLS: bool(false),
+  REDIS_TLS_CA_FILE: optionalString,
+  REDIS_CONNECT_TIMEOUT_MS: int(2000, 100, 60_000),
+  REDIS_COMMAND_TIMEOUT_MS: int(500, 10, 60_000),
+  READ_FROM_REPLICAS: bool(false),
 
-    REQUEST_TIMEOUT_MS: int(2000, 50, 120_000),
-    BODY_LIMIT_BYTES: int(1_048_576, 1024, 100 * 1024 * 1024),
-    HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1000, 600_000),
-    TRUST_PROXY: z.string().default(''),
-    SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
-    DOCS_ENABLED: bool(true),
+  API_KEYS_FILE: optionalString,
+  ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
+    message: 'must be at least 16 characters',
+  }),
+  AUTH_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
+  AUTH_CACHE_MAX_ENTRIES: int(10_000, 1, 10_000_000),
 
-    CACHE_DEFAULT_TTL_SECONDS: int(3600, 1, 365 * 24 * 3600),
-    CACHE_MAX_TTL_SECONDS: int(30 * 24 * 3600, 1, 10 * 365 * 24 * 3600),
-    CACHE_MAX_VALUE_BYTES: int(512 * 1024, 1, 512 * 1024 * 1024),
-    CACHE_MAX_BATCH: int(1000, 1, 1000),
-  })
-  .superRefine((c, ctx) => {
-    if (c.CACHE_DEFAULT_TTL_SECONDS > c.CACHE_MAX_TTL_SECONDS) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['CACHE_DEFAULT_TTL_SECONDS'],
-        message: 'must not exceed CACHE_MAX_TTL_SECONDS',
-      });
-    }
-    if (c.REDIS_COMMAND_TIMEOUT_MS >= c.REQUEST_TIMEOUT_MS) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['REDIS_COMMAND_TIMEOUT_MS'],
-        message: 'must be below REQUEST_TIMEOUT_MS',
-      });
-    }
-    if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
-      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
-    }
-  });
+  REQUEST_TIMEOUT_MS: int(2000, 50, 120_000),
+  BODY_LIMIT_BYTES: int(1_048_576, 1024, 100 * 1024 * 1024),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1000, 600_000),
+  TRUST_PROXY: z.string().default(''),
+  SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
+  DOCS_ENABLED: bool(true),
+
+  CACHE_DEFAULT_TTL_SECONDS: int(3600, 1, 365 * 24 * 3600),
+  CACHE_MAX_TTL_SECONDS: int(30 * 24 * 3600, 1, 10 * 365 * 24 * 3600),
+  CACHE_MAX_VALUE_BYTES: int(512 * 1024, 1, 512 * 1024 * 1024),
+  CACHE_MAX_BATCH: int(1000, 1, 1000),
+});
+
+/** Every environment variable the gateway reads (README and the Helm chart list the same). */
+export const CONFIG_VARIABLES = Object.keys(envShape.shape);
+
+export const configSchema = envShape.superRefine((c, ctx) => {
+  if (c.CACHE_DEFAULT_TTL_SECONDS > c.CACHE_MAX_TTL_SECONDS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['CACHE_DEFAULT_TTL_SECONDS'],
+      message: 'must not exceed CACHE_MAX_TTL_SECONDS',
+    });
+  }
+  if (c.REDIS_COMMAND_TIMEOUT_MS >= c.REQUEST_TIMEOUT_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['REDIS_COMMAND_TIMEOUT_MS'],
+      message: 'must be below REQUEST_TIMEOUT_MS',
+    });
+  }
+  if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
+    ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
+  }
+});
 
 type RawConfig = z.output<typeof configSchema>;
 

@@ -75,13 +75,13 @@ export class FastHistogram<L extends string> {
       this.buckets.forEach((le, i) => {
         cumulative += s.counts[i] as number;
         values.push({
-          labels: { ...s.labels, le },
+          labels: { le, ...s.labels },
           value: cumulative,
           metricName: `${this.name}_bucket`,
         });
       });
       values.push({
-        labels: { ...s.labels, le: '+Inf' },
+        labels: { le: '+Inf', ...s.labels },
         value: s.count,
         metricName: `${this.name}_bucket`,
       });

@@ -51,3 +51,16 @@ describe('error table', () => {
     );
   });
 });
+
+describe('docs/problems.md', () => {
+  it('documents every code with its status and type', async () => {
+    const { readFileSync } = await import('node:fs');
+    const doc = readFileSync(new URL('../../docs/problems.md', import.meta.url), 'utf8');
+    for (const [code, spec] of Object.entries(ERRORS)) {
+      const row = doc.split('\n').find((l) => l.startsWith(`| \`${code}\` |`));
+      expect(row, `docs/problems.md has no row for ${code}`).toBeDefined();
+      expect(row).toContain(`| ${spec.status} |`);
+      expect(row).toContain(spec.type);
+    }
+  });
+});
