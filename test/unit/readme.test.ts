@@ -10,7 +10,7 @@ describe('README', () => {
       readme.indexOf('## Configuration'),
       readme.indexOf('## Failure behaviour'),
     );
-    const documented = [...section.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    const documented = [...section.matchAll(/^\| `([A-Z0-9_]+)` +\|/gm)].map((m) => m[1]);
     expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
   });
 
