@@ -85,6 +85,9 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     },
   }).withTypeProvider<ZodTypeProvider>();
 
+  // Slow clients: the request line and headers within 10 s (slowloris), the whole request in 30 s.
+  app.server.headersTimeout = 10_000;
+
   app.setValidatorCompiler(validatorCompiler);
   // Body-less responses (204) carry a plain description object, not a zod schema.
   app.setSerializerCompiler((route) => {

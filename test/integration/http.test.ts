@@ -47,6 +47,16 @@ describe('problem+json everywhere', () => {
   });
 });
 
+describe('HTTP hardening', () => {
+  it('bounds request, header and keep-alive time on the server', () => {
+    const server = t.app.server;
+    expect(server.requestTimeout).toBeGreaterThan(0);
+    expect(server.headersTimeout).toBeGreaterThan(0);
+    expect(server.headersTimeout).toBeLessThanOrEqual(server.requestTimeout);
+    expect(server.keepAliveTimeout).toBe(t.config.http.keepAliveTimeoutMs);
+  });
+});
+
 describe('request ids', () => {
   it('generates one, honours a plain one, replaces a hostile one', async () => {
     const gen = await t.app.inject({ method: 'GET', url: '/livez' });
