@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import type { Clock } from '../../src/clock.js';
 import { type Config, parseConfig } from '../../src/config.js';
@@ -71,6 +71,34 @@ export async function buildTestApp(
       await app.close();
       await deps.close();
     },
+  };
+}
+
+/** Builds one app for the whole test file (beforeAll) and closes it after (afterAll). */
+export function useTestApp(options: Parameters<typeof buildTestApp>[0] = {}): TestApp {
+  let current: TestApp | undefined;
+  beforeAll(async () => {
+    current = await buildTestApp(options);
+  });
+  afterAll(async () => {
+    await current?.close();
+  });
+  const get = (): TestApp => {
+    if (current === undefined)
+      throw new Error('the test app is built in beforeAll; use it inside tests');
+    return current;
+  };
+  return {
+    get app() {
+      return get().app;
+    },
+    get deps() {
+      return get().deps;
+    },
+    get config() {
+      return get().config;
+    },
+    close: () => get().close(),
   };
 }
 

@@ -1,15 +1,9 @@
 import { createConnection } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createMetricsServer } from '../../src/observability/metrics-server.js';
-import { type TestApp, body, buildTestApp, expectProblem, newTenant } from '../harness/app.js';
+import { body, useTestApp, buildTestApp, expectProblem, newTenant } from '../harness/app.js';
 
-let t: TestApp;
-beforeAll(async () => {
-  t = await buildTestApp();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestApp();
 
 describe('problem+json everywhere', () => {
   it('unknown routes are a 404 problem, with or without a key', async () => {

@@ -1,21 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type TestApp,
-  addKey,
-  body,
-  buildTestApp,
-  expectProblem,
-  newTenant,
-  rawHttp,
-} from '../harness/app.js';
+import { describe, expect, it } from 'vitest';
+import { addKey, body, useTestApp, expectProblem, newTenant, rawHttp } from '../harness/app.js';
 
-let t: TestApp;
-beforeAll(async () => {
-  t = await buildTestApp();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestApp();
 
 const RW = ['cache:read', 'cache:write'];
 

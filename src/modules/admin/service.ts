@@ -137,6 +137,20 @@ export function createAdminService(opts: AdminServiceOptions) {
     return now - entry.fetchedAt < ttl;
   }
 
+  /** HGETALL of many hashes in one round trip, in order. */
+  async function hashes(redisKeys: string[]): Promise<Record<string, string>[]> {
+    const rows =
+      (await redis.onMaster((r) => {
+        const pipeline = r.pipeline();
+        for (const k of redisKeys) pipeline.hgetall(k);
+        return pipeline.exec();
+      })) ?? [];
+    return rows.map(([err, h]) => {
+      if (err) throw err;
+      return h as Record<string, string>;
+    });
+  }
+
   async function requireTenant(id: string): Promise<void> {
     const exists = await redis.onMaster((r) => r.exists(keys.gw.tenant(id)));
     if (exists === 0 && ![...fileKeys.values()].some((k) => k.tenant === id)) {
@@ -205,16 +219,9 @@ export function createAdminService(opts: AdminServiceOptions) {
 
     async listTenants(): Promise<Tenant[]> {
       const ids = (await redis.onMaster((r) => r.smembers(keys.gw.tenants()))).sort();
-      const rows =
-        (await redis.onMaster((r) => {
-          const pipeline = r.pipeline();
-          for (const id of ids) pipeline.hgetall(keys.gw.tenant(id));
-          return pipeline.exec();
-        })) ?? [];
+      const rows = await hashes(ids.map((id) => keys.gw.tenant(id)));
       const out: Tenant[] = [];
-      rows.forEach(([err, h], i) => {
-        if (err) throw err;
-        const rec = h as Record<string, string>;
+      rows.forEach((rec, i) => {
         if (rec.id !== undefined) {
           out.push({
             id: rec.id,
@@ -315,16 +322,9 @@ export function createAdminService(opts: AdminServiceOptions) {
     async listKeys(tenant: string): Promise<ApiKeyInfo[]> {
       await requireTenant(tenant);
       const ids = (await redis.onMaster((r) => r.smembers(keys.gw.tenantApiKeys(tenant)))).sort();
-      const rows =
-        (await redis.onMaster((r) => {
-          const pipeline = r.pipeline();
-          for (const id of ids) pipeline.hgetall(keys.gw.apiKey(id));
-          return pipeline.exec();
-        })) ?? [];
+      const rows = await hashes(ids.map((id) => keys.gw.apiKey(id)));
       const out: ApiKeyInfo[] = [];
-      for (const [err, h] of rows) {
-        if (err) throw err;
-        const rec = h as Record<string, string>;
+      for (const rec of rows) {
         if (rec.id === undefined) continue;
         out.push({
           id: rec.id,

@@ -1,22 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ADMIN_TOKEN,
-  type TestApp,
   addKey,
   body,
-  buildTestApp,
+  useTestApp,
   expectProblem,
   newTenant,
   randomTenantId,
 } from '../../harness/app.js';
 
-let t: TestApp;
-beforeAll(async () => {
-  t = await buildTestApp();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestApp();
 
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 

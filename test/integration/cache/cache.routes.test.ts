@@ -1,21 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type TestApp,
-  addKey,
-  body,
-  buildTestApp,
-  expectProblem,
-  newTenant,
-} from '../../harness/app.js';
+import { describe, expect, it } from 'vitest';
+import { addKey, body, useTestApp, expectProblem, newTenant } from '../../harness/app.js';
 import { runCommonRouteTests } from '../../harness/common-route-tests.js';
 
-let t: TestApp;
-beforeAll(async () => {
-  t = await buildTestApp();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestApp();
 
 const RW = ['cache:read', 'cache:write'];
 const url = (key: string) => `/v1/cache/${encodeURIComponent(key)}`;
