@@ -161,7 +161,11 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     redisState: () => deps.redis.state(),
   });
   await app.register(adminRoutes, { prefix: '/v1/admin', service: deps.admin });
-  await app.register(cacheRoutes, { prefix: '/v1/cache', service: deps.cache });
+  await app.register(cacheRoutes, {
+    prefix: '/v1/cache',
+    service: deps.cache,
+    limits: config.cache,
+  });
 
   return app;
 }

@@ -95,6 +95,14 @@ const envShape = z.object({
   CACHE_MAX_TTL_SECONDS: int(30 * 24 * 3600, 1, 10 * 365 * 24 * 3600),
   CACHE_MAX_VALUE_BYTES: int(512 * 1024, 1, 512 * 1024 * 1024),
   CACHE_MAX_BATCH: int(1000, 1, 1000),
+  CACHE_ALLOW_PERSIST: bool(false),
+  CACHE_COMPRESS_MIN_BYTES: int(1024, 0, 512 * 1024 * 1024),
+  CACHE_MAX_LEASE_MS: int(60_000, 100, 3_600_000),
+  CACHE_REFRESH_LEASE_MS: int(10_000, 100, 3_600_000),
+  CACHE_MAX_WAIT_MS: int(10_000, 0, 30_000),
+  CACHE_INVALIDATE_MAX_KEYS: int(10_000, 100, 1_000_000),
+  CACHE_METRICS_TENANT_LABEL: bool(false),
+  CACHE_METRICS_MAX_TENANTS: int(20, 1, 1000),
 });
 
 /** Every environment variable the gateway reads (README and the Helm chart list the same). */
@@ -166,6 +174,19 @@ export interface Config {
     readonly maxTtlSeconds: number;
     readonly maxValueBytes: number;
     readonly maxBatch: number;
+    /** Whether `ttl: null` (never expire) is accepted. */
+    readonly allowPersist: boolean;
+    /** Values at least this large are stored compressed; 0 disables compression. */
+    readonly compressMinBytes: number;
+    readonly maxLeaseMs: number;
+    /** Lease handed to the one reader that refreshes a stale value. */
+    readonly refreshLeaseMs: number;
+    /** Longest `wait` a reader may ask for on a leased miss. */
+    readonly maxWaitMs: number;
+    /** Most keys one `_invalidate` call deletes before it returns a continuation cursor. */
+    readonly invalidateMaxKeys: number;
+    readonly metricsTenantLabel: boolean;
+    readonly metricsMaxTenants: number;
   };
 }
 
@@ -239,6 +260,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       maxTtlSeconds: c.CACHE_MAX_TTL_SECONDS,
       maxValueBytes: c.CACHE_MAX_VALUE_BYTES,
       maxBatch: c.CACHE_MAX_BATCH,
+      allowPersist: c.CACHE_ALLOW_PERSIST,
+      compressMinBytes: c.CACHE_COMPRESS_MIN_BYTES,
+      maxLeaseMs: c.CACHE_MAX_LEASE_MS,
+      refreshLeaseMs: c.CACHE_REFRESH_LEASE_MS,
+      maxWaitMs: c.CACHE_MAX_WAIT_MS,
+      invalidateMaxKeys: c.CACHE_INVALIDATE_MAX_KEYS,
+      metricsTenantLabel: c.CACHE_METRICS_TENANT_LABEL,
+      metricsMaxTenants: c.CACHE_METRICS_MAX_TENANTS,
     },
   };
   return deepFreeze(config);

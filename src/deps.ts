@@ -40,7 +40,11 @@ const KEYS_FILE_POLL_MS = 10_000;
 
 export function createDeps(config: Config, logger: Logger, options: DepsOptions = {}): Deps {
   const clock = options.clock ?? systemClock;
-  const metrics = options.metrics ?? createMetrics();
+  const metrics =
+    options.metrics ??
+    createMetrics({
+      cacheTenantLabels: config.cache.metricsTenantLabel ? config.cache.metricsMaxTenants : 0,
+    });
   const log = logger.child({ component: 'redis' });
 
   let subscriberReadyOnce = false;
@@ -92,30 +96,27 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onCacheLookup: (hit) => (hit ? authHit.inc() : authMiss.inc()),
   });
 
-  const lookups = {
-    get: {
-      hit: metrics.cacheLookups.child({ op: 'get', result: 'hit' }),
-      miss: metrics.cacheLookups.child({ op: 'get', result: 'miss' }),
-    },
-    mget: {
-      hit: metrics.cacheLookups.child({ op: 'mget', result: 'hit' }),
-      miss: metrics.cacheLookups.child({ op: 'mget', result: 'miss' }),
-    },
-  };
   const cache = createCacheService({
     redis,
     clock,
     limits: config.cache,
-    onLookup: (op, hit, n) => lookups[op][hit ? 'hit' : 'miss'].inc(n),
+    onLookup: (op, result, n, tenant) => metrics.cache.lookup(op, result, n, tenant),
+    onStored: (bytes, saved) => metrics.cache.stored(bytes, saved),
+    onLease: (outcome) => metrics.cache.lease(outcome),
+    onInvalidated: (by, n) => metrics.cache.invalidated(by, n),
   });
 
-  const channel = keys.channels.apiKeyRevoked();
-  redis.subscriber.on('message', (ch: string, keyId: string) => {
-    if (ch === channel) admin.forget(keyId);
+  // Pub/sub: revocations (drop a key from the auth cache) and fills of leased cache keys (wake
+  // the readers waiting here).
+  const revoked = keys.channels.apiKeyRevoked();
+  const filled = keys.channels.cacheFilled();
+  redis.subscriber.on('message', (ch: string, message: string) => {
+    if (ch === revoked) admin.forget(message);
+    else if (ch === filled) cache.onFilled(message);
   });
   if (!options.lazyConnect) {
     redis.subscriber
-      .subscribe(channel)
+      .subscribe(revoked, filled)
       .catch((err: Error) => log.error({ err: err.message }, 'cannot subscribe to revocations'));
   }
 
@@ -151,6 +152,8 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     reloadKeysFile,
     async close() {
       if (keysFile !== undefined) unwatchFile(keysFile);
+      cache.close();
+      metrics.cache.close();
       await redis.close();
     },
   };

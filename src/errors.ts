@@ -34,6 +34,11 @@ export const ERRORS = {
     title: 'API key is managed by the keys file',
     type: 'api-key-managed-by-file',
   },
+  PRECONDITION_FAILED: {
+    status: 412,
+    title: 'Precondition failed',
+    type: 'precondition-failed',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large', type: 'payload-too-large' },
   VALUE_TOO_LARGE: { status: 413, title: 'Value too large', type: 'value-too-large' },
   UNSUPPORTED_MEDIA_TYPE: {

@@ -9,7 +9,14 @@
  */
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { AppError } from '../errors.js';
-import { ADMIN_SCOPE, type Scope, allowsResource, hasCapability } from './scopes.js';
+import {
+  ADMIN_SCOPE,
+  type Scope,
+  allowsAll,
+  allowsPrefix,
+  allowsResource,
+  hasCapability,
+} from './scopes.js';
 
 /** Who is calling. */
 export interface Principal {
@@ -154,6 +161,36 @@ export function principalOf(request: FastifyRequest): Principal {
   const p = request.principal;
   if (p === undefined) throw new Error('route reached without authentication');
   return p;
+}
+
+/** Throws 403 unless the principal may act on every resource under `prefix` (listing, bulk deletes). */
+export function authorizePrefix(
+  principal: Principal,
+  scope: string,
+  prefix: string,
+  field: string,
+): void {
+  const [capability, action] = splitScope(scope);
+  if (!allowsPrefix(principal.scopes, capability, action, prefix)) {
+    throw new AppError(
+      'SCOPE_MISSING',
+      `The API key's "${scope}" scopes do not cover every key under ${field}.`,
+      {
+        errors: [{ field, message: `not covered by the key's ${scope} scopes` }],
+      },
+    );
+  }
+}
+
+/** Throws 403 unless the principal holds `scope` without a resource restriction. */
+export function authorizeAll(principal: Principal, scope: string, what: string): void {
+  const [capability, action] = splitScope(scope);
+  if (!allowsAll(principal.scopes, capability, action)) {
+    throw new AppError(
+      'SCOPE_MISSING',
+      `${what} needs the "${scope}" scope without a resource glob.`,
+    );
+  }
 }
 
 /**

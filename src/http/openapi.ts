@@ -112,24 +112,66 @@ export function emptyResponse(description: string): ResponseSpec {
 
 type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
 
+/** Raw bytes (application/octet-stream bodies). Validates a Buffer; documented as binary. */
+export const BinaryBody = z.custom<Buffer>((v) => Buffer.isBuffer(v), {
+  message: 'must be raw bytes',
+});
+const BINARY_DOC = z.string().meta({ format: 'binary' });
+
+/** Replaces BinaryBody (which has no JSON Schema) by its documented form in a content map. */
+function documentable(
+  content: Record<string, { schema: z.ZodType }>,
+): Record<string, { schema: z.ZodType }> {
+  return Object.fromEntries(
+    Object.entries(content).map(([type, c]) => [
+      type,
+      { schema: c.schema === BinaryBody ? BINARY_DOC : c.schema },
+    ]),
+  );
+}
+
 /**
  * The zod transform, plus what it drops or cannot know: response headers, body-less responses,
  * and the required scope in each operation's description.
  */
 function transform(input: TransformInput): ReturnType<typeof jsonSchemaTransform> {
   const schema = input.schema as Record<string, unknown> | undefined;
-  const responses = (schema?.response ?? {}) as Record<string, ResponseSpec>;
+  const rawResponses = (schema?.response ?? {}) as Record<string, ResponseSpec>;
+  const responses = Object.fromEntries(
+    Object.entries(rawResponses).map(([s, spec]) => [
+      s,
+      spec.content ? { ...spec, content: documentable(spec.content) } : spec,
+    ]),
+  ) as Record<string, ResponseSpec>;
+  // A body with one schema per content type: convert each, keep the map.
+  const bodyContent = (
+    schema?.body as { content?: Record<string, { schema: z.ZodType }> } | undefined
+  )?.content;
+  const bodyByType =
+    bodyContent === undefined
+      ? undefined
+      : Object.fromEntries(
+          Object.entries(documentable(bodyContent)).map(([type, c]) => {
+            const converted = jsonSchemaTransform({ ...input, schema: { body: c.schema } })
+              .schema as { body?: unknown };
+            return [type, { schema: converted.body }];
+          }),
+        );
   const bodyless: Record<string, ResponseSpec> = {};
   const withBody: Record<string, ResponseSpec> = {};
   for (const [status, spec] of Object.entries(responses)) {
     if (spec.content === undefined) bodyless[status] = spec;
     else withBody[status] = spec;
   }
-  const out = jsonSchemaTransform({ ...input, schema: { ...schema, response: withBody } });
+  const out = jsonSchemaTransform({
+    ...input,
+    schema: { ...schema, response: withBody, ...(bodyByType ? { body: undefined } : {}) },
+  });
   const s = out.schema as Record<string, unknown> & {
     response?: Record<string, Record<string, unknown>>;
   };
   if (s.hide === true) return out;
+  if (bodyByType) s.body = { content: bodyByType };
   s.response ??= {};
   for (const [status, spec] of Object.entries(responses)) {
     if (spec.content === undefined) {

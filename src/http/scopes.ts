@@ -23,6 +23,8 @@ export interface Scope {
   readonly action: string;
   /** Restricts the scope to resources matching a glob; undefined means every resource. */
   readonly resource: RegExp | undefined;
+  /** The glob itself, when there is one. */
+  readonly glob?: string | undefined;
 }
 
 export const ADMIN_SCOPE = 'admin';
@@ -57,7 +59,13 @@ export function parseScope(raw: string): Scope | string {
   }
   if (glob !== undefined && glob.length === 0) return `"${raw}": empty resource glob`;
   if (glob !== undefined && glob.length > 1024) return `"${raw}": resource glob too long`;
-  return { raw, capability, action, resource: glob === undefined ? undefined : globToRegExp(glob) };
+  return {
+    raw,
+    capability,
+    action,
+    resource: glob === undefined ? undefined : globToRegExp(glob),
+    glob,
+  };
 }
 
 /** Parses a list of scopes, throwing on the first invalid one (for trusted sources). */
@@ -80,6 +88,32 @@ export function hasCapability(
   action: string,
 ): boolean {
   for (const s of scopes) if (grants(s, capability, action)) return true;
+  return false;
+}
+
+/** True when some scope grants `capability:action` on every resource (no glob). */
+export function allowsAll(scopes: readonly Scope[], capability: string, action: string): boolean {
+  for (const s of scopes)
+    if (grants(s, capability, action) && s.resource === undefined) return true;
+  return false;
+}
+
+/**
+ * True when some scope grants `capability:action` on every resource starting with `prefix`: no
+ * glob, or a glob `<literal>*` whose literal is a prefix of `prefix`.
+ */
+export function allowsPrefix(
+  scopes: readonly Scope[],
+  capability: string,
+  action: string,
+  prefix: string,
+): boolean {
+  for (const s of scopes) {
+    if (!grants(s, capability, action)) continue;
+    if (s.glob === undefined) return true;
+    const literal = s.glob.slice(0, -1);
+    if (s.glob.endsWith('*') && !/[*?]/.test(literal) && prefix.startsWith(literal)) return true;
+  }
   return false;
 }
 

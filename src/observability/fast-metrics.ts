@@ -40,8 +40,20 @@ abstract class FastMetric<L extends string, S extends { labels: Record<string, s
   }
 
   /** prom-client's metric contract, used by Registry#metrics(). */
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() });
+  get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: MetricValue[];
+  }> {
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: this.values(),
+    });
   }
 
   reset(): void {
@@ -65,7 +77,12 @@ export interface HistogramSeries {
 export class FastHistogram<L extends string> extends FastMetric<L, HistogramSeries> {
   readonly type = 'histogram';
 
-  constructor(name: string, help: string, labelNames: readonly L[], private readonly buckets: readonly number[]) {
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    private readonly buckets: readonly number[],
+  ) {
     super(name, help, labelNames);
   }
 

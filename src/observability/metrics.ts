@@ -4,12 +4,13 @@
  * tenant id, API key, Redis key, stream name or raw URL.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { type CacheMetrics, createCacheMetrics } from './cache-metrics.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 
 export interface Metrics {
   readonly registry: Registry;
   readonly httpDuration: FastHistogram<'method' | 'route' | 'status_code'>;
-  readonly cacheLookups: FastCounter<'op' | 'result'>;
+  readonly cache: CacheMetrics;
   readonly redisErrors: Counter<'module' | 'kind'>;
   readonly redisReady: Gauge<'role'>;
   readonly redisReconnects: Counter<'role'>;
@@ -21,22 +22,24 @@ export interface Metrics {
   observeHttp(method: string, route: string, status: number, seconds: number): void;
 }
 
-export function createMetrics(
-  registry: Registry = new Registry(),
-  collectDefaults = true,
-): Metrics {
-  if (collectDefaults) collectDefaultMetrics({ register: registry });
+export interface MetricsOptions {
+  registry?: Registry;
+  /** Node process metrics (event loop, heap, GC). */
+  collectDefaults?: boolean;
+  /** Tenant labels on cache lookups for at most this many tenants; 0 = off. */
+  cacheTenantLabels?: number;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = options.registry ?? new Registry();
+  if (options.collectDefaults ?? true) collectDefaultMetrics({ register: registry });
   const httpDuration = new FastHistogram(
     'gateway_http_request_duration_seconds',
     'HTTP request duration by route template, method and status code.',
     ['method', 'route', 'status_code'] as const,
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   ).register(registry);
-  const cacheLookups = new FastCounter(
-    'gateway_cache_lookups_total',
-    'Cache lookups by operation (get, mget) and result (hit, miss). One per key for mget.',
-    ['op', 'result'] as const,
-  ).register(registry);
+  const cache = createCacheMetrics(registry, { tenantLabels: options.cacheTenantLabels ?? 0 });
   const redisErrors = new Counter({
     name: 'gateway_redis_errors_total',
     help: 'Redis errors seen while serving requests, by module and kind (unavailable, timeout, readonly, noreplicas, oom, noperm, other).',
@@ -83,7 +86,7 @@ export function createMetrics(
   return {
     registry,
     httpDuration,
-    cacheLookups,
+    cache,
     redisErrors,
     redisReady,
     redisReconnects,

@@ -62,6 +62,18 @@ export function escapeGlob(literal: string): string {
 export const keys = {
   /** A cached value: `<tenant>:cache:<key>`. */
   cache: (tenant: string, key: string): string => userKey(tenant, 'cache', 'key', key),
+  /** The prefix of every cached value of a tenant (listing, invalidation by prefix or pattern). */
+  cachePrefix: (tenant: string): string => tenantPrefix(tenant, 'cache'),
+  /** The stampede lease of one cache key: `<tenant>:lease:<key>` (outside the listed namespace). */
+  cacheLease: (tenant: string, key: string): string => userKey(tenant, 'lease', 'key', key),
+  /**
+   * The prefix of a tenant's tag sets, `<tenant>:tag:`; a tag set is the prefix plus the tag. The
+   * cache scripts append the tag themselves (they read an entry's tags from its header), so this
+   * prefix is the one place the layout of tag keys is decided.
+   */
+  cacheTagPrefix: (tenant: string): string => tenantPrefix(tenant, 'tag'),
+  /** One tag set (members: the full keys of the entries carrying the tag). */
+  cacheTag: (tenant: string, tag: string): string => tenantPrefix(tenant, 'tag') + tag,
 
   /** Gateway-internal keys. Tenant ids cannot start with '_', so these never collide. */
   gw: {
@@ -79,5 +91,7 @@ export const keys = {
   channels: {
     /** Every gateway replica listens here and drops revoked keys from its auth cache. */
     apiKeyRevoked: (): string => '_gw:events:apikey-revoked',
+    /** A leased cache key was filled (message: the entry key); waiting readers answer at once. */
+    cacheFilled: (): string => '_gw:events:cache-filled',
   },
 } as const;

@@ -21,7 +21,10 @@ export interface ScriptDef {
 }
 
 export const SCRIPTS: readonly ScriptDef[] = [
-  { name: 'cachePut', file: 'modules/cache/lua/put-1.lua', numberOfKeys: 1 },
+  { name: 'cachePut', file: 'modules/cache/lua/put-2.lua', numberOfKeys: 2 },
+  { name: 'cacheDelete', file: 'modules/cache/lua/delete-1.lua', numberOfKeys: 1 },
+  { name: 'cacheTouch', file: 'modules/cache/lua/touch-1.lua', numberOfKeys: 1 },
+  { name: 'cacheLease', file: 'modules/cache/lua/lease-1.lua', numberOfKeys: 1 },
   { name: 'tenantCreate', file: 'modules/admin/lua/create-tenant-2.lua', numberOfKeys: 2 },
   { name: 'apiKeyCreate', file: 'modules/admin/lua/create-key-3.lua', numberOfKeys: 3 },
   { name: 'apiKeyRevoke', file: 'modules/admin/lua/revoke-key-1.lua', numberOfKeys: 1 },
@@ -29,8 +32,36 @@ export const SCRIPTS: readonly ScriptDef[] = [
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** See modules/cache/lua/put-1.lua. Returns 1 when created, 0 when replaced. */
-    cachePut(key: string, envelope: Buffer | string, expireAtMs: number): Result<number, Context>;
+    /** See modules/cache/lua/put-2.lua: [status, created, leaseReleased]. */
+    cachePut(
+      entryKey: string,
+      leaseKey: string,
+      envelope: Buffer,
+      expireAtMs: number,
+      condition: '' | 'match' | 'absent',
+      expectedEtag: string,
+      leaseToken: string,
+      tagPrefix: string,
+      tags: string,
+      fillChannel: string,
+      fillMessage: string,
+    ): Result<[number, number, number], Context>;
+    /** See modules/cache/lua/delete-1.lua: 1 deleted, 0 absent, -1 condition failed. */
+    cacheDelete(
+      entryKey: string,
+      condition: '' | 'match',
+      expectedEtag: string,
+      tagPrefix: string,
+    ): Result<number, Context>;
+    /** See modules/cache/lua/touch-1.lua: [1, etag] or [0, '']. */
+    cacheTouch(
+      entryKey: string,
+      freshUntilMs: number,
+      expiresAtMs: number,
+      tagPrefix: string,
+    ): Result<[number, string], Context>;
+    /** See modules/cache/lua/lease-1.lua: [1, ms] acquired or [0, remaining ms]. */
+    cacheLease(leaseKey: string, token: string, ms: number): Result<[number, number], Context>;
     /** See modules/admin/lua/create-tenant-2.lua. Returns 1 when created, 0 when it existed. */
     tenantCreate(
       tenantKey: string,

@@ -15,7 +15,7 @@ describe('problem+json everywhere', () => {
       'ROUTE_NOT_FOUND',
     );
     expectProblem(
-      await t.app.inject({ method: 'PATCH', url: '/v1/cache/a', headers: a.auth, payload: {} }),
+      await t.app.inject({ method: 'POST', url: '/v1/cache/a', headers: a.auth, payload: {} }),
       404,
       'ROUTE_NOT_FOUND',
     );
@@ -38,6 +38,24 @@ describe('problem+json everywhere', () => {
       status: 400,
       code: 'BAD_REQUEST',
     });
+  });
+});
+
+describe('cache metrics by tenant (CACHE_METRICS_TENANT_LABEL)', () => {
+  const labelled = useTestApp({
+    env: { CACHE_METRICS_TENANT_LABEL: 'true', CACHE_METRICS_MAX_TENANTS: '1' },
+  });
+  it('labels lookups with the tenant, at most CACHE_METRICS_MAX_TENANTS of them; the rest are "other"', async () => {
+    const a = await newTenant(labelled.deps, ['cache:read']);
+    const b = await newTenant(labelled.deps, ['cache:read']);
+    await labelled.app.inject({ method: 'GET', url: '/v1/cache/x', headers: a.auth });
+    await labelled.app.inject({ method: 'GET', url: '/v1/cache/x', headers: b.auth });
+    const text = await labelled.deps.metrics.registry.metrics();
+    expect(text).toContain(
+      `gateway_cache_lookups_total{op="get",result="miss",tenant="${a.tenant}"} 1`,
+    );
+    expect(text).toContain('gateway_cache_lookups_total{op="get",result="miss",tenant="other"} 1');
+    expect(text).not.toContain(b.tenant);
   });
 });
 
@@ -139,6 +157,10 @@ describe('metrics', () => {
       expect(text).toMatch(/gateway_cache_lookups_total\{op="get",result="hit"\} [1-9]/);
       expect(text).toMatch(/gateway_cache_lookups_total\{op="get",result="miss"\} [1-9]/);
       expect(text).toMatch(/gateway_redis_client_ready\{role="primary"\} 1/);
+      expect(text).toMatch(
+        /gateway_cache_hit_ratio\{op="get"\} 0\.\d+|gateway_cache_hit_ratio\{op="get"\} 1/,
+      );
+      expect(text).toContain('gateway_cache_stored_bytes_total');
       expect(text).toContain('gateway_redis_failovers_total');
       expect(text).toContain('nodejs_eventloop_lag_seconds');
       expect(text).not.toContain(a.tenant);

@@ -1,36 +1,87 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
-import { decodeEnvelope, encodeEnvelope, etagOf } from '../../src/modules/cache/envelope.js';
+import {
+  type EntryMeta,
+  decodeEnvelope,
+  encodeEnvelope,
+  etagOf,
+} from '../../src/modules/cache/envelope.js';
+
+const meta = (over: Partial<EntryMeta> = {}): EntryMeta => ({
+  encoding: 'json',
+  freshUntilMs: 1795304341086,
+  expiresAtMs: 1795304401086,
+  etag: 'tag',
+  tags: [],
+  ...over,
+});
 
 describe('cache envelope v1', () => {
-  it('round-trips payload, expiry and tag byte for byte', () => {
-    const payload = Buffer.from('{"a":"é€\\n,\\u0001"}', 'utf8');
-    const buf = encodeEnvelope(payload, 1795304341086, etagOf(payload));
-    const e = decodeEnvelope(buf);
-    expect(e.expiresAtMs).toBe(1795304341086);
-    expect(e.etag).toBe(etagOf(payload));
+  it('round-trips JSON payload, times, tag and tags byte for byte', () => {
+    const payload = Buffer.from('{"a":"é€\\n,\\u0001|"}', 'utf8');
+    const { stored, savedBytes } = encodeEnvelope(
+      meta({ etag: etagOf('json', payload), tags: ['org:42', 'x/y'] }),
+      payload,
+      1024,
+    );
+    expect(savedBytes).toBe(0);
+    const e = decodeEnvelope(stored);
+    expect(e).toMatchObject({
+      encoding: 'json',
+      freshUntilMs: 1795304341086,
+      expiresAtMs: 1795304401086,
+      etag: etagOf('json', payload),
+      tags: ['org:42', 'x/y'],
+    });
     expect(e.payload.equals(payload)).toBe(true);
   });
 
-  it('encodes "no expiry" as 0', () => {
-    const e = decodeEnvelope(encodeEnvelope(Buffer.from('1'), 0, 'tag'));
-    expect(e.expiresAtMs).toBe(0);
+  it('stores binary values as they are, and "never" as 0', () => {
+    const payload = randomBytes(300);
+    const e = decodeEnvelope(
+      encodeEnvelope(meta({ encoding: 'binary', freshUntilMs: 0, expiresAtMs: 0 }), payload, 1024)
+        .stored,
+    );
+    expect(e.encoding).toBe('binary');
+    expect([e.freshUntilMs, e.expiresAtMs]).toEqual([0, 0]);
+    expect(e.payload.equals(payload)).toBe(true);
   });
 
-  it('gives equal payloads equal tags and different payloads different tags', () => {
-    expect(etagOf(Buffer.from('[1]'))).toBe(etagOf(Buffer.from('[1]')));
-    expect(etagOf(Buffer.from('[1]'))).not.toBe(etagOf(Buffer.from('[2]')));
+  it('compresses from the threshold on, only when that saves bytes, and decompresses transparently', () => {
+    const text = Buffer.from(
+      JSON.stringify({ rows: Array.from({ length: 200 }, (_, i) => ({ id: i, name: 'row' })) }),
+    );
+    const big = encodeEnvelope(meta(), text, 1024);
+    expect(big.savedBytes).toBeGreaterThan(text.length / 2);
+    expect(big.stored[2]).toBe(0x64); // 'd'
+    expect(decodeEnvelope(big.stored).payload.equals(text)).toBe(true);
+    expect(decodeEnvelope(big.stored).savedBytes).toBe(big.savedBytes);
+    // Incompressible bytes are stored as they are.
+    const noise = randomBytes(4096);
+    const raw = encodeEnvelope(meta({ encoding: 'binary' }), noise, 1024);
+    expect(raw.savedBytes).toBe(0);
+    expect(raw.stored[2]).toBe(0x2d); // '-'
+    // 0 disables compression.
+    expect(encodeEnvelope(meta(), text, 0).savedBytes).toBe(0);
   });
 
-  it('refuses unknown versions, encodings and damaged headers as STORED_FORMAT_UNSUPPORTED', () => {
-    const good = encodeEnvelope(Buffer.from('1'), 5, 't');
+  it('gives equal values equal tags, and a binary value another tag than the same JSON text', () => {
+    expect(etagOf('json', Buffer.from('[1]'))).toBe(etagOf('json', Buffer.from('[1]')));
+    expect(etagOf('json', Buffer.from('[1]'))).not.toBe(etagOf('json', Buffer.from('[2]')));
+    expect(etagOf('json', Buffer.from('[1]'))).not.toBe(etagOf('binary', Buffer.from('[1]')));
+  });
+
+  it('refuses unknown versions, encodings, compressions and damaged data as STORED_FORMAT_UNSUPPORTED', () => {
+    const good = encodeEnvelope(meta(), Buffer.from('1'), 0).stored;
     const variants = [
       Buffer.from('{"legacy":"plain json"}'),
       Buffer.concat([Buffer.from([0x02]), good.subarray(1)]),
-      Buffer.concat([Buffer.from([0x01, 0x62]), good.subarray(2)]),
-      Buffer.from('\x01j12x,t\n1', 'latin1'),
-      Buffer.from('\x01j12', 'latin1'),
-      Buffer.from('\x01j12,tag-without-newline', 'latin1'),
+      Buffer.concat([Buffer.from([0x01, 0x78]), good.subarray(2)]),
+      Buffer.concat([Buffer.from([0x01, 0x6a, 0x7a]), good.subarray(3)]),
+      Buffer.from('\x01j-12x,5,t,\n1', 'latin1'),
+      Buffer.from('\x01j-12,5,tag-without-newline', 'latin1'),
+      Buffer.from('\x01jd1,2,t,\nnot deflate data', 'latin1'),
     ];
     for (const v of variants) {
       try {

@@ -1,39 +1,84 @@
 /**
- * HTTP surface of the cache: /v1/cache/{key} (GET, PUT, DELETE), /_mget and /_mset.
- * Reads answer with the stored JSON bytes spliced into the body, never parsed.
+ * HTTP surface of the cache: /v1/cache (listing), /v1/cache/{key} (GET, PUT, PATCH, DELETE),
+ * /_mget, /_mset and /_invalidate. Reads answer with the stored bytes spliced into the body,
+ * never parsed; conditional requests use the stored ETag.
  */
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { AppError } from '../../errors.js';
-import { authorizeResource, principalOf } from '../../http/auth.js';
-import { HEADERS, emptyResponse, jsonResponse, problemResponses } from '../../http/openapi.js';
+import { authorizeAll, authorizePrefix, authorizeResource, principalOf } from '../../http/auth.js';
 import {
+  BinaryBody,
+  HEADERS,
+  emptyResponse,
+  jsonResponse,
+  problemResponses,
+} from '../../http/openapi.js';
+import {
+  ConditionalHeaders,
   Entry,
+  GetQuery,
+  InvalidateBody,
+  InvalidateResult,
   KeyParams,
+  ListQuery,
+  ListResult,
   MgetBody,
   MgetResult,
   MsetBody,
   MsetResult,
+  PatchBody,
   PutBody,
+  PutQuery,
   PutResult,
+  TouchResult,
 } from './schemas.js';
-import type { CacheEntry, CacheService } from './service.js';
+import type { CacheEntry, CacheService, PutInput } from './service.js';
 
 export interface CacheRoutesOptions {
   service: CacheService;
+  limits: { maxLeaseMs: number; maxWaitMs: number };
 }
 
 const READ = 'cache:read';
 const WRITE = 'cache:write';
 const TAGS = ['cache'];
 const JSON_TYPE = 'application/json; charset=utf-8';
+const OCTET = 'application/octet-stream';
+const CACHE_STATUS = 'cache-gateway';
 
-const KEY_OPEN = Buffer.from('{"key":');
+const CACHE_HEADERS = {
+  ETag: HEADERS.etag,
+  'Cache-Status': {
+    type: 'string',
+    description:
+      'RFC 9211: `cache-gateway; hit; ttl=N`, `...; hit; ttl=0; detail=stale`, `...; hit; collapsed` (after waiting on a lease), `...; fwd=uri-miss`.',
+  },
+} as const;
+const LEASE_HEADER = {
+  'X-Cache-Lease': {
+    type: 'string',
+    description:
+      'A lease token: you fill the key (PUT with this header) or refresh the stale value.',
+  },
+} as const;
 
-function tail(entry: CacheEntry): Buffer {
-  return Buffer.from(
-    `,"ttl":${entry.ttl === null ? 'null' : entry.ttl},"etag":"${entry.etag}"}`,
-    'latin1',
+/** The value as JSON text: stored JSON as is, binary as a base64 string. */
+function valueJson(entry: CacheEntry): Buffer {
+  return entry.encoding === 'json'
+    ? entry.payload
+    : Buffer.from(`"${entry.payload.toString('base64')}"`, 'latin1');
+}
+
+/** The fields after the value: encoding, ttl, staleTtl, stale, etag. */
+function tail(entry: CacheEntry): string {
+  return (
+    (entry.encoding === 'binary' ? ',"encoding":"base64"' : '') +
+    `,"ttl":${entry.ttl === null ? 'null' : entry.ttl}` +
+    (entry.staleTtl === undefined ? '' : `,"staleTtl":${entry.staleTtl}`) +
+    (entry.stale ? ',"stale":true' : '') +
+    `,"etag":"${entry.etag}"}`
   );
 }
 
@@ -43,12 +88,13 @@ function tail(entry: CacheEntry): Buffer {
  */
 function renderEntry(key: string, entry: CacheEntry): Buffer {
   const head = `{"key":${JSON.stringify(key)},"value":`;
-  const end = `,"ttl":${entry.ttl === null ? 'null' : entry.ttl},"etag":"${entry.etag}"}`;
+  const value = valueJson(entry);
+  const end = tail(entry);
   const headBytes = Buffer.byteLength(head, 'utf8');
-  const out = Buffer.allocUnsafe(headBytes + entry.json.length + end.length);
+  const out = Buffer.allocUnsafe(headBytes + value.length + end.length);
   out.write(head, 0, 'utf8');
-  entry.json.copy(out, headBytes);
-  out.write(end, headBytes + entry.json.length, 'latin1');
+  value.copy(out, headBytes);
+  out.write(end, headBytes + value.length, 'latin1');
   return out;
 }
 
@@ -60,18 +106,92 @@ function renderItems(keys: readonly string[], entries: readonly (CacheEntry | nu
     if (e === null) {
       parts.push(Buffer.from(`{"key":${key},"found":false}`, 'utf8'));
     } else {
-      parts.push(KEY_OPEN, Buffer.from(`${key},"found":true,"value":`, 'utf8'), e.json, tail(e));
+      parts.push(
+        Buffer.from(`{"key":${key},"found":true,"value":`, 'utf8'),
+        valueJson(e),
+        Buffer.from(tail(e), 'latin1'),
+      );
     }
   });
   parts.push(Buffer.from(']}'));
   return Buffer.concat(parts);
 }
 
-function sendRaw(reply: FastifyReply, body: Buffer): FastifyReply {
-  return reply.type(JSON_TYPE).send(body);
+function cacheStatus(entry: CacheEntry, collapsed: boolean): string {
+  if (collapsed) return `${CACHE_STATUS}; hit; collapsed`;
+  if (entry.stale) return `${CACHE_STATUS}; hit; ttl=0; detail=stale`;
+  return entry.ttl === null ? `${CACHE_STATUS}; hit` : `${CACHE_STATUS}; hit; ttl=${entry.ttl}`;
 }
 
-export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app, { service }) => {
+/** Whether the client asked for raw bytes (Accept prefers application/octet-stream over JSON). */
+function wantsRaw(request: FastifyRequest): boolean {
+  const accept = request.headers.accept;
+  if (accept === undefined || !accept.includes(OCTET)) return false;
+  const json = accept.indexOf('application/json');
+  return json === -1 || accept.indexOf(OCTET) < json;
+}
+
+/** RFC 9110 If-None-Match: `*` or a list of (possibly weak) entity tags; weak comparison. */
+function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === `"${etag}"`);
+}
+
+/** If-Match needs a strong tag: `"etag"`; a weak tag can never match. */
+function strongTag(header: string): string {
+  const t = header.trim();
+  if (!/^"[^"]*"$/.test(t)) {
+    throw new AppError(
+      'PRECONDITION_FAILED',
+      'If-Match needs a strong entity tag ("..."); a weak or malformed one never matches.',
+    );
+  }
+  return t.slice(1, -1);
+}
+
+function sendRaw(reply: FastifyReply, body: Buffer, type = JSON_TYPE): FastifyReply {
+  return reply.type(type).send(body);
+}
+
+export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (
+  app,
+  { service, limits },
+) => {
+  app.addContentTypeParser(OCTET, { parseAs: 'buffer' }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  app.get(
+    '/',
+    {
+      config: { scope: READ, module: 'cache' },
+      schema: {
+        operationId: 'cacheList',
+        tags: TAGS,
+        summary: 'List keys',
+        description:
+          "Pages the tenant's keys under a prefix (SCAN: a page may be short or empty while the cursor is not null; a key may appear twice). A key whose scope has a resource glob may list only under the glob's literal prefix.",
+        querystring: ListQuery,
+        response: {
+          200: jsonResponse('A page of keys.', ListResult),
+          ...problemResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const prefix = request.query.prefix ?? '';
+      authorizePrefix(principal, READ, prefix, 'query.prefix');
+      return service.list(
+        principal.tenant,
+        prefix,
+        request.query.cursor,
+        request.query.limit ?? 100,
+      );
+    },
+  );
+
   app.get(
     '/:key',
     {
@@ -81,10 +201,29 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
         tags: TAGS,
         summary: 'Read a value',
         description:
-          'Returns the value with its remaining TTL and entity tag. A miss is a 404 problem with code CACHE_MISS.',
+          'Returns the value with its remaining TTL and ETag (304 when If-None-Match matches). `Accept: application/octet-stream` returns the raw bytes. A miss is a 404 problem CACHE_MISS. With `lease`, a miss hands exactly one caller a lease token (X-Cache-Lease) to fill the key; the others wait up to `wait` ms for the value or get 404 with Retry-After. Past `ttl`, a value stored with `staleTtl` is served with `stale: true` and one reader gets a refresh lease.',
         params: KeyParams,
+        querystring: GetQuery,
+        headers: z.looseObject({
+          'if-none-match': z
+            .string()
+            .optional()
+            .describe('ETags (or *): 304 without a body when one matches the stored value.'),
+          accept: z
+            .string()
+            .optional()
+            .describe('application/octet-stream returns the raw bytes of the value.'),
+        }),
         response: {
-          200: jsonResponse('The stored value.', Entry, { ETag: HEADERS.etag }),
+          200: {
+            description: 'The stored value.',
+            content: { 'application/json': { schema: Entry }, [OCTET]: { schema: BinaryBody } },
+            headers: { 'X-Request-Id': HEADERS.requestId, ...CACHE_HEADERS, ...LEASE_HEADER },
+          },
+          304: {
+            description: 'Not modified: If-None-Match matched the stored ETag.',
+            headers: { 'X-Request-Id': HEADERS.requestId, ETag: HEADERS.etag },
+          },
           ...problemResponses(400, 401, 403, 404),
         },
       },
@@ -93,10 +232,56 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
       const principal = principalOf(request);
       const { key } = request.params;
       authorizeResource(principal, READ, key, 'path.key');
-      const entry = await service.get(principal.tenant, key);
-      if (entry === null)
-        throw new AppError('CACHE_MISS', 'No value is stored under this key (or it expired).');
-      reply.header('etag', `"${entry.etag}"`);
+      const { lease, wait } = request.query;
+      if (lease !== undefined && lease > limits.maxLeaseMs) {
+        throw new AppError(
+          'VALIDATION_FAILED',
+          `query.lease must be at most ${limits.maxLeaseMs}.`,
+          {
+            errors: [
+              {
+                field: 'query.lease',
+                message: `must be at most ${limits.maxLeaseMs}`,
+                limit: 'CACHE_MAX_LEASE_MS',
+              },
+            ],
+          },
+        );
+      }
+      const res = await service.get(principal.tenant, key, {
+        ...(lease !== undefined ? { lease } : {}),
+        ...(wait !== undefined ? { wait: Math.min(wait, limits.maxWaitMs) } : {}),
+      });
+      if (!res.hit) {
+        reply.header('cache-status', `${CACHE_STATUS}; fwd=uri-miss`);
+        if (res.lease) {
+          throw new AppError(
+            'CACHE_MISS',
+            'No value is stored under this key: you hold its lease, fill it with PUT and X-Cache-Lease.',
+            {
+              headers: { 'x-cache-lease': res.lease.token },
+              extensions: { lease: { token: res.lease.token, ttlMs: res.lease.ttlMs } },
+            },
+          );
+        }
+        throw new AppError(
+          'CACHE_MISS',
+          res.retryAfterMs === undefined
+            ? 'No value is stored under this key (or it expired).'
+            : 'No value yet: another caller holds the lease and is filling it.',
+          res.retryAfterMs === undefined
+            ? {}
+            : { retryAfter: Math.max(1, Math.ceil(res.retryAfterMs / 1000)) },
+        );
+      }
+      const { entry } = res;
+      reply
+        .header('etag', `"${entry.etag}"`)
+        .header('cache-status', cacheStatus(entry, res.collapsed === true));
+      if (res.refreshLease !== undefined) reply.header('x-cache-lease', res.refreshLease);
+      if (noneMatch(request.headers['if-none-match'], entry.etag)) return reply.code(304).send();
+      if (wantsRaw(request))
+        return sendRaw(reply, entry.payload, entry.encoding === 'json' ? JSON_TYPE : OCTET);
       return sendRaw(reply, renderEntry(key, entry));
     },
   );
@@ -110,13 +295,17 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
         tags: TAGS,
         summary: 'Store a value',
         description:
-          'Stores any JSON value under the key with a TTL (default CACHE_DEFAULT_TTL_SECONDS). Answers 201 when the key was new, 200 when a value was replaced.',
+          'Stores any JSON value (application/json body `{value, ttl?, staleTtl?, tags?}`) or raw bytes (application/octet-stream body; ttl, staleTtl and tags in the query). 201 when the key was new, 200 when replaced. `If-Match: "<etag>"` is compare-and-set, `If-None-Match: *` create-only (412 when they fail). `X-Cache-Lease` releases the key\'s lease and wakes readers waiting on it.',
         params: KeyParams,
-        body: PutBody,
+        querystring: PutQuery,
+        headers: ConditionalHeaders,
+        body: {
+          content: { 'application/json': { schema: PutBody }, [OCTET]: { schema: BinaryBody } },
+        },
         response: {
           200: jsonResponse('An existing value was replaced.', PutResult, { ETag: HEADERS.etag }),
           201: jsonResponse('The key was created.', PutResult, { ETag: HEADERS.etag }),
-          ...problemResponses(400, 401, 403, 413, 415),
+          ...problemResponses(400, 401, 403, 412, 413, 415),
         },
       },
     },
@@ -124,13 +313,86 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
       const principal = principalOf(request);
       const { key } = request.params;
       authorizeResource(principal, WRITE, key, 'path.key');
+      const h = request.headers;
+      const noneMatchHeader = h['if-none-match']?.trim();
+      if (noneMatchHeader !== undefined && noneMatchHeader !== '*') {
+        throw new AppError(
+          'VALIDATION_FAILED',
+          'On PUT, If-None-Match supports only "*" (create only).',
+          {
+            errors: [{ field: 'headers.if-none-match', message: 'must be *' }],
+          },
+        );
+      }
+      const condition =
+        h['if-match'] !== undefined
+          ? { match: strongTag(h['if-match']) }
+          : noneMatchHeader === '*'
+            ? { absent: true as const }
+            : undefined;
+      const item: PutInput = Buffer.isBuffer(request.body)
+        ? {
+            key,
+            value: request.body,
+            encoding: 'binary',
+            ttl: request.query.ttl,
+            staleTtl: request.query.staleTtl,
+            tags: request.query.tags,
+          }
+        : { key, encoding: 'json', ...(request.body as PutBody) };
       const res = await service.put(principal.tenant, {
-        key,
-        value: request.body.value,
-        ttl: request.body.ttl,
+        ...item,
+        condition,
+        leaseToken: h['x-cache-lease'],
       });
       reply.code(res.created ? 201 : 200).header('etag', `"${res.etag}"`);
-      return { key, ttl: res.ttl, etag: res.etag };
+      return {
+        key,
+        ttl: res.ttl,
+        ...(res.staleTtl !== undefined ? { staleTtl: res.staleTtl } : {}),
+        etag: res.etag,
+        ...(h['x-cache-lease'] !== undefined ? { leaseReleased: res.leaseReleased } : {}),
+      };
+    },
+  );
+
+  app.patch(
+    '/:key',
+    {
+      config: { scope: WRITE, module: 'cache' },
+      schema: {
+        operationId: 'cacheTouch',
+        tags: TAGS,
+        summary: 'Change the TTL',
+        description:
+          'Sets a new ttl (and staleTtl) from now, without rewriting or sending the value. 404 when there is no value.',
+        params: KeyParams,
+        body: PatchBody,
+        response: {
+          200: jsonResponse('Updated.', TouchResult, { ETag: HEADERS.etag }),
+          ...problemResponses(400, 401, 403, 404, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const { key } = request.params;
+      authorizeResource(principal, WRITE, key, 'path.key');
+      const res = await service.touch(
+        principal.tenant,
+        key,
+        request.body.ttl,
+        request.body.staleTtl,
+      );
+      if (res === null)
+        throw new AppError('CACHE_MISS', 'No value is stored under this key (or it expired).');
+      reply.header('etag', `"${res.etag}"`);
+      return {
+        key,
+        ttl: res.ttl,
+        ...(res.staleTtl !== undefined ? { staleTtl: res.staleTtl } : {}),
+        etag: res.etag,
+      };
     },
   );
 
@@ -142,11 +404,13 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
         operationId: 'cacheDelete',
         tags: TAGS,
         summary: 'Delete a value',
-        description: 'Deletes the key. Answers 204 whether or not it existed.',
+        description:
+          'Deletes the key: 204 whether or not it existed. With `If-Match: "<etag>"`, only if the stored value has that ETag (412 otherwise).',
         params: KeyParams,
+        headers: z.looseObject({ 'if-match': ConditionalHeaders.shape['if-match'] }),
         response: {
           204: emptyResponse('Deleted (or was absent).'),
-          ...problemResponses(400, 401, 403),
+          ...problemResponses(400, 401, 403, 412),
         },
       },
     },
@@ -154,7 +418,12 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
       const principal = principalOf(request);
       const { key } = request.params;
       authorizeResource(principal, WRITE, key, 'path.key');
-      await service.delete(principal.tenant, key);
+      const ifMatch = request.headers['if-match'];
+      await service.delete(
+        principal.tenant,
+        key,
+        ifMatch === undefined ? undefined : strongTag(ifMatch),
+      );
       return reply.code(204).send();
     },
   );
@@ -194,7 +463,7 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
         tags: TAGS,
         summary: 'Store many values',
         description:
-          'Stores up to CACHE_MAX_BATCH (at most 1000) values atomically in one round trip (all or none). Each item may carry its own ttl.',
+          'Stores up to CACHE_MAX_BATCH (at most 1000) values atomically in one round trip (all or none). Each item may carry its own ttl, staleTtl and tags.',
         body: MsetBody,
         response: {
           200: jsonResponse('Every item was stored.', MsetResult),
@@ -206,14 +475,49 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (app
       const principal = principalOf(request);
       const items = request.body.items;
       items.forEach((it, i) => authorizeResource(principal, WRITE, it.key, `body.items[${i}].key`));
-      const res = await service.mset(principal.tenant, items);
+      const res = await service.mset(
+        principal.tenant,
+        items.map((it) => ({ ...it, encoding: 'json' as const })),
+      );
       return {
         items: res.map((r, i) => ({
           key: (items[i] as { key: string }).key,
           ttl: r.ttl,
+          ...(r.staleTtl !== undefined ? { staleTtl: r.staleTtl } : {}),
           etag: r.etag,
         })),
       };
+    },
+  );
+
+  app.post(
+    '/_invalidate',
+    {
+      config: { scope: WRITE, module: 'cache' },
+      schema: {
+        operationId: 'cacheInvalidate',
+        tags: TAGS,
+        summary: 'Delete by tag, prefix or pattern',
+        description:
+          "Deletes every key carrying any of `tags`, starting with `prefix`, or matching the glob `pattern`, only inside the tenant's namespace. Works in short batches (never blocks Redis); stops after CACHE_INVALIDATE_MAX_KEYS keys or about a second and returns a `cursor`: call again with it (and the same tags/prefix/pattern) until it is null. Tags and patterns need `cache:write` without a resource glob; a prefix must lie under the key's glob.",
+        body: InvalidateBody,
+        response: {
+          200: jsonResponse('Deleted; `cursor` non-null when more remain.', InvalidateResult),
+          ...problemResponses(400, 401, 403, 415),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const { tags, prefix, pattern, cursor } = request.body;
+      if (prefix !== undefined) authorizePrefix(principal, WRITE, prefix, 'body.prefix');
+      else
+        authorizeAll(
+          principal,
+          WRITE,
+          tags !== undefined ? 'Invalidation by tag' : 'Invalidation by pattern',
+        );
+      return service.invalidate(principal.tenant, { tags, prefix, pattern }, cursor);
     },
   );
 };

@@ -1,87 +1,177 @@
 /**
  * The cache over Redis strings. A read is one GET (on a replica when READ_FROM_REPLICAS is on and
- * one is ready) and hands back the stored JSON bytes untouched; a write is one script call.
+ * one is ready) and hands back the stored bytes untouched; every write is one script call.
+ * Stampede protection: a reader that misses may take a lease (one per key); others wait for the
+ * fill, announced over pub/sub, instead of polling. Stale-while-revalidate: past its freshness a
+ * value is still served, marked stale, and one reader gets a refresh lease.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
-import { keys } from '../../redis/keys.js';
-import { decodeEnvelope, encodeEnvelope, etagOf } from './envelope.js';
+import { escapeGlob, keys } from '../../redis/keys.js';
+import { type Encoding, decodeEnvelope, encodeEnvelope, etagOf } from './envelope.js';
+
+export interface CacheLimits {
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+  maxValueBytes: number;
+  maxBatch: number;
+  allowPersist: boolean;
+  compressMinBytes: number;
+  maxLeaseMs: number;
+  refreshLeaseMs: number;
+  maxWaitMs: number;
+  invalidateMaxKeys: number;
+}
+
+export type LookupResult = 'hit' | 'stale' | 'miss';
+export type LeaseOutcome = 'acquired' | 'held' | 'collapsed' | 'timeout' | 'refresh';
 
 export interface CacheServiceOptions {
   redis: RedisAccess;
   clock: Clock;
-  limits: {
-    defaultTtlSeconds: number;
-    maxTtlSeconds: number;
-    maxValueBytes: number;
-    maxBatch: number;
-  };
-  /** Counts lookups: op 'get' or 'mget', hit or miss. */
-  onLookup?(op: 'get' | 'mget', hit: boolean, count: number): void;
+  limits: CacheLimits;
+  onLookup?(op: 'get' | 'mget', result: LookupResult, count: number, tenant: string): void;
+  onStored?(bytes: number, savedBytes: number): void;
+  onLease?(outcome: LeaseOutcome): void;
+  onInvalidated?(by: 'tags' | 'prefix' | 'pattern', count: number): void;
 }
 
-/** A stored value as read: the JSON text of the value, its tag and remaining TTL. */
+/** A stored value as read. */
 export interface CacheEntry {
-  /** The value's JSON text, exactly as stored. */
-  readonly json: Buffer;
+  readonly encoding: Encoding;
+  /** The value's bytes: its JSON text, or the raw bytes of a binary value. */
+  readonly payload: Buffer;
   readonly etag: string;
-  /** Seconds until expiry (rounded up); null when the entry never expires. */
+  /** Seconds the value stays fresh (rounded up; 0 once stale); null when it never goes stale. */
   readonly ttl: number | null;
+  /** When a stale window was set: seconds it will still be served after `ttl` runs out. */
+  readonly staleTtl: number | undefined;
+  readonly stale: boolean;
+  readonly tags: readonly string[];
 }
 
-export interface PutResult {
+export type ReadResult =
+  | { hit: true; entry: CacheEntry; refreshLease?: string; collapsed?: boolean }
+  | { hit: false; lease?: { token: string; ttlMs: number }; retryAfterMs?: number };
+
+export interface PutInput {
+  key: string;
+  /** JSON values: the value; binary: a Buffer. */
+  value: unknown;
+  encoding: Encoding;
+  /** Seconds; null = never expires (when allowed); undefined = the default. */
+  ttl?: number | null | undefined;
+  staleTtl?: number | undefined;
+  tags?: readonly string[] | undefined;
+  /** If-Match etag (compare-and-set), or create-only (If-None-Match: *). */
+  condition?: { match: string } | { absent: true } | undefined;
+  leaseToken?: string | undefined;
+}
+
+export interface PutOutcome {
   readonly created: boolean;
   readonly ttl: number | null;
+  readonly staleTtl: number | undefined;
   readonly etag: string;
+  /** Whether the presented lease token was the key's lease (now released). */
+  readonly leaseReleased: boolean;
 }
 
-export interface PutItem {
-  key: string;
-  value: unknown;
-  ttl?: number | undefined;
+export interface InvalidateSpec {
+  tags?: readonly string[] | undefined;
+  prefix?: string | undefined;
+  pattern?: string | undefined;
 }
+
+/** How long one _invalidate or listing call may keep scanning before it returns a cursor. */
+const SCAN_BUDGET_MS = 1000;
+const SCAN_COUNT = 1000;
+const TAG_BATCH = 500;
+
+function newToken(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+const secondsUntil = (ms: number, now: number) => Math.max(0, Math.ceil((ms - now) / 1000));
 
 export function createCacheService(opts: CacheServiceOptions) {
   const { redis, clock, limits } = opts;
+  const fillChannel = keys.channels.cacheFilled();
+  /** Readers waiting for a leased key to be filled, by entry key. */
+  const waiters = new Map<string, Set<(filled: boolean) => void>>();
 
   function toEntry(buf: Buffer | null, now: number): CacheEntry | null {
     if (buf === null) return null;
     const e = decodeEnvelope(buf);
     if (e.expiresAtMs !== 0 && e.expiresAtMs <= now) return null;
+    const stale = e.freshUntilMs !== 0 && e.freshUntilMs <= now;
     return {
-      json: e.payload,
+      encoding: e.encoding,
+      payload: e.payload,
       etag: e.etag,
-      ttl: e.expiresAtMs === 0 ? null : Math.ceil((e.expiresAtMs - now) / 1000),
+      ttl: e.freshUntilMs === 0 ? null : secondsUntil(e.freshUntilMs, now),
+      staleTtl:
+        e.expiresAtMs === e.freshUntilMs
+          ? undefined
+          : secondsUntil(e.expiresAtMs, Math.max(now, e.freshUntilMs)),
+      stale,
+      tags: e.tags,
     };
   }
 
-  function resolveTtl(ttl: number | undefined, field: string): number {
-    const t = ttl ?? limits.defaultTtlSeconds;
-    if (t > limits.maxTtlSeconds) {
-      throw new AppError('VALIDATION_FAILED', `${field} exceeds ${limits.maxTtlSeconds} seconds.`, {
-        errors: [
-          {
-            field,
-            message: `must be at most ${limits.maxTtlSeconds}`,
-            limit: 'CACHE_MAX_TTL_SECONDS',
-          },
-        ],
-      });
+  function invalid(field: string, message: string, limit?: string): AppError {
+    return new AppError('VALIDATION_FAILED', `${field} ${message}.`, {
+      errors: [{ field, message, ...(limit ? { limit } : {}) }],
+    });
+  }
+
+  function resolveTtl(ttl: number | null | undefined, field: string): number | null {
+    if (ttl === null) {
+      if (!limits.allowPersist)
+        throw invalid(
+          field,
+          'may not be null: values must expire (CACHE_ALLOW_PERSIST is off)',
+          'CACHE_ALLOW_PERSIST',
+        );
+      return null;
     }
+    const t = ttl ?? limits.defaultTtlSeconds;
+    if (t > limits.maxTtlSeconds)
+      throw invalid(field, `must be at most ${limits.maxTtlSeconds}`, 'CACHE_MAX_TTL_SECONDS');
     return t;
   }
 
-  function serialize(value: unknown, field: string): Buffer {
-    const json = Buffer.from(JSON.stringify(value), 'utf8');
-    if (json.length > limits.maxValueBytes) {
+  function checkBatch(n: number, field: string): void {
+    if (n > limits.maxBatch)
+      throw invalid(field, `must have at most ${limits.maxBatch} entries`, 'CACHE_MAX_BATCH');
+  }
+
+  function prepare(tenant: string, item: PutInput, field: string, now: number) {
+    const ttl = resolveTtl(item.ttl, `${field}.ttl`);
+    const staleTtl = item.staleTtl;
+    if (staleTtl !== undefined && ttl === null)
+      throw invalid(`${field}.staleTtl`, 'needs a ttl (a value that never expires is never stale)');
+    if (staleTtl !== undefined && staleTtl > limits.maxTtlSeconds) {
+      throw invalid(
+        `${field}.staleTtl`,
+        `must be at most ${limits.maxTtlSeconds}`,
+        'CACHE_MAX_TTL_SECONDS',
+      );
+    }
+    const payload =
+      item.encoding === 'json'
+        ? Buffer.from(JSON.stringify(item.value), 'utf8')
+        : (item.value as Buffer);
+    if (payload.length > limits.maxValueBytes) {
       throw new AppError(
         'VALUE_TOO_LARGE',
-        `${field} is ${json.length} bytes of JSON; the limit is ${limits.maxValueBytes}.`,
+        `${field}.value is ${payload.length} bytes; the limit is ${limits.maxValueBytes}.`,
         {
           errors: [
             {
-              field,
+              field: `${field}.value`,
               message: `larger than ${limits.maxValueBytes} bytes`,
               limit: 'CACHE_MAX_VALUE_BYTES',
             },
@@ -89,60 +179,226 @@ export function createCacheService(opts: CacheServiceOptions) {
         },
       );
     }
-    return json;
-  }
-
-  function checkBatch(n: number, field: string): void {
-    if (n > limits.maxBatch) {
-      throw new AppError(
-        'VALIDATION_FAILED',
-        `${field} has ${n} entries; the limit is ${limits.maxBatch}.`,
-        {
-          errors: [
-            { field, message: `more than ${limits.maxBatch} entries`, limit: 'CACHE_MAX_BATCH' },
-          ],
-        },
-      );
-    }
-  }
-
-  function prepare(tenant: string, item: PutItem, field: string, now: number) {
-    const ttl = resolveTtl(item.ttl, `${field}.ttl`);
-    const json = serialize(item.value, `${field}.value`);
-    const etag = etagOf(json);
-    const expiresAtMs = now + ttl * 1000;
+    const freshUntilMs = ttl === null ? 0 : now + ttl * 1000;
+    const expiresAtMs = ttl === null ? 0 : freshUntilMs + (staleTtl ?? 0) * 1000;
+    const etag = etagOf(item.encoding, payload);
+    const tags = [...new Set(item.tags ?? [])];
+    const { stored, savedBytes } = encodeEnvelope(
+      { encoding: item.encoding, freshUntilMs, expiresAtMs, etag, tags },
+      payload,
+      limits.compressMinBytes,
+    );
+    const condition =
+      item.condition === undefined ? '' : 'match' in item.condition ? 'match' : 'absent';
+    const expected =
+      item.condition !== undefined && 'match' in item.condition ? item.condition.match : '';
+    opts.onStored?.(payload.length, savedBytes);
+    const entryKey = keys.cache(tenant, item.key);
     return {
-      redisKey: keys.cache(tenant, item.key),
-      envelope: encodeEnvelope(json, expiresAtMs, etag),
-      expiresAtMs,
+      args: [
+        entryKey,
+        keys.cacheLease(tenant, item.key),
+        stored,
+        expiresAtMs,
+        condition,
+        expected,
+        item.leaseToken ?? '',
+        keys.cacheTagPrefix(tenant),
+        tags.join('|'),
+        fillChannel,
+        entryKey,
+      ] as const,
       ttl,
+      staleTtl,
       etag,
     };
   }
 
-  return {
-    /** One GET; null on a miss (absent or expired). */
-    async get(tenant: string, key: string): Promise<CacheEntry | null> {
-      const redisKey = keys.cache(tenant, key);
-      const stored = await redis.onReader((c) => c.getBuffer(redisKey));
-      const entry = toEntry(stored, clock.nowMs());
-      opts.onLookup?.('get', entry !== null, 1);
-      return entry;
-    },
+  function waitForFill(entryKey: string, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      let set = waiters.get(entryKey);
+      if (set === undefined) {
+        set = new Set();
+        waiters.set(entryKey, set);
+      }
+      const done = (filled: boolean) => {
+        clearTimeout(timer);
+        const s = waiters.get(entryKey);
+        s?.delete(done);
+        if (s?.size === 0) waiters.delete(entryKey);
+        resolve(filled);
+      };
+      const timer = setTimeout(() => done(false), ms);
+      set.add(done);
+    });
+  }
 
-    /** Stores a value; `created` tells a new entry from a replaced one. */
-    async put(tenant: string, item: PutItem): Promise<PutResult> {
-      const p = prepare(tenant, item, 'body', clock.nowMs());
-      const created = await redis.onMaster((c) =>
-        c.cachePut(p.redisKey, p.envelope, p.expiresAtMs),
+  async function takeLease(
+    leaseKey: string,
+    ms: number,
+  ): Promise<{ token: string; held: false; ms: number } | { held: true; ms: number }> {
+    const token = newToken();
+    const [got, remaining] = await redis.onMaster((c) => c.cacheLease(leaseKey, token, ms));
+    return got === 1 ? { token, held: false, ms } : { held: true, ms: Math.max(remaining, 0) };
+  }
+
+  function lookup(tenant: string, result: LookupResult): void {
+    opts.onLookup?.('get', result, 1, tenant);
+  }
+
+  /** Reads a value; with `lease`, a miss takes (or waits on) the key's stampede lease. */
+  async function get(
+    tenant: string,
+    key: string,
+    options: { lease?: number; wait?: number } = {},
+  ): Promise<ReadResult> {
+    const entryKey = keys.cache(tenant, key);
+    const stored = await redis.onReader((c) => c.getBuffer(entryKey));
+    const now = clock.nowMs();
+    const entry = toEntry(stored, now);
+    if (entry !== null) {
+      if (!entry.stale) {
+        lookup(tenant, 'hit');
+        return { hit: true, entry };
+      }
+      lookup(tenant, 'stale');
+      // Stale: exactly one reader in the window is told to refresh.
+      const lease = await takeLease(
+        keys.cacheLease(tenant, key),
+        options.lease ?? limits.refreshLeaseMs,
       );
-      return { created: created === 1, ttl: p.ttl, etag: p.etag };
+      if (!lease.held) {
+        opts.onLease?.('refresh');
+        return { hit: true, entry, refreshLease: lease.token };
+      }
+      return { hit: true, entry };
+    }
+    lookup(tenant, 'miss');
+    if (options.lease === undefined) return { hit: false };
+    const leaseKey = keys.cacheLease(tenant, key);
+    const lease = await takeLease(leaseKey, options.lease);
+    if (!lease.held) {
+      opts.onLease?.('acquired');
+      return { hit: false, lease: { token: lease.token, ttlMs: lease.ms } };
+    }
+    const wait = Math.min(options.wait ?? 0, lease.ms);
+    if (wait <= 0) {
+      opts.onLease?.('held');
+      return { hit: false, retryAfterMs: lease.ms };
+    }
+    // Register first, then look again: a fill between the miss and the registration is not lost.
+    const filled = waitForFill(entryKey, wait);
+    const again = toEntry(await redis.onMaster((c) => c.getBuffer(entryKey)), clock.nowMs());
+    if (again !== null) {
+      opts.onLease?.('collapsed');
+      return { hit: true, entry: again, collapsed: true };
+    }
+    if (await filled) {
+      const value = toEntry(await redis.onMaster((c) => c.getBuffer(entryKey)), clock.nowMs());
+      if (value !== null) {
+        opts.onLease?.('collapsed');
+        return { hit: true, entry: value, collapsed: true };
+      }
+    }
+    opts.onLease?.('timeout');
+    const left = await redis.onMaster((c) => c.pttl(leaseKey));
+    return { hit: false, retryAfterMs: left > 0 ? left : 1000 };
+  }
+
+  function cursorSpecHash(spec: InvalidateSpec): string {
+    return createHash('sha256')
+      .update(JSON.stringify([spec.tags ?? null, spec.prefix ?? null, spec.pattern ?? null]))
+      .digest('base64url')
+      .slice(0, 8);
+  }
+
+  function decodeCursor(text: string | undefined, spec: InvalidateSpec): { i: number; c: string } {
+    if (text === undefined) return { i: 0, c: '0' };
+    try {
+      const parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as {
+        v?: number;
+        h?: string;
+        i?: number;
+        c?: string;
+      };
+      if (
+        parsed.v === 1 &&
+        parsed.h === cursorSpecHash(spec) &&
+        Number.isInteger(parsed.i) &&
+        /^\d+$/.test(parsed.c ?? '')
+      ) {
+        return { i: parsed.i as number, c: parsed.c as string };
+      }
+    } catch {
+      /* fall through */
+    }
+    throw invalid(
+      'body.cursor',
+      'is not a cursor returned by an _invalidate call with the same tags, prefix or pattern',
+    );
+  }
+
+  function encodeCursor(spec: InvalidateSpec, i: number, c: string): string {
+    return Buffer.from(JSON.stringify({ v: 1, h: cursorSpecHash(spec), i, c }), 'utf8').toString(
+      'base64url',
+    );
+  }
+
+  return {
+    get,
+
+    /** Stores a value (JSON or binary); conditional writes throw PRECONDITION_FAILED. */
+    async put(tenant: string, item: PutInput): Promise<PutOutcome> {
+      const p = prepare(tenant, item, 'body', clock.nowMs());
+      const [status, created, released] = await redis.onMaster((c) => c.cachePut(...p.args));
+      if (status === -1) {
+        throw new AppError(
+          'PRECONDITION_FAILED',
+          item.condition !== undefined && 'match' in item.condition
+            ? 'The stored value has another ETag (or none): the If-Match condition failed.'
+            : 'A value is already stored under this key: the If-None-Match: * condition failed.',
+        );
+      }
+      return {
+        created: created === 1,
+        ttl: p.ttl,
+        staleTtl: p.staleTtl,
+        etag: p.etag,
+        leaseReleased: released === 1,
+      };
     },
 
-    /** Deletes a key; deleting an absent key is not an error. */
-    async delete(tenant: string, key: string): Promise<void> {
-      const redisKey = keys.cache(tenant, key);
-      await redis.onMaster((c) => c.unlink(redisKey));
+    /** Deletes a key (and its tag memberships); `ifMatch` makes it conditional. */
+    async delete(tenant: string, key: string, ifMatch?: string): Promise<boolean> {
+      const entryKey = keys.cache(tenant, key);
+      const res = await redis.onMaster((c) =>
+        c.cacheDelete(
+          entryKey,
+          ifMatch === undefined ? '' : 'match',
+          ifMatch ?? '',
+          keys.cacheTagPrefix(tenant),
+        ),
+      );
+      if (res === -1)
+        throw new AppError(
+          'PRECONDITION_FAILED',
+          'The stored value has another ETag (or none): the If-Match condition failed.',
+        );
+      return res === 1;
+    },
+
+    /** Changes freshness/expiry without rewriting the value; null when there is no such entry. */
+    async touch(tenant: string, key: string, ttlIn: number | null, staleTtl: number | undefined) {
+      const ttl = resolveTtl(ttlIn, 'body.ttl');
+      if (staleTtl !== undefined && ttl === null) throw invalid('body.staleTtl', 'needs a ttl');
+      const now = clock.nowMs();
+      const freshUntilMs = ttl === null ? 0 : now + ttl * 1000;
+      const expiresAtMs = ttl === null ? 0 : freshUntilMs + (staleTtl ?? 0) * 1000;
+      const entryKey = keys.cache(tenant, key);
+      const [ok, etag] = await redis.onMaster((c) =>
+        c.cacheTouch(entryKey, freshUntilMs, expiresAtMs, keys.cacheTagPrefix(tenant)),
+      );
+      return ok === 1 ? { ttl, staleTtl, etag } : null;
     },
 
     /** One MGET; entries in request order, null for misses. */
@@ -152,28 +408,137 @@ export function createCacheService(opts: CacheServiceOptions) {
       const bufs = await redis.onReader((c) => c.mgetBuffer(...redisKeys));
       const now = clock.nowMs();
       const out = bufs.map((b) => toEntry(b, now));
-      const hits = out.reduce((n, e) => (e === null ? n : n + 1), 0);
-      if (hits > 0) opts.onLookup?.('mget', true, hits);
-      if (hits < out.length) opts.onLookup?.('mget', false, out.length - hits);
+      let hits = 0;
+      let stale = 0;
+      for (const e of out) {
+        if (e === null) continue;
+        if (e.stale) stale++;
+        else hits++;
+      }
+      if (hits > 0) opts.onLookup?.('mget', 'hit', hits, tenant);
+      if (stale > 0) opts.onLookup?.('mget', 'stale', stale, tenant);
+      if (hits + stale < out.length)
+        opts.onLookup?.('mget', 'miss', out.length - hits - stale, tenant);
       return out;
     },
 
-    /** Stores many values atomically (MULTI/EXEC, one round trip). */
+    /** Stores many values atomically (MULTI/EXEC of the put script, one round trip). */
     async mset(
       tenant: string,
-      items: readonly PutItem[],
-    ): Promise<{ ttl: number; etag: string }[]> {
+      items: readonly PutInput[],
+    ): Promise<{ ttl: number | null; staleTtl: number | undefined; etag: string }[]> {
       checkBatch(items.length, 'body.items');
       const now = clock.nowMs();
       const prepared = items.map((item, i) => prepare(tenant, item, `body.items[${i}]`, now));
       const res = await redis.onMaster((c) => {
         const tx = c.multi();
-        for (const p of prepared) tx.set(p.redisKey, p.envelope, 'PXAT', p.expiresAtMs);
+        for (const p of prepared) tx.cachePut(...p.args);
         return tx.exec();
       });
       if (res === null) throw new Error('MULTI/EXEC aborted');
       for (const [err] of res) if (err) throw err;
-      return prepared.map((p) => ({ ttl: p.ttl, etag: p.etag }));
+      return prepared.map((p) => ({ ttl: p.ttl, staleTtl: p.staleTtl, etag: p.etag }));
+    },
+
+    /**
+     * Deletes every key carrying one of `tags`, under `prefix`, or matching `pattern` (a glob inside
+     * the tenant's namespace), in batches (SSCAN/SCAN + UNLINK, each a short command). Stops after
+     * CACHE_INVALIDATE_MAX_KEYS deletions or about a second and returns a cursor to continue.
+     */
+    async invalidate(
+      tenant: string,
+      spec: InvalidateSpec,
+      cursorText?: string,
+    ): Promise<{ deleted: number; cursor: string | null }> {
+      const start = Date.now();
+      const entryPrefix = keys.cachePrefix(tenant);
+      let { i, c } = decodeCursor(cursorText, spec);
+      let deleted = 0;
+      let processed = 0;
+      // The cap counts keys handled (deleted, or already gone), so a call's work is bounded.
+      const outOfBudget = () =>
+        processed >= limits.invalidateMaxKeys || Date.now() - start > SCAN_BUDGET_MS;
+      if (spec.tags !== undefined) {
+        // Members are removed from the tag set as their keys are deleted, so each batch is a
+        // random sample of what is left (SRANDMEMBER), and the cursor is just the tag's index.
+        const tags = spec.tags;
+        while (i < tags.length && !outOfBudget()) {
+          const tagKey = keys.cacheTag(tenant, tags[i] as string);
+          const batch = Math.min(TAG_BATCH, limits.invalidateMaxKeys - deleted);
+          const members = await redis.onMaster((r) => r.srandmember(tagKey, batch));
+          if (members.length === 0) {
+            i++;
+            continue;
+          }
+          const own = members.filter((m) => m.startsWith(entryPrefix));
+          const res = await redis.onMaster((r) => {
+            const tx = r.multi();
+            if (own.length > 0) tx.unlink(...own);
+            tx.srem(tagKey, ...members);
+            return tx.exec();
+          });
+          const first = res?.[0];
+          if (own.length > 0 && first !== undefined) {
+            if (first[0]) throw first[0];
+            deleted += first[1] as number;
+          }
+          processed += members.length;
+        }
+        opts.onInvalidated?.('tags', deleted);
+        return { deleted, cursor: i < tags.length ? encodeCursor(spec, i, '0') : null };
+      }
+      const by = spec.prefix !== undefined ? 'prefix' : 'pattern';
+      const match =
+        escapeGlob(entryPrefix) +
+        (spec.prefix !== undefined ? `${escapeGlob(spec.prefix)}*` : (spec.pattern as string));
+      do {
+        const count = Math.min(SCAN_COUNT, limits.invalidateMaxKeys - processed);
+        const [next, found] = await redis.onMaster((r) =>
+          r.scan(c, 'MATCH', match, 'COUNT', count),
+        );
+        const own = found.filter((k) => k.startsWith(entryPrefix));
+        if (own.length > 0) deleted += await redis.onMaster((r) => r.unlink(...own));
+        processed += own.length;
+        c = next;
+      } while (c !== '0' && !outOfBudget());
+      opts.onInvalidated?.(by, deleted);
+      return { deleted, cursor: c === '0' ? null : encodeCursor(spec, 0, c) };
+    },
+
+    /** Pages the tenant's keys under `prefix` (SCAN); a page may be short, continue until the cursor is null. */
+    async list(
+      tenant: string,
+      prefix: string,
+      cursorText: string | undefined,
+      limit: number,
+    ): Promise<{ keys: string[]; cursor: string | null }> {
+      const start = Date.now();
+      const entryPrefix = keys.cachePrefix(tenant);
+      const match = `${escapeGlob(entryPrefix)}${escapeGlob(prefix)}*`;
+      let c = cursorText ?? '0';
+      if (!/^\d{1,20}$/.test(c))
+        throw invalid('query.cursor', 'is not a cursor returned by a previous listing');
+      const out: string[] = [];
+      do {
+        const [next, found] = await redis.onReader((r) =>
+          r.scan(c, 'MATCH', match, 'COUNT', Math.max(limit, 100)),
+        );
+        for (const k of found) if (k.startsWith(entryPrefix)) out.push(k.slice(entryPrefix.length));
+        c = next;
+      } while (c !== '0' && out.length < limit && Date.now() - start < SCAN_BUDGET_MS);
+      return { keys: out, cursor: c === '0' ? null : c };
+    },
+
+    /** A leased key was filled somewhere (pub/sub): wake the readers waiting on it here. */
+    onFilled(entryKey: string): void {
+      const set = waiters.get(entryKey);
+      if (set === undefined) return;
+      for (const done of [...set]) done(true);
+    },
+
+    /** Releases every waiting reader (shutdown). */
+    close(): void {
+      for (const set of [...waiters.values()]) for (const done of [...set]) done(false);
     },
   };
 }
