@@ -16,7 +16,8 @@ import { cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { freePort, startTopology } from '../test/harness/topology.js';
-import { VALUE, cacheScenarios } from './scenarios/cache.js';
+import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
+import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
 import type { Scenario, ScenarioContext } from './types.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
@@ -162,6 +163,7 @@ async function main(): Promise<void> {
     });
     const ctx: ScenarioContext = { auth: { authorization: `Bearer ${String(created.key)}` } };
     await call(gw, 'PUT', '/v1/cache/bench%3Ahit', ctx.auth, { value: VALUE, ttl: 3600 });
+    await call(gw, 'PUT', '/v1/cache/bench%3Abig', ctx.auth, { value: BIG_VALUE, ttl: 3600 });
     await call(gw, 'POST', '/v1/cache/_mset', ctx.auth, {
       items: Array.from({ length: 10 }, (_, i) => ({
         key: `bench:m${i}`,
@@ -171,7 +173,6 @@ async function main(): Promise<void> {
     });
     const direct = new Redis({ host: '127.0.0.1', port: await topology.masterPort(), protocol: 2 });
     await direct.set('bare:hit', JSON.stringify({ key: 'hit', value: VALUE, ttl: 3600 }));
-    direct.disconnect();
 
     const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));
     // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
@@ -230,6 +231,13 @@ async function main(): Promise<void> {
       `\nResults (median of ${ROUNDS} runs of ${DURATION} s, ${CONNECTIONS} connections, node ${process.version}, ${cpus().length} cores)`,
     );
     console.table(rows);
+    const oneShots: OneShotResult[] = [];
+    if (ONLY === undefined || ONLY.some((id) => id.startsWith('invalidate'))) {
+      console.log('\n_invalidate of 10 000 keys ...');
+      oneShots.push(...(await benchInvalidate(gw, ctx, direct)));
+      console.table(oneShots);
+    }
+    direct.disconnect();
     mkdirSync('load/results', { recursive: true });
     const file = `load/results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
     writeFileSync(
@@ -245,6 +253,7 @@ async function main(): Promise<void> {
           connections: CONNECTIONS,
           rounds: ROUNDS,
           rows,
+          oneShots,
         },
         null,
         2,

@@ -13,6 +13,17 @@ export const VALUE = {
   flags: { promo: false, visible: true },
 };
 
+/** About 10 KiB of JSON: stored compressed (over CACHE_COMPRESS_MIN_BYTES), inflated on every read. */
+export const BIG_VALUE = {
+  items: Array.from({ length: 60 }, (_, i) => ({
+    id: i,
+    sku: `EF-PRICE-${String(i).padStart(5, '0')}`,
+    price: { amount: 42.5 + i, currency: 'EUR' },
+    tags: ['pricing', 'ef', 'hot'],
+    description: `Item ${i} of the benchmark catalogue, with enough text to look like a real record.`,
+  })),
+};
+
 export const cacheScenarios: Scenario[] = [
   {
     name: 'baseline GET (bare Fastify + ioredis)',
@@ -26,6 +37,13 @@ export const cacheScenarios: Scenario[] = [
     target: 'gateway',
     baseline: 'baseline-get',
     request: (ctx) => ({ method: 'GET', path: '/v1/cache/bench%3Ahit', headers: ctx.auth }),
+  },
+  {
+    name: 'cache GET hit, 10 KiB value (compressed)',
+    id: 'cache-get-10k',
+    target: 'gateway',
+    baseline: 'baseline-get',
+    request: (ctx) => ({ method: 'GET', path: '/v1/cache/bench%3Abig', headers: ctx.auth }),
   },
   {
     name: 'cache PUT',
