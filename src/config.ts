@@ -103,6 +103,8 @@ const envShape = z.object({
   CACHE_INVALIDATE_MAX_KEYS: int(10_000, 100, 1_000_000),
   CACHE_METRICS_TENANT_LABEL: bool(false),
   CACHE_METRICS_MAX_TENANTS: int(20, 1, 1000),
+  CACHE_LOCAL_MAX_BYTES: int(64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
+  CACHE_LOCAL_MAX_ENTRY_BYTES: int(64 * 1024, 0, 512 * 1024 * 1024),
 });
 
 /** Every environment variable the gateway reads (README and the Helm chart list the same). */
@@ -187,6 +189,10 @@ export interface Config {
     readonly invalidateMaxKeys: number;
     readonly metricsTenantLabel: boolean;
     readonly metricsMaxTenants: number;
+    /** Bytes of the process-local near cache; 0 disables it (and key tracking). */
+    readonly localMaxBytes: number;
+    /** Entries larger than this are never held locally. */
+    readonly localMaxEntryBytes: number;
   };
 }
 
@@ -268,6 +274,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       invalidateMaxKeys: c.CACHE_INVALIDATE_MAX_KEYS,
       metricsTenantLabel: c.CACHE_METRICS_TENANT_LABEL,
       metricsMaxTenants: c.CACHE_METRICS_MAX_TENANTS,
+      localMaxBytes: c.CACHE_LOCAL_MAX_BYTES,
+      localMaxEntryBytes: c.CACHE_LOCAL_MAX_ENTRY_BYTES,
     },
   };
   return deepFreeze(config);

@@ -8,6 +8,7 @@ import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { createAdminService } from './modules/admin/service.js';
 import { parseKeysFile } from './modules/admin/keys-file.js';
+import { createNearCache } from './modules/cache/near-cache.js';
 import { createCacheService } from './modules/cache/service.js';
 import type { Lifecycle } from './observability/health.js';
 import { type Metrics, createMetrics } from './observability/metrics.js';
@@ -50,6 +51,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   let subscriberReadyOnce = false;
   const redis = createRedis(config, {
     lazyConnect: options.lazyConnect ?? false,
+    tracking: config.cache.localMaxBytes > 0,
     now: () => clock.nowMs(),
     hooks: {
       onReady(role, address) {
@@ -104,7 +106,17 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onStored: (bytes, saved) => metrics.cache.stored(bytes, saved),
     onLease: (outcome) => metrics.cache.lease(outcome),
     onInvalidated: (by, n) => metrics.cache.invalidated(by, n),
+    onNearHit: () => metrics.cache.nearHit(),
+    near:
+      redis.tracking === undefined
+        ? undefined
+        : createNearCache({
+            tracking: redis.tracking,
+            maxBytes: config.cache.localMaxBytes,
+            maxEntryBytes: config.cache.localMaxEntryBytes,
+          }),
   });
+  if (cache.nearStats) metrics.cache.watchNear(cache.nearStats);
 
   // Pub/sub: revocations (drop a key from the auth cache) and fills of leased cache keys (wake
   // the readers waiting here).

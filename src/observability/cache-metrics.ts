@@ -13,6 +13,10 @@ export interface CacheMetrics {
   stored(bytes: number, savedBytes: number): void;
   lease(outcome: string): void;
   invalidated(by: string, count: number): void;
+  /** A GET answered from the process-local near cache. */
+  nearHit(): void;
+  /** Reports the near cache's size at each scrape. */
+  watchNear(stats: () => { entries: number; bytes: number }): void;
   /** Stops the ratio window's timer. */
   close(): void;
 }
@@ -111,7 +115,37 @@ export function createCacheMetrics(registry: Registry, options: CacheMetricsOpti
     registers: [registry],
   });
 
+  const nearHits = new FastCounter(
+    'gateway_cache_local_hits_total',
+    'GET hits answered from the process-local near cache, without a Redis round trip (also counted in gateway_cache_lookups_total).',
+    [] as const,
+  ).register(registry);
+  const nearHitSeries = nearHits.child({});
+  let nearStats: (() => { entries: number; bytes: number }) | undefined;
+  new Gauge({
+    name: 'gateway_cache_local_bytes',
+    help: 'Bytes held by the process-local near cache (bounded by CACHE_LOCAL_MAX_BYTES).',
+    registers: [registry],
+    collect() {
+      this.set(nearStats?.().bytes ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'gateway_cache_local_entries',
+    help: 'Entries held by the process-local near cache.',
+    registers: [registry],
+    collect() {
+      this.set(nearStats?.().entries ?? 0);
+    },
+  });
+
   return {
+    nearHit() {
+      nearHitSeries.inc();
+    },
+    watchNear(stats) {
+      nearStats = stats;
+    },
     lookup(op, result, count, tenant) {
       series(op, result, tenant).inc(count);
       const w = window[op];

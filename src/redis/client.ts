@@ -13,8 +13,9 @@ import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { type KeyTracking, createKeyTracking } from './tracking.js';
 
-export type RedisRole = 'primary' | 'replica' | 'subscriber';
+export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker';
 
 /** Callbacks through which the composition root feeds metrics and logs. */
 export interface RedisHooks {
@@ -45,6 +46,8 @@ export interface RedisHandle extends RedisAccess {
   readonly primary: Redis;
   /** Dedicated pub/sub client. */
   readonly subscriber: Redis;
+  /** Invalidations of the primary's reads, when created with `tracking`. */
+  readonly tracking: KeyTracking | undefined;
   /** The replica client when READ_FROM_REPLICAS is on and it is ready, else the primary. */
   reader(): Redis;
   /**
@@ -63,6 +66,8 @@ export interface CreateRedisOptions {
   hooks?: RedisHooks;
   /** Do not connect until a command is sent (used to build an app only to print its OpenAPI). */
   lazyConnect?: boolean;
+  /** Track the primary's reads (CLIENT TRACKING) for a near cache; adds one connection. */
+  tracking?: boolean;
   now?: () => number;
 }
 
@@ -188,6 +193,19 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     commandTimeout: undefined,
     enableOfflineQueue: true,
   });
+  const tracker =
+    options.tracking === true && !lazy
+      ? new Redis({
+          ...baseOptions(config, 'tracker', lazy),
+          commandTimeout: undefined,
+          enableOfflineQueue: true,
+          autoResubscribe: false,
+        })
+      : undefined;
+  const tracking =
+    tracker === undefined
+      ? undefined
+      : createKeyTracking(primary, tracker, { onError: (err) => hooks.onError?.('tracker', err) });
   const replica =
     config.redis.readFromReplicas && config.redis.topology.mode === 'sentinel'
       ? new Redis({ ...baseOptions(config, 'replica', lazy), role: 'slave' })
@@ -226,6 +244,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   wire(primary, 'primary');
   wire(subscriber, 'subscriber');
   if (replica) wire(replica, 'replica');
+  if (tracker) wire(tracker, 'tracker');
   const deadAfterMs = Math.max(1000, 3 * config.redis.commandTimeoutMs);
   const watchdogs = [primary, ...(replica ? [replica] : [])].map((c) =>
     watchForDeadConnection(c, deadAfterMs),
@@ -298,6 +317,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   return {
     primary,
     subscriber,
+    tracking,
     reader,
     whenReady,
     onMaster,
@@ -314,6 +334,9 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       primary: primary.status,
       subscriber: subscriber.status,
       ...(replica ? { replica: replica.status } : {}),
+      ...(tracker
+        ? { tracker: tracker.status, tracking: tracking?.active() ? 'active' : 'inactive' }
+        : {}),
     }),
     async close() {
       for (const t of watchdogs) clearInterval(t);
@@ -322,7 +345,12 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
         w.reject(unavailable());
       }
       waiters = [];
-      const clients = [primary, subscriber, ...(replica ? [replica] : [])];
+      const clients = [
+        primary,
+        subscriber,
+        ...(replica ? [replica] : []),
+        ...(tracker ? [tracker] : []),
+      ];
       await Promise.all(
         clients.map(async (c) => {
           // QUIT lets in-flight replies arrive; disconnect() then also stops the sentinel

@@ -74,6 +74,8 @@ function scopesOf(raw: readonly string[]): Scope[] {
 export function createAdminService(opts: AdminServiceOptions) {
   const { clock } = opts;
   const cache = new Map<string, CachedKey>();
+  /** Per cache entry, the presented key that matched its digest (dies with the entry). */
+  const verified = new WeakMap<object, string>();
   const inflight = new Map<string, Promise<CachedKey>>();
   let fileKeys = new Map<string, FileKey & { principal: Principal }>();
   const adminDigest = opts.adminToken === undefined ? undefined : hashKey(opts.adminToken);
@@ -124,8 +126,14 @@ export function createAdminService(opts: AdminServiceOptions) {
     now: number,
   ): Principal | AuthFailure {
     const digest = entry.digest;
-    if (entry.principal === undefined || digest === undefined || !keyMatches(presented, digest))
-      return 'unknown';
+    if (entry.principal === undefined || digest === undefined) return 'unknown';
+    // The key that last matched this entry's digest is compared in constant time first, so a
+    // key in steady use costs no SHA-256 per request; anything else is hashed and compared.
+    const known = verified.get(entry);
+    if (known === undefined || !constantTimeEqual(presented, known)) {
+      if (!keyMatches(presented, digest)) return 'unknown';
+      verified.set(entry, presented);
+    }
     if ('revoked' in entry && entry.revoked) return 'revoked';
     if (entry.expiresAtMs !== undefined && now >= entry.expiresAtMs) return 'expired';
     return entry.principal;

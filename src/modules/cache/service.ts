@@ -10,7 +10,14 @@ import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { escapeGlob, keys } from '../../redis/keys.js';
-import { type Encoding, decodeEnvelope, encodeEnvelope, etagOf } from './envelope.js';
+import {
+  type Encoding,
+  type Envelope,
+  decodeEnvelope,
+  encodeEnvelope,
+  etagOf,
+} from './envelope.js';
+import type { NearCache } from './near-cache.js';
 
 export interface CacheLimits {
   defaultTtlSeconds: number;
@@ -36,6 +43,10 @@ export interface CacheServiceOptions {
   onStored?(bytes: number, savedBytes: number): void;
   onLease?(outcome: LeaseOutcome): void;
   onInvalidated?(by: 'tags' | 'prefix' | 'pattern', count: number): void;
+  /** A GET hit answered from the process-local near cache. */
+  onNearHit?(): void;
+  /** Process-local copies of read entries, kept coherent by Redis invalidations (optional). */
+  near?: NearCache | undefined;
 }
 
 /** A stored value as read. */
@@ -102,9 +113,13 @@ export function createCacheService(opts: CacheServiceOptions) {
   /** Readers waiting for a leased key to be filled, by entry key. */
   const waiters = new Map<string, Set<(filled: boolean) => void>>();
 
+  const { near } = opts;
+
   function toEntry(buf: Buffer | null, now: number): CacheEntry | null {
-    if (buf === null) return null;
-    const e = decodeEnvelope(buf);
+    return buf === null ? null : fromEnvelope(decodeEnvelope(buf), now);
+  }
+
+  function fromEnvelope(e: Envelope, now: number): CacheEntry | null {
     if (e.expiresAtMs !== 0 && e.expiresAtMs <= now) return null;
     const stale = e.freshUntilMs !== 0 && e.freshUntilMs <= now;
     return {
@@ -247,15 +262,38 @@ export function createCacheService(opts: CacheServiceOptions) {
   }
 
   /** Reads a value; with `lease`, a miss takes (or waits on) the key's stampede lease. */
+  /** One GET: from the near cache when it holds a fresh copy, else from Redis (tracked). */
+  async function read(entryKey: string): Promise<CacheEntry | null> {
+    if (near === undefined)
+      return toEntry(await redis.onReader((c) => c.getBuffer(entryKey)), clock.nowMs());
+    const held = near.get(entryKey);
+    if (held !== undefined) {
+      const entry = fromEnvelope(held, clock.nowMs());
+      // A stale copy goes to Redis: the refresh lease is decided there.
+      if (entry !== null && !entry.stale) {
+        opts.onNearHit?.();
+        return entry;
+      }
+    }
+    const generation = near.beginRead(entryKey);
+    let env: Envelope | null = null;
+    try {
+      // The master: tracking follows the request-path connection's reads.
+      const stored = await redis.onMaster((c) => c.getBuffer(entryKey));
+      env = stored === null ? null : decodeEnvelope(stored);
+    } finally {
+      near.endRead(entryKey, generation, env);
+    }
+    return env === null ? null : fromEnvelope(env, clock.nowMs());
+  }
+
   async function get(
     tenant: string,
     key: string,
     options: { lease?: number; wait?: number } = {},
   ): Promise<ReadResult> {
     const entryKey = keys.cache(tenant, key);
-    const stored = await redis.onReader((c) => c.getBuffer(entryKey));
-    const now = clock.nowMs();
-    const entry = toEntry(stored, now);
+    const entry = await read(entryKey);
     if (entry !== null) {
       if (!entry.stale) {
         lookup(tenant, 'hit');
@@ -351,6 +389,7 @@ export function createCacheService(opts: CacheServiceOptions) {
     async put(tenant: string, item: PutInput): Promise<PutOutcome> {
       const p = prepare(tenant, item, 'body', clock.nowMs());
       const [status, created, released] = await redis.onMaster((c) => c.cachePut(...p.args));
+      near?.drop(p.args[0]);
       if (status === -1) {
         throw new AppError(
           'PRECONDITION_FAILED',
@@ -379,6 +418,7 @@ export function createCacheService(opts: CacheServiceOptions) {
           keys.cacheTagPrefix(tenant),
         ),
       );
+      near?.drop(entryKey);
       if (res === -1)
         throw new AppError(
           'PRECONDITION_FAILED',
@@ -398,6 +438,7 @@ export function createCacheService(opts: CacheServiceOptions) {
       const [ok, etag] = await redis.onMaster((c) =>
         c.cacheTouch(entryKey, freshUntilMs, expiresAtMs, keys.cacheTagPrefix(tenant)),
       );
+      near?.drop(entryKey);
       return ok === 1 ? { ttl, staleTtl, etag } : null;
     },
 
@@ -435,6 +476,7 @@ export function createCacheService(opts: CacheServiceOptions) {
         for (const p of prepared) tx.cachePut(...p.args);
         return tx.exec();
       });
+      for (const p of prepared) near?.drop(p.args[0]);
       if (res === null) throw new Error('MULTI/EXEC aborted');
       for (const [err] of res) if (err) throw err;
       return prepared.map((p) => ({ ttl: p.ttl, staleTtl: p.staleTtl, etag: p.etag }));
@@ -471,6 +513,7 @@ export function createCacheService(opts: CacheServiceOptions) {
             continue;
           }
           const own = members.filter((m) => m.startsWith(entryPrefix));
+          for (const k of own) near?.drop(k);
           const res = await redis.onMaster((r) => {
             const tx = r.multi();
             if (own.length > 0) tx.unlink(...own);
@@ -497,6 +540,7 @@ export function createCacheService(opts: CacheServiceOptions) {
           r.scan(c, 'MATCH', match, 'COUNT', count),
         );
         const own = found.filter((k) => k.startsWith(entryPrefix));
+        for (const k of own) near?.drop(k);
         if (own.length > 0) deleted += await redis.onMaster((r) => r.unlink(...own));
         processed += own.length;
         c = next;
@@ -535,6 +579,9 @@ export function createCacheService(opts: CacheServiceOptions) {
       if (set === undefined) return;
       for (const done of [...set]) done(true);
     },
+
+    /** Entries and bytes held by the near cache (undefined when it is off). */
+    nearStats: near === undefined ? undefined : () => near.stats(),
 
     /** Releases every waiting reader (shutdown). */
     close(): void {
