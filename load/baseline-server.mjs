@@ -13,6 +13,8 @@ const redis = new Redis({
   sentinels,
   name: process.env.REDIS_MASTER_NAME ?? 'mymaster',
   protocol: 2,
+  username: process.env.REDIS_USERNAME,
+  password: process.env.REDIS_PASSWORD,
 });
 const app = Fastify({ logger: false });
 

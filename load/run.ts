@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
-import { freePort, startTopology } from '../test/harness/topology.js';
+import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/harness/topology.js';
 import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
 import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
 import type { Scenario, ScenarioContext } from './types.js';
@@ -143,12 +143,16 @@ async function main(): Promise<void> {
         HOST: '127.0.0.1',
         METRICS_PORT: '0',
         REDIS_SENTINELS: sentinels,
+        REDIS_USERNAME: GATEWAY_USER.username,
+        REDIS_PASSWORD: GATEWAY_USER.password,
         ADMIN_TOKEN: adminToken,
         LOG_LEVEL: 'warn',
       }),
       spawnNode(['load/baseline-server.mjs'], {
         PORT: String(basePort),
         REDIS_SENTINELS: sentinels,
+        REDIS_USERNAME: GATEWAY_USER.username,
+        REDIS_PASSWORD: GATEWAY_USER.password,
       }),
     );
     const [gwChild, baseChild] = children;
@@ -171,7 +175,13 @@ async function main(): Promise<void> {
         ttl: 3600,
       })),
     });
-    const direct = new Redis({ host: '127.0.0.1', port: await topology.masterPort(), protocol: 2 });
+    const direct = new Redis({
+      host: '127.0.0.1',
+      port: await topology.masterPort(),
+      protocol: 2,
+      username: HARNESS_ADMIN.username,
+      password: HARNESS_ADMIN.password,
+    });
     await direct.set('bare:hit', JSON.stringify({ key: 'hit', value: VALUE, ttl: 3600 }));
 
     const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));

@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { startTopology } from '../test/harness/topology.js';
+import { GATEWAY_USER, startTopology } from '../test/harness/topology.js';
 
 const port = Number(process.env.PORT ?? 8080);
 const metricsPort = Number(process.env.METRICS_PORT ?? 9464);
@@ -74,6 +74,9 @@ async function main(): Promise<void> {
         HOST: '127.0.0.1',
         REDIS_SENTINELS: topology.sentinels.map((s) => `${s.host}:${s.port}`).join(','),
         REDIS_MASTER_NAME: topology.masterName,
+        // The least-privilege ACL user of deploy/redis/users.acl (development password).
+        REDIS_USERNAME: GATEWAY_USER.username,
+        REDIS_PASSWORD: GATEWAY_USER.password,
         READ_FROM_REPLICAS: 'true',
         ADMIN_TOKEN: adminToken,
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',

@@ -35,6 +35,8 @@ export interface DepsOptions {
   metrics?: Metrics;
   /** Build without connecting (to print the OpenAPI document). */
   lazyConnect?: boolean;
+  /** Redis refuses something the gateway cannot work without; main.ts exits. Default: log it. */
+  onFatal?(err: Error): void;
 }
 
 const KEYS_FILE_POLL_MS = 10_000;
@@ -72,6 +74,10 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
       onFailover(from, to) {
         metrics.redisFailovers.inc();
         log.warn({ from, to }, 'redis master changed');
+      },
+      onFatal(err) {
+        log.fatal({ err: err.message }, 'redis permissions');
+        options.onFatal?.(err);
       },
       onRetry(reason) {
         metrics.redisRetries.inc({ reason: /^[A-Z]+$/.test(reason) ? reason : 'NOTSENT' });

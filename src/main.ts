@@ -41,7 +41,9 @@ async function main(): Promise<void> {
 
   let deps;
   try {
-    deps = createDeps(config, logger);
+    deps = createDeps(config, logger, {
+      onFatal: () => process.exit(1), // logged by deps; a misconfigured ACL must not look healthy
+    });
   } catch (err) {
     logger.fatal({ err }, 'cannot start');
     process.exit(1);

@@ -27,6 +27,8 @@ export interface RedisHooks {
   onError?(role: RedisRole, err: Error): void;
   /** A command refused before execution is being sent again (reason: READONLY, NOREPLICAS, ...). */
   onRetry?(reason: string): void;
+  /** The Redis user lacks a permission the gateway cannot work without (e.g. +info). */
+  onFatal?(err: Error): void;
 }
 
 /** What services get: commands run on a ready master (or replica), within the request budget. */
@@ -78,6 +80,8 @@ function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions 
     // Pinned: ioredis 6 defaults to RESP3; RESP2 replies are what our scripts and parsers expect.
     protocol: 2,
     connectionName: `cache-gateway:${name}`,
+    // No CLIENT SETINFO: one command fewer for the ACL (and Redis 7.0 does not know it).
+    disableClientInfo: true,
     connectTimeout: r.connectTimeoutMs,
     commandTimeout: r.commandTimeoutMs,
     maxRetriesPerRequest: 0,
@@ -216,12 +220,47 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   let downSince: number | undefined = now();
   let waiters: { resolve(): void; reject(e: unknown): void; timer: NodeJS.Timeout }[] = [];
 
+  /**
+   * ioredis skips its ready check when INFO is refused (NOPERM) and then cannot tell a master from
+   * a replica; the gateway insists: without INFO it stops, and on anything but a master (a stale
+   * sentinel answer) it reconnects.
+   */
+  const verifyPrimary = () => {
+    primary.info('replication').then(
+      (info) => {
+        const role = /^role:(\w+)/m.exec(info)?.[1];
+        if (config.redis.topology.mode === 'sentinel' && role !== 'master') {
+          hooks.onError?.(
+            'primary',
+            new Error(
+              `connected to a ${role ?? 'node of unknown role'}, not the master; reconnecting`,
+            ),
+          );
+          primary.disconnect(true);
+          return;
+        }
+        everReady = true;
+      },
+      (err: Error) => {
+        if (err.message.includes('NOPERM')) {
+          hooks.onFatal?.(
+            new Error(
+              `the Redis user may not run INFO (${err.message}); grant +info (see deploy/redis/users.acl)`,
+            ),
+          );
+        } else {
+          hooks.onError?.('primary', err);
+        }
+      },
+    );
+  };
+
   const wire = (client: Redis, role: RedisRole) => {
     client.on('ready', () => {
       const address = addressOf(client);
       hooks.onReady?.(role, address);
       if (role !== 'primary') return;
-      everReady = true;
+      verifyPrimary();
       downSince = undefined;
       if (lastPrimaryAddress !== undefined && lastPrimaryAddress !== address) {
         hooks.onFailover?.(lastPrimaryAddress, address);

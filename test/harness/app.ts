@@ -5,12 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import type { Clock } from '../../src/clock.js';
 import { type Config, parseConfig } from '../../src/config.js';
 import { type Deps, createDeps } from '../../src/deps.js';
+import { GATEWAY_USER, HARNESS_ADMIN, HOST } from './topology.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -33,6 +35,9 @@ export function testEnv(
     REDIS_SENTINELS: list.map((s) => `${s.host}:${s.port}`).join(','),
     REDIS_MASTER_NAME: masterName ?? provided?.masterName ?? 'mymaster',
     LOG_LEVEL: 'silent',
+    // The gateway logs in as deploy/redis/users.acl's `gateway` user: every test proves the ACL.
+    REDIS_USERNAME: GATEWAY_USER.username,
+    REDIS_PASSWORD: GATEWAY_USER.password,
     ADMIN_TOKEN,
     METRICS_PORT: '0',
     ...extra,
@@ -100,6 +105,27 @@ export function useTestApp(options: Parameters<typeof buildTestApp>[0] = {}): Te
     },
     close: () => get().close(),
   };
+}
+
+/**
+ * A Redis client with every permission, on the server an app's primary connection uses: for
+ * tests that inspect or break things the gateway user may not touch.
+ */
+export async function adminRedis(app: TestApp): Promise<Redis> {
+  const port = (app.deps.redis.primary.stream as { remotePort?: number } | undefined)?.remotePort;
+  if (port === undefined) throw new Error('the app is not connected');
+  const client = new Redis({
+    host: HOST,
+    port,
+    username: HARNESS_ADMIN.username,
+    password: HARNESS_ADMIN.password,
+    protocol: 2,
+  });
+  await new Promise((resolve, reject) => {
+    client.once('ready', resolve);
+    client.once('error', reject);
+  });
+  return client;
 }
 
 export interface TestTenant {

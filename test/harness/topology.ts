@@ -5,12 +5,44 @@
  * setup, the failover tests, the quick start (`npm run local`) and the benchmark.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const HOST = '127.0.0.1';
+
+const DEPLOY = fileURLToPath(new URL('../../deploy/redis/', import.meta.url));
+const DEPLOY_REDIS_CONF = join(DEPLOY, 'redis.conf');
+const DEPLOY_ACL = join(DEPLOY, 'users.acl');
+const DEPLOY_SENTINEL_CONF = join(DEPLOY, 'sentinel.conf');
+
+/** A full-power user for the harness and tests (never in deploy/): inspecting and breaking things. */
+export const HARNESS_ADMIN = { username: 'harness', password: 'harness-test-password' } as const;
+const HARNESS_ADMIN_ACL = `user ${HARNESS_ADMIN.username} on >${HARNESS_ADMIN.password} ~* &* +@all`;
+
+/** A user's development password from deploy/redis/users.acl. */
+export function aclPassword(user: string): string {
+  const line = readFileSync(DEPLOY_ACL, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`user ${user} `));
+  const pass = line?.split(' ').find((w) => w.startsWith('>'));
+  if (pass === undefined) throw new Error(`deploy/redis/users.acl has no password for ${user}`);
+  return pass.slice(1);
+}
+
+/** The gateway's login, as deploy/redis/users.acl defines it. */
+export const GATEWAY_USER = { username: 'gateway', password: aclPassword('gateway') } as const;
+
+function sentinelAuthFromDeploy(): { user: string; pass: string } {
+  const conf = readFileSync(DEPLOY_SENTINEL_CONF, 'utf8');
+  const user = /^sentinel auth-user \S+ (\S+)$/m.exec(conf)?.[1];
+  const pass = /^sentinel auth-pass \S+ (\S+)$/m.exec(conf)?.[1];
+  if (!user || !pass) throw new Error('deploy/redis/sentinel.conf sets no auth-user/auth-pass');
+  return { user, pass };
+}
+const sentinelAuth = sentinelAuthFromDeploy();
 export const INSTALL_HINT = 'sudo apt-get install -y redis-server redis-sentinel';
 
 /** Returns a message naming what is missing, or undefined when both binaries are installed. */
@@ -80,8 +112,18 @@ function parseResp(buf: Buffer, at: number): [Resp, number] | undefined {
   }
 }
 
-/** Sends one command over a raw socket and returns the parsed reply (no client library). */
+/** Data nodes need a login (the ACL's default user is off): port -> [user, password]. */
+const dataNodeAuth = new Map<number, [string, string]>();
+
+const encode = (args: string[]) =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+
+/**
+ * Sends one command over a raw socket and returns the parsed reply (no client library). On a data
+ * node of a harness topology it logs in as the harness's admin user first.
+ */
 export function rawCommand(port: number, ...args: string[]): Promise<Resp> {
+  const auth = dataNodeAuth.get(port);
   return new Promise((resolve, reject) => {
     const sock = createConnection({ host: HOST, port });
     let buf = Buffer.alloc(0);
@@ -90,13 +132,12 @@ export function rawCommand(port: number, ...args: string[]): Promise<Resp> {
       reject(new Error(`timeout talking to :${port}`));
     }, 1000);
     sock.on('connect', () => {
-      sock.write(
-        `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`,
-      );
+      sock.write((auth ? encode(['AUTH', ...auth]) : '') + encode(args));
     });
     sock.on('data', (d) => {
       buf = Buffer.concat([buf, d]);
-      const r = parseResp(buf, 0);
+      let r = parseResp(buf, 0);
+      if (r !== undefined && auth) r = parseResp(buf, r[1]); // skip the AUTH reply
       if (r !== undefined) {
         clearTimeout(timer);
         sock.end();
@@ -234,23 +275,26 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
   const failoverTimeoutMs = options.failoverTimeoutMs ?? 5000;
   const dir = mkdtempSync(join(tmpdir(), 'cache-gateway-redis-'));
 
+  // The production files from deploy/redis, with only what a loopback test rig must change:
+  // ports, paths, loopback binding, quick replica sync; the ACL file gains a test-only admin.
+  writeFileSync(
+    join(dir, 'users.acl'),
+    `${readFileSync(DEPLOY_ACL, 'utf8')}\n${HARNESS_ADMIN_ACL}\n`,
+  );
   const dataConf = (name: string, port: number, replicaOf?: number) =>
     [
+      `include ${DEPLOY_REDIS_CONF}`,
       `port ${port}`,
       `bind ${HOST}`,
       `dir ${dir}`,
+      `aclfile ${join(dir, 'users.acl')}`,
       `logfile ${join(dir, `${name}.log`)}`,
       `pidfile ${join(dir, `${name}.pid`)}`,
-      `appendonly yes`,
       `appendfilename ${name}.aof`,
       `appenddirname ${name}-aof`,
-      `appendfsync everysec`,
       `dbfilename ${name}.rdb`,
-      `save ""`,
-      `repl-diskless-sync yes`,
+      `maxmemory 256mb`,
       `repl-diskless-sync-delay 0`,
-      `min-replicas-to-write 1`,
-      `min-replicas-max-lag 10`,
       ...(replicaOf !== undefined ? [`replicaof ${HOST} ${replicaOf}`] : []),
       ...(options.extraRedisConf ?? []),
     ].join('\n') + '\n';
@@ -258,6 +302,8 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
   const mk = (name: string, kind: NodeKind, port: number, conf: string): RedisNode => {
     const confFile = join(dir, `${name}.conf`);
     writeFileSync(confFile, conf);
+    if (kind !== 'sentinel')
+      dataNodeAuth.set(port, [HARNESS_ADMIN.username, HARNESS_ADMIN.password]);
     return { name, kind, port, confFile, proc: undefined };
   };
 
@@ -280,6 +326,9 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       `sentinel down-after-milliseconds ${masterName} ${downAfterMs}`,
       `sentinel failover-timeout ${masterName} ${failoverTimeoutMs}`,
       `sentinel parallel-syncs ${masterName} 1`,
+      // As deploy/redis/sentinel.conf: the sentinels log in to the data nodes as `sentinel`.
+      `sentinel auth-user ${masterName} ${sentinelAuth.user}`,
+      `sentinel auth-pass ${masterName} ${sentinelAuth.pass}`,
     ].join('\n');
     sentinelNodes.push(mk(`sentinel${i}`, 'sentinel', port, conf + '\n'));
   }

@@ -1,6 +1,6 @@
 /** The process-local near cache against real Redis client tracking: served locally, and coherent. */
 import { describe, expect, it } from 'vitest';
-import { type TestApp, body, newTenant, useTestApp } from '../../harness/app.js';
+import { type TestApp, adminRedis, body, newTenant, useTestApp } from '../../harness/app.js';
 
 const a = useTestApp();
 const b = useTestApp();
@@ -122,7 +122,9 @@ describe('near cache', () => {
     // The connection this app's reads are redirected to.
     const info = (await a.deps.redis.primary.call('CLIENT', 'TRACKINGINFO')) as unknown[];
     const trackerId = String(info[info.indexOf('redirect') + 1]);
-    await a.deps.redis.primary.call('CLIENT', 'KILL', 'ID', trackerId);
+    const admin = await adminRedis(a);
+    await admin.call('CLIENT', 'KILL', 'ID', trackerId);
+    admin.disconnect();
     const deadline = Date.now() + 2000;
     while (a.deps.cache.nearStats?.().entries !== 0 && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 5));
