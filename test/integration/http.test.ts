@@ -2,6 +2,7 @@ import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createMetricsServer } from '../../src/observability/metrics-server.js';
 import { body, useTestApp, buildTestApp, expectProblem, newTenant } from '../harness/app.js';
+import { exposedSeries, usedMetricFamilies } from '../harness/deploy-assets.js';
 
 const t = useTestApp();
 
@@ -165,6 +166,20 @@ describe('metrics', () => {
       expect(text).toContain('nodejs_eventloop_lag_seconds');
       expect(text).not.toContain(a.tenant);
       expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('exports every metric the Grafana dashboard and the alert rules use', async () => {
+    const server = createMetricsServer(t.deps.metrics.registry);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const exposed = exposedSeries(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+      const used = usedMetricFamilies();
+      expect(used.length).toBeGreaterThan(10);
+      expect(used.filter((name) => !exposed.has(name))).toEqual([]);
     } finally {
       server.close();
     }

@@ -1,0 +1,193 @@
+/* global console, process */
+// Writes deploy/observability/grafana-dashboard.json (and the Helm chart's copy). Edit the panels
+// here, run `node scripts/dashboard.mjs`, commit both JSON files; a test checks every metric the
+// panels use is one the gateway exports.
+import { writeFileSync } from 'node:fs';
+
+let id = 0;
+let y = 0;
+const ds = { type: 'prometheus', uid: '${datasource}' };
+function panel(
+  title,
+  exprs,
+  { unit = 'short', w = 12, h = 8, x = 0, type = 'timeseries', description = '' } = {},
+) {
+  id++;
+  const p = {
+    id,
+    type,
+    title,
+    description,
+    datasource: ds,
+    gridPos: { h, w, x, y },
+    fieldConfig: { defaults: { unit }, overrides: [] },
+    options:
+      type === 'timeseries'
+        ? { legend: { displayMode: 'table', placement: 'bottom', calcs: ['lastNotNull', 'max'] } }
+        : {},
+    targets: exprs.map(([expr, legendFormat], i) => ({
+      refId: String.fromCharCode(65 + i),
+      expr,
+      legendFormat,
+      datasource: ds,
+    })),
+  };
+  if (x + w >= 24) y += h;
+  return p;
+}
+function row(title) {
+  id++;
+  const r = {
+    id,
+    type: 'row',
+    title,
+    collapsed: false,
+    gridPos: { h: 1, w: 24, x: 0, y },
+    panels: [],
+  };
+  y += 1;
+  return r;
+}
+const rate = (m, by = '') => `sum${by ? ` by (${by})` : ''} (rate(${m}[$__rate_interval]))`;
+const q = (p, by) =>
+  `histogram_quantile(${p}, sum by (le, ${by}) (rate(gateway_http_request_duration_seconds_bucket[$__rate_interval])))`;
+
+const panels = [
+  row('HTTP'),
+  panel(
+    'Requests per second by route',
+    [
+      [
+        rate('gateway_http_request_duration_seconds_count', 'route, method'),
+        '{{method}} {{route}}',
+      ],
+    ],
+    { unit: 'reqps' },
+  ),
+  panel(
+    'Error ratio by status',
+    [
+      [
+        `${rate('gateway_http_request_duration_seconds_count{status_code=~"[45].."}', 'status_code')} / ignoring(status_code) group_left ${rate('gateway_http_request_duration_seconds_count')}`,
+        '{{status_code}}',
+      ],
+    ],
+    { unit: 'percentunit', x: 12 },
+  ),
+  panel('p50 latency by route', [[q(0.5, 'route'), '{{route}}']], { unit: 's' }),
+  panel('p99 latency by route', [[q(0.99, 'route'), '{{route}}']], { unit: 's', x: 12 }),
+  row('Cache'),
+  panel('Hit ratio (last minute)', [['avg by (op) (gateway_cache_hit_ratio)', '{{op}}']], {
+    unit: 'percentunit',
+    w: 8,
+  }),
+  panel(
+    'Lookups by result',
+    [[rate('gateway_cache_lookups_total', 'op, result'), '{{op}} {{result}}']],
+    { unit: 'ops', w: 8, x: 8 },
+  ),
+  panel(
+    'Near-cache hits and size',
+    [
+      [rate('gateway_cache_local_hits_total'), 'local hits/s'],
+      ['sum(gateway_cache_local_bytes)', 'bytes held'],
+    ],
+    { w: 8, x: 16 },
+  ),
+  panel(
+    'Leases and invalidations',
+    [
+      [rate('gateway_cache_leases_total', 'outcome'), 'lease {{outcome}}'],
+      [rate('gateway_cache_invalidated_keys_total', 'by'), 'invalidated by {{by}}'],
+    ],
+    { unit: 'ops' },
+  ),
+  panel(
+    'Bytes written and saved by compression',
+    [
+      [rate('gateway_cache_stored_bytes_total'), 'written'],
+      [rate('gateway_cache_compression_saved_bytes_total'), 'saved'],
+    ],
+    { unit: 'Bps', x: 12 },
+  ),
+  row('Redis'),
+  panel('Connection ready by role', [['min by (role) (gateway_redis_client_ready)', '{{role}}']], {
+    w: 8,
+  }),
+  panel(
+    'Failovers, reconnects, retries',
+    [
+      ['sum(increase(gateway_redis_failovers_total[$__range]))', 'failovers'],
+      [rate('gateway_redis_reconnects_total', 'role'), 'reconnects {{role}}'],
+      [rate('gateway_redis_retries_total', 'reason'), 'retried {{reason}}'],
+    ],
+    { w: 8, x: 8 },
+  ),
+  panel(
+    'Redis errors by module and kind',
+    [[rate('gateway_redis_errors_total', 'module, kind'), '{{module}} {{kind}}']],
+    { unit: 'ops', w: 8, x: 16 },
+  ),
+  row('Auth'),
+  panel(
+    'Refused credentials by reason',
+    [[rate('gateway_auth_failures_total', 'reason'), '{{reason}}']],
+    { unit: 'ops' },
+  ),
+  panel('API-key cache', [[rate('gateway_auth_cache_lookups_total', 'result'), '{{result}}']], {
+    unit: 'ops',
+    x: 12,
+  }),
+  row('Process'),
+  panel(
+    'Event-loop delay (p99)',
+    [['max by (instance) (nodejs_eventloop_lag_p99_seconds)', '{{instance}}']],
+    { unit: 's', w: 8 },
+  ),
+  panel(
+    'Memory',
+    [
+      ['sum by (instance) (process_resident_memory_bytes)', 'rss {{instance}}'],
+      ['sum by (instance) (nodejs_heap_size_used_bytes)', 'heap {{instance}}'],
+    ],
+    { unit: 'bytes', w: 8, x: 8 },
+  ),
+  panel(
+    'CPU',
+    [['sum by (instance) (rate(process_cpu_seconds_total[$__rate_interval]))', '{{instance}}']],
+    { unit: 'percentunit', w: 8, x: 16 },
+  ),
+];
+
+const dashboard = {
+  uid: 'cache-gateway',
+  title: 'cache-gateway',
+  tags: ['cache-gateway', 'redis'],
+  timezone: 'browser',
+  schemaVersion: 39,
+  version: 1,
+  refresh: '30s',
+  time: { from: 'now-1h', to: 'now' },
+  templating: {
+    list: [
+      {
+        name: 'datasource',
+        type: 'datasource',
+        query: 'prometheus',
+        current: { text: 'Prometheus', value: 'prometheus' },
+      },
+    ],
+  },
+  panels,
+};
+const text = `${JSON.stringify(dashboard, null, 2)}\n`;
+if (process.argv.includes('--stdout')) {
+  process.stdout.write(text);
+} else {
+  for (const file of [
+    'deploy/observability/grafana-dashboard.json',
+    'helm/cache-gateway/files/grafana-dashboard.json',
+  ])
+    writeFileSync(file, text);
+  console.log(`wrote ${panels.length} panels`);
+}
