@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, {
@@ -25,6 +26,8 @@ import { GatewayLogController, lazyChildLoggerFactory } from './http/logging.js'
 import { clientErrorHandler, registerProblemHandlers, sendProblem } from './http/problem.js';
 import { adminRoutes } from './modules/admin/routes.js';
 import { cacheRoutes } from './modules/cache/routes.js';
+import { quotaRateLimitOptions } from './modules/ratelimit/quota.js';
+import { ratelimitAdminRoutes, ratelimitRoutes } from './modules/ratelimit/routes.js';
 import { healthRoutes } from './observability/health.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -162,6 +165,20 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     async () => app.swagger(),
   );
 
+  // The gateway's own per-key request quota (applies to every route registered after it).
+  if (config.ratelimit.requestQuotaPerMinute > 0 || config.ratelimit.policiesFile !== undefined) {
+    await app.register(
+      fastifyRateLimit,
+      quotaRateLimitOptions({
+        counter: deps.quota,
+        quotaFor: (tenant) =>
+          deps.policies.quotaFor(tenant) ?? config.ratelimit.requestQuotaPerMinute,
+        legacyHeaders: config.ratelimit.legacyHeaders,
+        onExceeded: () => metrics.ratelimit.quotaExceeded(),
+      }),
+    );
+  }
+
   await app.register(healthRoutes, {
     lifecycle: deps.lifecycle,
     started: () => deps.redis.everReady(),
@@ -173,6 +190,13 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     service: deps.cache,
     limits: config.cache,
   });
+  await app.register(ratelimitRoutes, {
+    prefix: '/v1/ratelimit',
+    service: deps.ratelimit,
+    store: deps.policies,
+    legacyHeaders: config.ratelimit.legacyHeaders,
+  });
+  await app.register(ratelimitAdminRoutes, { prefix: '/v1/admin/tenants', store: deps.policies });
 
   return app;
 }

@@ -87,7 +87,7 @@ const envShape = z.object({
   REQUEST_TIMEOUT_MS: int(2000, 50, 120_000),
   BODY_LIMIT_BYTES: int(1_048_576, 1024, 100 * 1024 * 1024),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1000, 600_000),
-  TRUST_PROXY: z.string().default(''),
+  TRUSTED_PROXIES: z.string().default('loopback'),
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
   DOCS_ENABLED: bool(true),
 
@@ -105,6 +105,11 @@ const envShape = z.object({
   CACHE_METRICS_MAX_TENANTS: int(20, 1, 1000),
   CACHE_LOCAL_MAX_BYTES: int(64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
   CACHE_LOCAL_MAX_ENTRY_BYTES: int(64 * 1024, 0, 512 * 1024 * 1024),
+
+  RATELIMIT_POLICIES_FILE: optionalString,
+  RATELIMIT_LEGACY_HEADERS: bool(true),
+  RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
+  REQUEST_QUOTA_PER_MINUTE: int(600_000, 0, 1_000_000_000),
 });
 
 /** Every environment variable the gateway reads (README and the Helm chart list the same). */
@@ -166,7 +171,10 @@ export interface Config {
     readonly requestTimeoutMs: number;
     readonly bodyLimitBytes: number;
     readonly keepAliveTimeoutMs: number;
-    /** false, or a list of trusted proxy addresses / CIDRs. */
+    /**
+     * Proxies whose X-Forwarded-For is believed (addresses, CIDRs or proxy-addr's names
+     * `loopback`, `linklocal`, `uniquelocal`); false trusts none.
+     */
     readonly trustProxy: false | string[];
     readonly shutdownGraceMs: number;
     readonly docsEnabled: boolean;
@@ -193,6 +201,15 @@ export interface Config {
     readonly localMaxBytes: number;
     /** Entries larger than this are never held locally. */
     readonly localMaxEntryBytes: number;
+  };
+  readonly ratelimit: {
+    readonly policiesFile?: string | undefined;
+    /** Also send X-RateLimit-Limit/-Remaining/-Reset. */
+    readonly legacyHeaders: boolean;
+    /** Identifiers known to be over their limit, remembered in-process; 0 disables. */
+    readonly localDenyEntries: number;
+    /** Requests one API key may make per minute across all replicas; 0 turns the quota off. */
+    readonly requestQuotaPerMinute: number;
   };
 }
 
@@ -227,7 +244,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     c.REDIS_SENTINELS.length > 0
       ? { mode: 'sentinel', sentinels: c.REDIS_SENTINELS, masterName: c.REDIS_MASTER_NAME }
       : { mode: 'standalone', url: c.REDIS_URL };
-  const trust = c.TRUST_PROXY.split(',')
+  const trust = c.TRUSTED_PROXIES.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
   const config: Config = {
@@ -276,6 +293,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       metricsMaxTenants: c.CACHE_METRICS_MAX_TENANTS,
       localMaxBytes: c.CACHE_LOCAL_MAX_BYTES,
       localMaxEntryBytes: c.CACHE_LOCAL_MAX_ENTRY_BYTES,
+    },
+    ratelimit: {
+      policiesFile: c.RATELIMIT_POLICIES_FILE,
+      legacyHeaders: c.RATELIMIT_LEGACY_HEADERS,
+      localDenyEntries: c.RATELIMIT_LOCAL_DENY_ENTRIES,
+      requestQuotaPerMinute: c.REQUEST_QUOTA_PER_MINUTE,
     },
   };
   return deepFreeze(config);

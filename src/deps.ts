@@ -10,6 +10,10 @@ import { createAdminService } from './modules/admin/service.js';
 import { parseKeysFile } from './modules/admin/keys-file.js';
 import { createNearCache } from './modules/cache/near-cache.js';
 import { createCacheService } from './modules/cache/service.js';
+import { parsePoliciesFile } from './modules/ratelimit/policy.js';
+import { type QuotaCounter, createQuotaCounter } from './modules/ratelimit/quota.js';
+import { type RatelimitService, createRatelimitService } from './modules/ratelimit/service.js';
+import { type PolicyStore, createPolicyStore } from './modules/ratelimit/store.js';
 import type { Lifecycle } from './observability/health.js';
 import { type Metrics, createMetrics } from './observability/metrics.js';
 import { type RedisHandle, createRedis } from './redis/client.js';
@@ -25,8 +29,13 @@ export interface Deps {
   readonly lifecycle: Lifecycle;
   readonly admin: ReturnType<typeof createAdminService>;
   readonly cache: ReturnType<typeof createCacheService>;
+  readonly policies: PolicyStore;
+  readonly ratelimit: RatelimitService;
+  readonly quota: QuotaCounter;
   /** Re-reads API_KEYS_FILE now (it is also polled every 10 s). */
   reloadKeysFile(): void;
+  /** Re-reads RATELIMIT_POLICIES_FILE now (it is also polled every 10 s). */
+  reloadPoliciesFile(): void;
   close(): Promise<void>;
 }
 
@@ -60,8 +69,12 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
         metrics.redisReady.set({ role }, 1);
         log.info({ role, address }, 'redis ready');
         if (role === 'subscriber') {
-          // Revocations published while we were away were missed: forget every cached key.
-          if (subscriberReadyOnce) admin.forgetAll();
+          // Revocations and policy changes published while we were away were missed: forget
+          // every cached key and API-managed policy.
+          if (subscriberReadyOnce) {
+            admin.forgetAll();
+            policies.forgetAll();
+          }
           subscriberReadyOnce = true;
         }
       },
@@ -124,17 +137,51 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   });
   if (cache.nearStats) metrics.cache.watchNear(cache.nearStats);
 
-  // Pub/sub: revocations (drop a key from the auth cache) and fills of leased cache keys (wake
-  // the readers waiting here).
+  const ratelimitLog = logger.child({ component: 'ratelimit' });
+  const policyLabel = (p: { source: string; name: string }) =>
+    p.source === 'builtin' || p.source === 'file'
+      ? p.name
+      : p.source === 'inline'
+        ? 'inline'
+        : 'tenant';
+  const policies: PolicyStore = createPolicyStore({
+    redis,
+    clock,
+    cacheTtlMs: config.auth.cacheTtlMs,
+    onChange: () => ratelimit.clearLocal(),
+    onInvalidEntry: (tenant, name, message) =>
+      ratelimitLog.error(
+        { tenant, policy: name, err: message },
+        'stored policy is invalid; ignored',
+      ),
+  });
+  const ratelimit: RatelimitService = createRatelimitService({
+    redis,
+    clock,
+    localDenyEntries: config.ratelimit.localDenyEntries,
+    onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
+    onLocalDenial: () => metrics.ratelimit.localDenial(),
+    onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
+  });
+  const quota = createQuotaCounter({
+    redis,
+    clock,
+    onError: () => metrics.ratelimit.quotaFlushError(),
+  });
+
+  // Pub/sub: revocations (drop a key from the auth cache), fills of leased cache keys (wake
+  // the readers waiting here) and changes of API-managed rate-limit policies.
   const revoked = keys.channels.apiKeyRevoked();
   const filled = keys.channels.cacheFilled();
+  const policiesChanged = keys.channels.policiesChanged();
   redis.subscriber.on('message', (ch: string, message: string) => {
     if (ch === revoked) admin.forget(message);
     else if (ch === filled) cache.onFilled(message);
+    else if (ch === policiesChanged) policies.forget(message);
   });
   if (!options.lazyConnect) {
     redis.subscriber
-      .subscribe(revoked, filled)
+      .subscribe(revoked, filled, policiesChanged)
       .catch((err: Error) => log.error({ err: err.message }, 'cannot subscribe to revocations'));
   }
 
@@ -158,6 +205,26 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     });
   }
 
+  const policiesFile = config.ratelimit.policiesFile;
+  const reloadPoliciesFile = () => {
+    if (policiesFile === undefined) return;
+    policies.setFile(parsePoliciesFile(readFileSync(policiesFile, 'utf8'), policiesFile));
+  };
+  if (policiesFile !== undefined) {
+    reloadPoliciesFile(); // at startup a bad file stops the process
+    watchFile(policiesFile, { interval: KEYS_FILE_POLL_MS, persistent: false }, () => {
+      try {
+        reloadPoliciesFile();
+        logger.info({ file: policiesFile }, 'rate-limit policies file reloaded');
+      } catch (err) {
+        logger.error(
+          { err: (err as Error).message },
+          'rate-limit policies file invalid; keeping the previous policies',
+        );
+      }
+    });
+  }
+
   return {
     config,
     logger,
@@ -167,9 +234,15 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     lifecycle: { draining: false },
     admin,
     cache,
+    policies,
+    ratelimit,
+    quota,
     reloadKeysFile,
+    reloadPoliciesFile,
     async close() {
       if (keysFile !== undefined) unwatchFile(keysFile);
+      if (policiesFile !== undefined) unwatchFile(policiesFile);
+      quota.close();
       cache.close();
       metrics.cache.close();
       await redis.close();

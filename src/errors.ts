@@ -27,6 +27,7 @@ export const ERRORS = {
   CACHE_MISS: { status: 404, title: 'Cache miss', type: 'cache-miss' },
   TENANT_NOT_FOUND: { status: 404, title: 'No such tenant', type: 'tenant-not-found' },
   API_KEY_NOT_FOUND: { status: 404, title: 'No such API key', type: 'api-key-not-found' },
+  POLICY_NOT_FOUND: { status: 404, title: 'No such rate-limit policy', type: 'policy-not-found' },
   CONFLICT: { status: 409, title: 'Conflict', type: 'conflict' },
   TENANT_EXISTS: { status: 409, title: 'Tenant already exists', type: 'tenant-exists' },
   API_KEY_MANAGED_BY_FILE: {
@@ -48,6 +49,11 @@ export const ERRORS = {
   },
   QUOTA_EXCEEDED: {
     status: 429,
+    title: 'Request quota exceeded',
+    type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
+  },
+  QUOTA_EXCEEDED_COMPAT: {
+    status: 403,
     title: 'Request quota exceeded',
     type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
   },

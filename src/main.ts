@@ -29,8 +29,10 @@ async function main(): Promise<void> {
       paths: [
         'req.headers.authorization',
         'req.headers["x-api-key"]',
+        'req.headers["x-gateway-key"]',
         'headers.authorization',
         'headers["x-api-key"]',
+        'headers["x-gateway-key"]',
         '*.password',
         '*.adminToken',
         'key',

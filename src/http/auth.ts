@@ -38,6 +38,11 @@ declare module 'fastify' {
     scope?: string;
     /** The module serving the route, for metrics labels. */
     module?: string;
+    /**
+     * Read the API key only from this (lower-case) header, e.g. `x-gateway-key` for the
+     * rate-limit hook, so the end user's Authorization header stays the proxied request's own.
+     */
+    credentialHeader?: string;
   }
   interface FastifyRequest {
     principal: Principal | undefined;
@@ -60,8 +65,15 @@ export interface AuthHookOptions {
 
 const OPERATOR: Principal = { kind: 'operator', tenant: '*', keyId: 'operator', scopes: [] };
 
-function presentedCredential(request: FastifyRequest): string | undefined {
+function presentedCredential(
+  request: FastifyRequest,
+  only: string | undefined,
+): string | undefined {
   const h = request.headers;
+  if (only !== undefined) {
+    const v = h[only];
+    return typeof v === 'string' ? v.trim() : undefined;
+  }
   const authz = h.authorization;
   if (authz !== undefined) {
     if (authz.length > 7 && authz.slice(0, 7).toLowerCase() === 'bearer ')
@@ -76,7 +88,7 @@ function presentedCredential(request: FastifyRequest): string | undefined {
 const unauthorized = () =>
   new AppError(
     'UNAUTHORIZED',
-    'A valid API key is required (Authorization: Bearer <key> or X-API-Key).',
+    'A valid API key is required (Authorization: Bearer <key> or X-API-Key; X-Gateway-Key on the rate-limit hook).',
     {
       headers: { 'www-authenticate': 'Bearer realm="cache-gateway"' },
     },
@@ -137,7 +149,7 @@ export function createAuthHook(opts: AuthHookOptions): onRequestHookHandler {
     const config = request.routeOptions.config;
     const mode: AuthMode = config.auth ?? 'apiKey';
     if (mode === 'none') return done();
-    const presented = presentedCredential(request);
+    const presented = presentedCredential(request, config.credentialHeader);
     if (presented === undefined || presented === '')
       return done(fail(presented === undefined ? 'missing' : 'malformed'));
     if (mode === 'admin' && opts.isAdminToken(presented)) {

@@ -293,7 +293,12 @@ function tidyDocument<T extends object>(document: T): T {
 
 export const TAGS = [
   { name: 'cache', description: 'Shared cache: get, put, delete, batch operations.' },
-  { name: 'admin', description: 'Tenants and API keys.' },
+  {
+    name: 'ratelimit',
+    description:
+      'Rate-limit decisions (five algorithms, named or inline policies) and the hook API gateways call.',
+  },
+  { name: 'admin', description: 'Tenants, API keys and rate-limit policies.' },
   { name: 'health', description: 'Liveness and readiness probes.' },
 ];
 

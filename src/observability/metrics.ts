@@ -6,11 +6,13 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type CacheMetrics, createCacheMetrics } from './cache-metrics.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
+import { type RatelimitMetrics, createRatelimitMetrics } from './ratelimit-metrics.js';
 
 export interface Metrics {
   readonly registry: Registry;
   readonly httpDuration: FastHistogram<'method' | 'route' | 'status_code'>;
   readonly cache: CacheMetrics;
+  readonly ratelimit: RatelimitMetrics;
   readonly redisErrors: Counter<'module' | 'kind'>;
   readonly redisReady: Gauge<'role'>;
   readonly redisReconnects: Counter<'role'>;
@@ -40,6 +42,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   ).register(registry);
   const cache = createCacheMetrics(registry, { tenantLabels: options.cacheTenantLabels ?? 0 });
+  const ratelimit = createRatelimitMetrics(registry);
   const redisErrors = new Counter({
     name: 'gateway_redis_errors_total',
     help: 'Redis errors seen while serving requests, by module and kind (unavailable, timeout, readonly, noreplicas, oom, noperm, other).',
@@ -87,6 +90,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registry,
     httpDuration,
     cache,
+    ratelimit,
     redisErrors,
     redisReady,
     redisReconnects,

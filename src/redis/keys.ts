@@ -75,6 +75,14 @@ export const keys = {
   /** One tag set (members: the full keys of the entries carrying the tag). */
   cacheTag: (tenant: string, tag: string): string => tenantPrefix(tenant, 'tag') + tag,
 
+  /**
+   * Rate-limit state of one identifier under one policy:
+   * `<tenant>:rl:<policy>:<algorithm>:<identifier>`. Policy names (or `~<fingerprint>` for
+   * inline definitions) and algorithm codes never contain ':'; the identifier is last.
+   */
+  ratelimit: (tenant: string, policy: string, algorithm: string, identifier: string): string =>
+    userKey(tenant, `rl:${policy}:${algorithm}`, 'key', identifier),
+
   /** Gateway-internal keys. Tenant ids cannot start with '_', so these never collide. */
   gw: {
     /** Hash: one tenant's record. */
@@ -85,6 +93,10 @@ export const keys = {
     apiKey: (keyId: string): string => `_gw:apikey:${keyId}`,
     /** Set: the ids of one tenant's API keys. */
     tenantApiKeys: (tenant: string): string => `_gw:tenant-apikeys:${tenantId(tenant)}`,
+    /** Hash: a tenant's rate-limit policies set through the admin API (name -> JSON definition). */
+    ratelimitPolicies: (tenant: string): string => `_gw:rl-policies:${tenantId(tenant)}`,
+    /** String: requests of one API key in one quota window (the gateway's own protection). */
+    quota: (keyId: string, windowStartMs: number): string => `_gw:quota:${keyId}:${windowStartMs}`,
   },
 
   /** Pub/sub channels. */
@@ -93,5 +105,7 @@ export const keys = {
     apiKeyRevoked: (): string => '_gw:events:apikey-revoked',
     /** A leased cache key was filled (message: the entry key); waiting readers answer at once. */
     cacheFilled: (): string => '_gw:events:cache-filled',
+    /** A tenant's API-managed policies changed (message: the tenant id). */
+    policiesChanged: (): string => '_gw:events:policies-changed',
   },
 } as const;

@@ -2,9 +2,11 @@
  * The table of every Lua script, loaded once and defined on each client with `defineCommand`
  * (EVALSHA, falling back to EVAL on NOSCRIPT, so scripts survive a failover to a fresh master).
  *
- * Files live beside their module as `modules/<m>/lua/<name>-<numKeys>.lua`; each starts with a
- * header comment giving its KEYS, ARGV (with units) and return shape. A unit test checks that every
- * .lua file is listed here and that the file suffix matches the header's KEYS count.
+ * Files live beside their module as `modules/<m>/lua/<name>-<numKeys>.lua` (`-n`: the caller passes
+ * the number of keys); each starts with a header comment giving its KEYS, ARGV (with units) and
+ * return shape. A script may splice in library files (`include`) at its `-- @algorithms` line:
+ * Redis has no `require`, and this keeps one algorithm per file. A unit test checks that every .lua
+ * file is listed here and that the file suffix matches the header's KEYS count.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,10 +17,21 @@ export interface ScriptDef {
   readonly name: string;
   /** Path relative to src/ (and dist/, where the build copies the .lua files). */
   readonly file: string;
-  readonly numberOfKeys: number;
+  /** undefined: variadic, the caller passes the number of keys first. */
+  readonly numberOfKeys: number | undefined;
   /** Scripts that never write may run on replicas (EVALSHA_RO). */
   readonly readOnly?: boolean;
+  /** Library files spliced in, in order, at the script's `-- @algorithms` line. */
+  readonly include?: readonly string[];
 }
+
+const RATELIMIT_ALGORITHMS = [
+  'token-bucket',
+  'gcra',
+  'sliding-log',
+  'sliding-window',
+  'fixed-window',
+].map((a) => `modules/ratelimit/lua/algorithms/${a}.lua`);
 
 export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'cachePut', file: 'modules/cache/lua/put-2.lua', numberOfKeys: 2 },
@@ -28,6 +41,13 @@ export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'tenantCreate', file: 'modules/admin/lua/create-tenant-2.lua', numberOfKeys: 2 },
   { name: 'apiKeyCreate', file: 'modules/admin/lua/create-key-3.lua', numberOfKeys: 3 },
   { name: 'apiKeyRevoke', file: 'modules/admin/lua/revoke-key-1.lua', numberOfKeys: 1 },
+  {
+    name: 'ratelimitCheck',
+    file: 'modules/ratelimit/lua/check-n.lua',
+    numberOfKeys: undefined,
+    include: RATELIMIT_ALGORITHMS,
+  },
+  { name: 'gatewayQuota', file: 'modules/ratelimit/lua/quota-1.lua', numberOfKeys: 1 },
 ];
 
 declare module 'ioredis' {
@@ -86,6 +106,13 @@ declare module 'ioredis' {
       channel: string,
       keyId: string,
     ): Result<number, Context>;
+    /**
+     * See modules/ratelimit/lua/check-n.lua: n keys, then now, atomic flag and 6 arguments per
+     * check. Returns 5 integers per check: allowed, limit, remaining, resetMs, retryAfterMs.
+     */
+    ratelimitCheck(numKeys: number, ...args: (string | number)[]): Result<number[], Context>;
+    /** See modules/ratelimit/lua/quota-1.lua: the window's total after adding `count`. */
+    gatewayQuota(key: string, count: number, ttlMs: number): Result<number, Context>;
   }
 }
 
@@ -95,12 +122,22 @@ export interface LoadedScript extends ScriptDef {
   readonly lua: string;
 }
 
-/** Reads every script file. Throws at startup when one is missing. */
+const readLua = (file: string): string =>
+  readFileSync(fileURLToPath(new URL(file, srcRoot)), 'utf8');
+
+const SPLICE = '-- @algorithms\n';
+
+/** Reads every script file (splicing its includes). Throws at startup when one is missing. */
 export function loadScripts(defs: readonly ScriptDef[] = SCRIPTS): LoadedScript[] {
-  return defs.map((d) => ({
-    ...d,
-    lua: readFileSync(fileURLToPath(new URL(d.file, srcRoot)), 'utf8'),
-  }));
+  return defs.map((d) => {
+    let lua = readLua(d.file);
+    if (d.include !== undefined) {
+      if (!lua.includes(SPLICE)) throw new Error(`${d.file} has no ${SPLICE.trim()} line`);
+      const library = d.include.map(readLua).join('\n');
+      lua = lua.replace(SPLICE, () => library); // a function: no `$` patterns in Lua text
+    }
+    return { ...d, lua };
+  });
 }
 
 /** Defines every script as a command on each client. */
@@ -109,7 +146,7 @@ export function defineScripts(clients: readonly Redis[], scripts: readonly Loade
     for (const s of scripts) {
       client.defineCommand(s.name, {
         lua: s.lua,
-        numberOfKeys: s.numberOfKeys,
+        ...(s.numberOfKeys === undefined ? {} : { numberOfKeys: s.numberOfKeys }),
         readOnly: s.readOnly ?? false,
       });
     }

@@ -36,7 +36,7 @@ describe('parseConfig', () => {
       READ_FROM_REPLICAS: 'yes',
       REDIS_TLS: '1',
       PORT: '3000',
-      TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
+      TRUSTED_PROXIES: '10.0.0.0/8, 127.0.0.1',
     });
     expect(c.redis.readFromReplicas).toBe(true);
     expect(c.redis.tls).toBe(true);

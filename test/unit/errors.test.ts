@@ -41,9 +41,12 @@ describe('classifyRedisError', () => {
 });
 
 describe('error table', () => {
-  it('has a unique type URI per code and valid statuses', () => {
-    const types = Object.keys(ERRORS).map((c) => problemType(c as keyof typeof ERRORS));
+  it('has a unique type URI per code (but the NGINX variant of the same problem) and valid statuses', () => {
+    const types = Object.keys(ERRORS)
+      .filter((c) => c !== 'QUOTA_EXCEEDED_COMPAT')
+      .map((c) => problemType(c as keyof typeof ERRORS));
     expect(new Set(types).size).toBe(types.length);
+    expect(problemType('QUOTA_EXCEEDED_COMPAT')).toBe(problemType('QUOTA_EXCEEDED'));
     for (const t of types) expect(t).toMatch(/^https:\/\//);
     for (const spec of Object.values(ERRORS)) expect(spec.status).toBeGreaterThanOrEqual(400);
     expect(problemType('QUOTA_EXCEEDED')).toBe(

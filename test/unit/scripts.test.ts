@@ -15,22 +15,31 @@ function luaFiles(dir: string): string[] {
 
 describe('Lua scripts table', () => {
   it('lists every .lua file exactly once', () => {
-    const listed = SCRIPTS.map((s) => s.file).sort();
+    const listed = SCRIPTS.flatMap((s) => [s.file, ...(s.include ?? [])]).sort();
     expect(listed).toEqual(luaFiles(src).sort());
     expect(new Set(SCRIPTS.map((s) => s.name)).size).toBe(SCRIPTS.length);
   });
 
   it('matches file suffix, numberOfKeys and the header KEYS', () => {
     for (const s of loadScripts()) {
-      const suffix = Number(/-(\d+)\.lua$/.exec(s.file)?.[1]);
-      expect(suffix, s.file).toBe(s.numberOfKeys);
+      const suffix = /-(\d+|n)\.lua$/.exec(s.file)?.[1];
+      expect(suffix === 'n' ? undefined : Number(suffix), s.file).toBe(s.numberOfKeys);
       const header = /^--\[\[([\s\S]*?)\]\]/.exec(s.lua)?.[1] ?? '';
       expect(header, `${s.file} needs a header comment`).not.toBe('');
-      const declared = new Set([...header.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])));
-      expect(Math.max(0, ...declared), `${s.file}: KEYS in the header`).toBe(s.numberOfKeys);
+      if (s.numberOfKeys === undefined) {
+        expect(header, `${s.file}: variadic KEYS in the header`).toMatch(/KEYS\[1\.\.n\]/);
+      } else {
+        const declared = new Set([...header.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])));
+        expect(Math.max(0, ...declared), `${s.file}: KEYS in the header`).toBe(s.numberOfKeys);
+      }
+      for (const lib of s.include ?? []) {
+        expect(s.lua, `${s.file} splices ${lib}`).not.toContain('-- @algorithms');
+        expect(s.lua).toContain(readFileSync(join(src, lib), 'utf8').split('\n')[1]);
+      }
       expect(header, `${s.file}: header documents the return`).toMatch(/Returns/);
       const used = new Set([...s.lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])));
-      expect(Math.max(0, ...used), `${s.file}: KEYS used`).toBeLessThanOrEqual(s.numberOfKeys);
+      if (s.numberOfKeys !== undefined)
+        expect(Math.max(0, ...used), `${s.file}: KEYS used`).toBeLessThanOrEqual(s.numberOfKeys);
       expect(s.lua, `${s.file} must take time as an argument`).not.toMatch(
         /redis\.call\(\s*'TIME'/i,
       );

@@ -1,0 +1,71 @@
+--[[
+  Rate-limit decisions: one or more checks, decided and applied atomically in one round trip.
+  The algorithms (lua/algorithms/*.lua) are spliced in at the @algorithms line when the script
+  is loaded; each defines ALGOS.<code> = { load, decide, save } over one key of its own:
+  load(key, now, p1, p2, p3) reads the state (keeping the parameters in it), decide(st, now, cost)
+  updates it in memory and returns allowed, limit, remaining, reset ms, retry-after ms; save(key,
+  st) writes it back with its expiry, only when a check consumed and the call applies.
+
+  KEYS[1..n]  the state key of each check: <tenant>:rl:<policy>:<algorithm>:<identifier>
+  ARGV[1]     now, ms since the epoch (the gateway's clock: time is an argument; see below)
+  ARGV[2]     '1': all or nothing (nothing is consumed unless every check allows);
+              '0': each check that allows consumes on its own
+  ARGV[3+6(i-1) ..] per check i: algorithm code, p1, p2, p3, cost, shadow
+              tb    token bucket    p1 capacity, p2 refill per ms (may be fractional), p3 unused
+              gcra  GCRA            p1 emission interval ms (fractional), p2 burst, p3 unused
+              slog  sliding log     p1 limit, p2 window ms, p3 unused
+              swin  sliding window  p1 limit, p2 window ms, p3 unused
+              fwin  fixed window    p1 limit, p2 window ms, p3 '1' calendar-aligned, '0' from the
+                                    first request
+              cost  units to consume (>= 0); 0 peeks: decides as for 1, consumes nothing
+              shadow '1': a denial of this check does not stop the others (it is reported,
+                    and the gateway allows it anyway)
+
+  Returns  a flat array, 5 integers per check in order: allowed (1/0), limit, remaining,
+           resetMs (until fully restored if nothing more is consumed), retryAfterMs (0 when
+           allowed: until this cost would be allowed).
+
+  Clocks: gateway replicas' clocks may disagree by a few ms (NTP). Every algorithm clamps "now" to
+  the newest time it has stored, so a replica whose clock is behind can never make a bucket
+  refill backwards or a window reopen; it merely sees no refill until its clock catches up.
+  Checks of the same key within one call see each other's consumption. Every key carries an
+  expiry: it disappears once it is indistinguishable from an absent key.
+]]
+local ALGOS = {}
+local EPS = 1e-9
+
+-- @algorithms
+
+local now = tonumber(ARGV[1])
+local atomic = ARGV[2] == '1'
+local states, order, out = {}, {}, {}
+local all = true
+for i = 1, #KEYS do
+  local b = 3 + (i - 1) * 6
+  local algo = ALGOS[ARGV[b]]
+  local key = KEYS[i]
+  local p1, p2, p3 = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), ARGV[b + 3]
+  local cost = tonumber(ARGV[b + 4])
+  local st = states[key]
+  if not st then
+    st = algo.load(key, now, p1, p2, p3)
+    st.algo = algo
+    states[key] = st
+    order[#order + 1] = key
+  end
+  local allowed, limit, remaining, reset, retry = algo.decide(st, now, cost)
+  if not allowed and ARGV[b + 5] ~= '1' then all = false end
+  local o = #out
+  out[o + 1] = allowed and 1 or 0
+  out[o + 2] = limit
+  out[o + 3] = math.max(0, math.floor(remaining + EPS))
+  out[o + 4] = math.max(0, math.ceil(reset - EPS))
+  out[o + 5] = allowed and 0 or math.max(1, math.ceil(retry - EPS))
+end
+if all or not atomic then
+  for _, key in ipairs(order) do
+    local st = states[key]
+    if st.dirty then st.algo.save(key, st) end
+  end
+end
+return out

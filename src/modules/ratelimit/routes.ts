@@ -1,0 +1,392 @@
+/**
+ * HTTP surface of rate limiting: decisions (/v1/ratelimit/check, /_check), the hook API gateways
+ * call (/v1/ratelimit/hook/{policy}/...), and the per-tenant policies of the admin API
+ * (/v1/admin/tenants/{tenant}/policies).
+ */
+import { createHash } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { AppError } from '../../errors.js';
+import { authorizeAll, authorizeResource, principalOf } from '../../http/auth.js';
+import { emptyResponse, jsonResponse, problemResponses } from '../../http/openapi.js';
+import { rateLimitHeaders } from './headers.js';
+import { type Policy, type PolicyDefinition, compilePolicy } from './policy.js';
+import {
+  Check,
+  DecisionSchema,
+  HookParams,
+  HookQuery,
+  MultiCheck,
+  MultiDecision,
+  PolicyList,
+  PolicyParams,
+  PolicySummarySchema,
+  TenantPolicyParams,
+} from './schemas.js';
+import type { Decision, RatelimitService } from './service.js';
+import type { PolicyStore } from './store.js';
+
+export interface RatelimitRoutesOptions {
+  service: RatelimitService;
+  store: PolicyStore;
+  legacyHeaders: boolean;
+}
+
+const SCOPE = 'ratelimit:check';
+const TAGS = ['ratelimit'];
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+const RATE_HEADERS = {
+  RateLimit: {
+    type: 'string',
+    description:
+      'draft-ietf-httpapi-ratelimit-headers-11: `"<policy>";r=<remaining>;t=<seconds to reset>`.',
+  },
+  'RateLimit-Policy': {
+    type: 'string',
+    description: 'draft-11: `"<policy>";q=<quota>;w=<window seconds>`.',
+  },
+  'X-RateLimit-Limit': {
+    type: 'integer',
+    description: 'Legacy (RATELIMIT_LEGACY_HEADERS): the quota.',
+  },
+  'X-RateLimit-Remaining': { type: 'integer', description: 'Legacy: units remaining.' },
+  'X-RateLimit-Reset': {
+    type: 'integer',
+    description: 'Legacy: seconds (from now) until the quota is restored.',
+  },
+  'Retry-After': {
+    type: 'integer',
+    description: 'On a denial: seconds until this request could be allowed.',
+  },
+  'X-RateLimit-Degraded': {
+    type: 'string',
+    description: '`true` when Redis could not decide in time and the policy fails open.',
+  },
+} as const;
+
+/** The decision as JSON, built without a serializer pass (the hot path). */
+function renderDecision(d: Decision): string {
+  return (
+    `{"allowed":${d.allowed},"limit":${d.limit},"remaining":${d.remaining},"resetMs":${d.resetMs},` +
+    `"retryAfterMs":${d.retryAfterMs},"policy":${JSON.stringify(d.policy)}` +
+    (d.degraded ? ',"degraded":true' : '') +
+    (d.shadowDenied ? ',"shadowDenied":true' : '') +
+    '}'
+  );
+}
+
+const INLINE_CACHE_MAX = 1000;
+
+export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = async (
+  app,
+  { service, store, legacyHeaders },
+) => {
+  const headerOptions = { legacy: legacyHeaders };
+  // Inline definitions are compiled once per distinct text (bounded; oldest dropped first).
+  const inline = new Map<string, Policy>();
+
+  async function policyOf(
+    request: FastifyRequest,
+    spec: string | PolicyDefinition,
+    field: string,
+  ): Promise<Policy> {
+    const principal = principalOf(request);
+    if (typeof spec !== 'string') {
+      authorizeAll(principal, SCOPE, 'An inline policy');
+      const text = JSON.stringify(spec);
+      let p = inline.get(text);
+      if (p === undefined) {
+        if (inline.size >= INLINE_CACHE_MAX) inline.delete(inline.keys().next().value as string);
+        p = compilePolicy('inline', 'inline', spec);
+        inline.set(text, p);
+      }
+      return p;
+    }
+    authorizeResource(principal, SCOPE, spec, field);
+    const found = store.resolve(principal.tenant, spec);
+    const p = found instanceof Promise ? await found : found;
+    if (p === undefined) {
+      throw new AppError('POLICY_NOT_FOUND', `No rate-limit policy "${spec}" for this tenant.`, {
+        errors: [{ field, message: 'no such policy' }],
+      });
+    }
+    return p;
+  }
+
+  app.post(
+    '/check',
+    {
+      config: { scope: SCOPE, module: 'ratelimit' },
+      schema: {
+        operationId: 'ratelimitCheck',
+        tags: TAGS,
+        summary: 'Decide one rate limit',
+        description:
+          "Consumes `cost` units of the limit `policy` sets for `key` if that is allowed, and says so. A denial is a 200 with `allowed: false` (and Retry-After), not an error. Headers: RateLimit-Policy and RateLimit (draft-11), X-RateLimit-* (legacy). Named policies may be restricted by the key's scope glob (`ratelimit:check:public*`); inline definitions need `ratelimit:check` without a glob.",
+        body: Check,
+        response: {
+          200: jsonResponse('The decision.', DecisionSchema, RATE_HEADERS),
+          ...problemResponses(400, 401, 403, 404, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { policy: spec, key, cost } = request.body;
+      const policy = await policyOf(request, spec, 'body.policy');
+      const d = await service.check(principalOf(request).tenant, {
+        policy,
+        identifier: key,
+        cost: cost ?? 1,
+      });
+      return reply
+        .headers(rateLimitHeaders([d], headerOptions))
+        .type(JSON_TYPE)
+        .send(renderDecision(d));
+    },
+  );
+
+  app.post(
+    '/_check',
+    {
+      config: { scope: SCOPE, module: 'ratelimit' },
+      schema: {
+        operationId: 'ratelimitCheckMany',
+        tags: TAGS,
+        summary: 'Decide several rate limits at once',
+        description: `Up to 20 checks in one Redis round trip; \`allowed\` is true only if every check allows. By default (\`atomic: true\`) nothing is consumed unless every check allows, so a request denied by one limit does not use up the others. The headers list each policy once, with its most restrictive result.`,
+        body: MultiCheck,
+        response: {
+          200: jsonResponse('One decision per check.', MultiDecision, RATE_HEADERS),
+          ...problemResponses(400, 401, 403, 404, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { checks, atomic } = request.body;
+      const inputs = [];
+      for (const [i, c] of checks.entries()) {
+        inputs.push({
+          policy: await policyOf(request, c.policy, `body.checks[${i}].policy`),
+          identifier: c.key,
+          cost: c.cost ?? 1,
+        });
+      }
+      const ds = await service.checkMany(principalOf(request).tenant, inputs, atomic ?? true);
+      const allowed = ds.every((d) => d.allowed);
+      return reply
+        .headers(rateLimitHeaders(ds, headerOptions))
+        .type(JSON_TYPE)
+        .send(`{"allowed":${allowed},"results":[${ds.map(renderDecision).join(',')}]}`);
+    },
+  );
+
+  // The hook: any method, any sub-path, no body needed; a body of any type is read and ignored.
+  await app.register(async (hooks) => {
+    hooks.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, _body, done) =>
+      done(null, undefined),
+    );
+
+    const identify = (request: FastifyRequest, policy: Policy): string => {
+      if (policy.identifyBy !== 'ip') {
+        const v = request.headers[policy.identifyBy.header];
+        const value = Array.isArray(v) ? v.join(',') : v;
+        if (value !== undefined && value !== '') {
+          // Hashed: credentials in headers never reach Redis keys in clear.
+          return `h:${createHash('sha256').update(value).digest('base64url').slice(0, 22)}`;
+        }
+      }
+      return `ip:${request.ip}`;
+    };
+
+    async function hook(request: FastifyRequest, reply: FastifyReply) {
+      const { policy: name } = request.params as { policy: string };
+      const { compat } = request.query as { compat?: 'nginx' };
+      const principal = principalOf(request);
+      const policy = await policyOf(request, name, 'path.policy');
+      const identifier = identify(request, policy);
+      const d = await service.check(principal.tenant, { policy, identifier, cost: 1 });
+      const headers = rateLimitHeaders([d], headerOptions);
+      if (!d.allowed) {
+        throw new AppError(
+          compat === 'nginx' ? 'QUOTA_EXCEEDED_COMPAT' : 'QUOTA_EXCEEDED',
+          `Rate limit "${policy.name}" exceeded; retry in ${headers['retry-after'] ?? '1'} s.`,
+          { headers, extensions: { 'violated-policies': [policy.name] } },
+        );
+      }
+      return reply
+        .headers(headers)
+        .header('x-tenant-id', principal.tenant)
+        .header(
+          'x-ratelimit-identity',
+          identifier.startsWith('h:') && policy.identifyBy !== 'ip'
+            ? `header:${policy.identifyBy.header}`
+            : identifier,
+        )
+        .type(JSON_TYPE)
+        .send(renderDecision(d));
+    }
+
+    const hookConfig = {
+      scope: SCOPE,
+      module: 'ratelimit',
+      credentialHeader: 'x-gateway-key',
+    } as const;
+    hooks.get(
+      '/hook/:policy',
+      {
+        config: hookConfig,
+        schema: {
+          operationId: 'ratelimitHook',
+          tags: TAGS,
+          summary: 'Rate-limit hook for API gateways',
+          description: [
+            "For NGINX `auth_request`, Envoy `ext_authz` (HTTP service) and Traefik `forwardAuth`: any method (GET documented here; POST, PUT, DELETE, PATCH, OPTIONS and HEAD answer the same) and any sub-path after the policy name (`/v1/ratelimit/hook/public/api/orders/7`). The hook authenticates with an API key in `X-Gateway-Key` (configured in the proxy), so the end user's Authorization header is free to identify the user.",
+            'The identity limited is the client address (X-Forwarded-For from proxies in TRUSTED_PROXIES, else the peer), or a header the policy names (`identifyBy`). Allowed: 200 with the rate-limit headers, `X-Tenant-Id` and `X-RateLimit-Identity` for the upstream. Denied: 429 problem (`quota-exceeded`, `violated-policies`) with Retry-After; 403 with `?compat=nginx`. Redis unavailable: 200 with `X-RateLimit-Degraded: true` (failureMode open) or 503 with Retry-After (closed). Never a 5xx for a denial.',
+          ].join('\n\n'),
+          params: HookParams,
+          querystring: HookQuery,
+          headers: z.looseObject({
+            'x-gateway-key': z
+              .string()
+              .optional()
+              .describe('The API key of the calling proxy (scope ratelimit:check).'),
+            'x-forwarded-for': z
+              .string()
+              .optional()
+              .describe('Client address chain, believed from TRUSTED_PROXIES.'),
+          }),
+          response: {
+            200: jsonResponse('Allowed.', DecisionSchema, {
+              ...RATE_HEADERS,
+              'X-Tenant-Id': {
+                type: 'string',
+                description: 'Tenant of the hook key (for the upstream).',
+              },
+              'X-RateLimit-Identity': {
+                type: 'string',
+                description: 'What was limited: `ip:<address>` or `header:<name>`.',
+              },
+            }),
+            ...problemResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
+      hook,
+    );
+    const others = ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
+    hooks.route({
+      method: [...others],
+      url: '/hook/:policy',
+      config: hookConfig,
+      schema: { hide: true, params: HookParams, querystring: HookQuery },
+      handler: hook,
+    });
+    hooks.route({
+      method: ['GET', ...others],
+      url: '/hook/:policy/*',
+      config: hookConfig,
+      schema: { hide: true, params: HookParams, querystring: HookQuery },
+      handler: hook,
+    });
+  });
+};
+
+export interface RatelimitAdminRoutesOptions {
+  store: PolicyStore;
+}
+
+/** A tenant admin acting on another tenant gets the answer for a tenant that does not exist. */
+function requireTenantAccess(request: FastifyRequest, tenant: string): void {
+  const p = principalOf(request);
+  if (p.kind !== 'operator' && p.tenant !== tenant)
+    throw new AppError('TENANT_NOT_FOUND', `No tenant "${tenant}".`);
+}
+
+/** /v1/admin/tenants/{tenant}/policies: a tenant's named policies (operator or tenant admin). */
+export const ratelimitAdminRoutes: FastifyPluginAsyncZod<RatelimitAdminRoutesOptions> = async (
+  app,
+  { store },
+) => {
+  const config = { auth: 'admin', module: 'ratelimit' } as const;
+  const tags = ['ratelimit', 'admin'];
+
+  app.get(
+    '/:tenant/policies',
+    {
+      config,
+      schema: {
+        operationId: 'adminListPolicies',
+        tags,
+        summary: "List a tenant's rate-limit policies",
+        description:
+          'Every policy the tenant can name, with where its definition comes from: the admin API, the policies file (for this tenant, or global), or the built-in defaults.',
+        params: TenantPolicyParams,
+        response: {
+          200: jsonResponse('The effective policies.', PolicyList),
+          ...problemResponses(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      requireTenantAccess(request, request.params.tenant);
+      return { policies: await store.list(request.params.tenant) };
+    },
+  );
+
+  app.put(
+    '/:tenant/policies/:name',
+    {
+      config,
+      schema: {
+        operationId: 'adminPutPolicy',
+        tags,
+        summary: 'Create or replace a rate-limit policy',
+        description:
+          'Stored in Redis and in effect on every replica within a moment (pub/sub; at the latest after AUTH_CACHE_TTL_MS). It takes precedence over a file or built-in policy of the same name for this tenant. Limit state is kept when only options change; changing the algorithm starts from a fresh state.',
+        params: PolicyParams,
+        body: PolicySummarySchema.shape.definition,
+        response: {
+          200: jsonResponse('Replaced.', PolicySummarySchema),
+          201: jsonResponse('Created.', PolicySummarySchema),
+          ...problemResponses(400, 401, 403, 404, 409, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { tenant, name } = request.params;
+      requireTenantAccess(request, tenant);
+      const created = await store.put(tenant, name, request.body);
+      return reply
+        .code(created ? 201 : 200)
+        .send({ name, source: 'api', definition: request.body });
+    },
+  );
+
+  app.delete(
+    '/:tenant/policies/:name',
+    {
+      config,
+      schema: {
+        operationId: 'adminDeletePolicy',
+        tags,
+        summary: 'Delete an API-managed rate-limit policy',
+        description: 'The file or built-in policy of the same name, if any, applies again.',
+        params: PolicyParams,
+        response: { 204: emptyResponse('Deleted.'), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { tenant, name } = request.params;
+      requireTenantAccess(request, tenant);
+      if (!(await store.delete(tenant, name))) {
+        throw new AppError(
+          'POLICY_NOT_FOUND',
+          `Tenant "${tenant}" has no API-managed policy "${name}".`,
+        );
+      }
+      return reply.code(204).send();
+    },
+  );
+};

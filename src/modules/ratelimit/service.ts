@@ -1,0 +1,284 @@
+/**
+ * Rate-limit decisions. A check resolves its policy, picks the limiter for the identifier
+ * (overrides), and runs the check script: one round trip, atomic, time passed from the gateway's
+ * clock. Denials of unit cost are remembered in-process until they could be allowed again (as
+ * envoy's ratelimit does), so a client hammering a closed limit costs no Redis call. When Redis
+ * cannot answer within the policy's `timeoutMs`, the policy's failure mode decides: `open` allows
+ * and flags the decision degraded, `closed` answers 503.
+ */
+import type { Clock } from '../../clock.js';
+import { AppError, classifyRedisError, type RedisErrorKind } from '../../errors.js';
+import type { RedisAccess } from '../../redis/client.js';
+import { keys } from '../../redis/keys.js';
+import type { Limiter, Policy } from './policy.js';
+
+/** Most checks in one `_check` call. */
+export const MAX_CHECKS = 20;
+
+export interface CheckInput {
+  policy: Policy;
+  identifier: string;
+  cost: number;
+}
+
+export type DecisionOutcome =
+  'allowed' | 'denied' | 'shadow_denied' | 'degraded_allowed' | 'degraded_denied';
+
+export interface Decision {
+  allowed: boolean;
+  /** null for an unlimited policy. */
+  limit: number | null;
+  remaining: number | null;
+  resetMs: number;
+  retryAfterMs: number;
+  policy: string;
+  /** Redis did not answer in time and the policy fails open: allowed without counting. */
+  degraded?: true;
+  /** A shadow policy that would have denied this request. */
+  shadowDenied?: true;
+  /** For the headers. */
+  limiter: Limiter;
+}
+
+export interface RatelimitServiceOptions {
+  redis: RedisAccess;
+  clock: Clock;
+  /** Entries of the in-process denial cache; 0 disables it. */
+  localDenyEntries: number;
+  onDecision?(policy: Policy, outcome: DecisionOutcome): void;
+  /** A denial answered from the in-process cache. */
+  onLocalDenial?(): void;
+  onRedisError?(kind: RedisErrorKind): void;
+}
+
+interface Denied {
+  until: number;
+  resetAt: number;
+}
+
+const TIMEOUT = new Error('rate-limit decision timed out');
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(TIMEOUT), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as is
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Errors that mean "Redis could not decide now" (the failure mode applies); others are bugs. */
+function unavailableKind(err: unknown): RedisErrorKind | undefined {
+  if (err === TIMEOUT) return 'timeout';
+  if (err instanceof AppError) {
+    return err.code.startsWith('BACKEND_') ? 'unavailable' : undefined;
+  }
+  const kind = classifyRedisError(err);
+  return kind === null || kind === 'other' || kind === 'noperm' ? undefined : kind;
+}
+
+export function createRatelimitService(opts: RatelimitServiceOptions) {
+  const { redis, clock } = opts;
+  const denied = new Map<string, Denied>();
+
+  const record = (policy: Policy, outcome: DecisionOutcome) => opts.onDecision?.(policy, outcome);
+
+  function unlimited(policy: Policy, limiter: Limiter): Decision {
+    record(policy, 'allowed');
+    return {
+      allowed: true,
+      limit: null,
+      remaining: null,
+      resetMs: 0,
+      retryAfterMs: 0,
+      policy: policy.name,
+      limiter,
+    };
+  }
+
+  function checkCost(policy: Policy, limiter: Limiter, cost: number, field: string): void {
+    if (cost > limiter.quota) {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `${field} ${cost} exceeds what policy "${policy.name}" can ever allow (${limiter.quota}).`,
+        { errors: [{ field, message: `must be at most ${limiter.quota} for this policy` }] },
+      );
+    }
+  }
+
+  function remember(key: string, d: Decision, now: number): void {
+    if (opts.localDenyEntries === 0) return;
+    if (denied.size >= opts.localDenyEntries) {
+      // Drop the oldest entry (Map keeps insertion order).
+      const oldest = denied.keys().next().value;
+      if (oldest !== undefined) denied.delete(oldest);
+    }
+    denied.set(key, { until: now + d.retryAfterMs, resetAt: now + d.resetMs });
+  }
+
+  /** Turns the script's 5 integers into a decision, applying shadow mode. */
+  function decision(policy: Policy, limiter: Limiter, r: number[], i: number): Decision {
+    const allowed = r[i] === 1;
+    const d: Decision = {
+      allowed,
+      limit: r[i + 1] as number,
+      remaining: r[i + 2] as number,
+      resetMs: r[i + 3] as number,
+      retryAfterMs: r[i + 4] as number,
+      policy: policy.name,
+      limiter,
+    };
+    if (!allowed && policy.shadow) {
+      d.allowed = true;
+      d.shadowDenied = true;
+      d.retryAfterMs = 0;
+      record(policy, 'shadow_denied');
+    } else {
+      record(policy, allowed ? 'allowed' : 'denied');
+    }
+    return d;
+  }
+
+  function degraded(policy: Policy, limiter: Limiter, err: unknown): Decision {
+    const kind = unavailableKind(err);
+    if (kind === undefined) throw err;
+    opts.onRedisError?.(kind);
+    if (policy.failureMode === 'closed') {
+      record(policy, 'degraded_denied');
+      throw new AppError(
+        'BACKEND_UNAVAILABLE',
+        `Redis could not decide within ${policy.timeoutMs} ms and policy "${policy.name}" fails closed.`,
+        { retryAfter: 1 },
+      );
+    }
+    record(policy, 'degraded_allowed');
+    return {
+      allowed: true,
+      limit: limiter.quota,
+      remaining: limiter.quota,
+      resetMs: 0,
+      retryAfterMs: 0,
+      policy: policy.name,
+      degraded: true,
+      limiter,
+    };
+  }
+
+  return {
+    /** One check. */
+    check(tenant: string, input: CheckInput): Decision | Promise<Decision> {
+      const { policy, identifier, cost } = input;
+      const limiter = policy.limiterFor(identifier);
+      if (limiter.code === undefined) return unlimited(policy, limiter);
+      checkCost(policy, limiter, cost, 'body.cost');
+      const key = keys.ratelimit(tenant, policy.stateName, limiter.code, identifier);
+      const now = clock.nowMs();
+      // Only unit-cost checks use the remembered denials: a larger cost needs longer to fit.
+      if (cost === 1 && !policy.shadow) {
+        const known = denied.get(key);
+        if (known !== undefined) {
+          if (now < known.until) {
+            opts.onLocalDenial?.();
+            record(policy, 'denied');
+            return {
+              allowed: false,
+              limit: limiter.quota,
+              remaining: 0,
+              resetMs: Math.max(0, known.resetAt - now),
+              retryAfterMs: known.until - now,
+              policy: policy.name,
+              limiter,
+            };
+          }
+          denied.delete(key);
+        }
+      }
+      const call = redis.onMaster((c) =>
+        c.ratelimitCheck(
+          1,
+          key,
+          now,
+          1,
+          limiter.code as string,
+          limiter.p1,
+          limiter.p2,
+          limiter.p3,
+          cost,
+          policy.shadow ? 1 : 0,
+        ),
+      );
+      return withTimeout(call, policy.timeoutMs).then(
+        (r) => {
+          const d = decision(policy, limiter, r, 0);
+          // Only a unit-cost denial says when any request will next be allowed.
+          if (!d.allowed && cost === 1) remember(key, d, now);
+          return d;
+        },
+        (err: unknown) => degraded(policy, limiter, err),
+      );
+    },
+
+    /**
+     * Several checks in one round trip. With `atomic`, nothing is consumed unless every check
+     * allows; without it, each allowed check consumes on its own.
+     */
+    async checkMany(tenant: string, inputs: CheckInput[], atomic: boolean): Promise<Decision[]> {
+      const out = new Array<Decision | undefined>(inputs.length);
+      const keyArgs: string[] = [];
+      const args: (string | number)[] = [];
+      const limited: { index: number; policy: Policy; limiter: Limiter }[] = [];
+      inputs.forEach(({ policy, identifier, cost }, index) => {
+        const limiter = policy.limiterFor(identifier);
+        if (limiter.code === undefined) {
+          out[index] = unlimited(policy, limiter);
+          return;
+        }
+        checkCost(policy, limiter, cost, `body.checks[${index}].cost`);
+        keyArgs.push(keys.ratelimit(tenant, policy.stateName, limiter.code, identifier));
+        args.push(limiter.code, limiter.p1, limiter.p2, limiter.p3, cost, policy.shadow ? 1 : 0);
+        limited.push({ index, policy, limiter });
+      });
+      if (limited.length > 0) {
+        const now = clock.nowMs();
+        const timeoutMs = Math.min(...limited.map((l) => l.policy.timeoutMs));
+        try {
+          const r = await withTimeout(
+            redis.onMaster((c) =>
+              c.ratelimitCheck(keyArgs.length, ...keyArgs, now, atomic ? 1 : 0, ...args),
+            ),
+            timeoutMs,
+          );
+          limited.forEach((l, j) => {
+            out[l.index] = decision(l.policy, l.limiter, r, j * 5);
+          });
+        } catch (err) {
+          // Any closed policy makes the whole call a 503; otherwise every check is degraded.
+          const closed = limited.find((l) => l.policy.failureMode === 'closed');
+          if (closed !== undefined) degraded(closed.policy, closed.limiter, err);
+          for (const l of limited) out[l.index] = degraded(l.policy, l.limiter, err);
+        }
+      }
+      return out as Decision[];
+    },
+
+    /** Forgets remembered denials (policies changed). */
+    clearLocal(): void {
+      denied.clear();
+    },
+
+    /** Entries of the in-process denial cache (for tests and metrics). */
+    localSize(): number {
+      return denied.size;
+    },
+  };
+}
+
+export type RatelimitService = ReturnType<typeof createRatelimitService>;

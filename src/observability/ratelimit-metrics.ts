@@ -1,0 +1,55 @@
+/**
+ * Rate-limit metrics: decisions by policy and outcome, denials answered from the in-process
+ * cache, and the gateway's own request quota. The policy label is bounded: names of built-in and
+ * policies-file policies (operator-controlled), `tenant` for tenant-specific ones, `inline` for
+ * definitions sent with a check.
+ */
+import { Counter, type Registry } from 'prom-client';
+import { type CounterSeries, FastCounter } from './fast-metrics.js';
+
+export interface RatelimitMetrics {
+  /** outcome: allowed, denied, shadow_denied, degraded_allowed, degraded_denied. */
+  decision(policyLabel: string, outcome: string): void;
+  localDenial(): void;
+  quotaExceeded(): void;
+  quotaFlushError(): void;
+}
+
+export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
+  const decisions = new FastCounter(
+    'gateway_ratelimit_decisions_total',
+    'Rate-limit decisions by policy (built-in and file policy names; "tenant" for tenant-specific, "inline" for inline definitions) and outcome: allowed, denied, shadow_denied (a shadow policy would have denied), degraded_allowed (Redis could not decide, the policy fails open), degraded_denied (fails closed: 503).',
+    ['policy', 'outcome'] as const,
+  ).register(registry);
+  const series = new Map<string, CounterSeries>();
+  const localDenials = new FastCounter(
+    'gateway_ratelimit_local_denials_total',
+    'Denials answered from the in-process cache of identifiers known to be over their limit (no Redis call; also counted as denied).',
+    [] as const,
+  ).register(registry);
+  const localSeries = localDenials.child({});
+  const quotaExceeded = new Counter({
+    name: 'gateway_quota_exceeded_total',
+    help: 'Requests refused because their API key used up its per-minute request quota (REQUEST_QUOTA_PER_MINUTE).',
+    registers: [registry],
+  });
+  const quotaErrors = new Counter({
+    name: 'gateway_quota_flush_errors_total',
+    help: 'Failed flushes of locally counted requests to the shared quota counters (retried; each replica keeps enforcing its own count).',
+    registers: [registry],
+  });
+  return {
+    decision(policy, outcome) {
+      const id = `${policy}|${outcome}`;
+      let s = series.get(id);
+      if (s === undefined) {
+        s = decisions.child({ policy, outcome });
+        series.set(id, s);
+      }
+      s.inc();
+    },
+    localDenial: () => localSeries.inc(),
+    quotaExceeded: () => quotaExceeded.inc(),
+    quotaFlushError: () => quotaErrors.inc(),
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * Rate-limit failure modes with the Redis master paused (SIGSTOP: no FIN, no answer). A policy
+ * that fails open allows within its timeout, flagged `X-RateLimit-Degraded: true`; one that fails
+ * closed answers 503 with Retry-After; after SIGCONT decisions are counted again. Down-after is
+ * long here, so the sentinels do not fail over during the pause.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, type TestApp, buildTestApp, newTenant, rawHttp } from '../harness/app.js';
+import { type Topology, startTopology } from '../harness/topology.js';
+
+let topology: Topology;
+let gw: TestApp;
+let port: number;
+let key: string;
+
+beforeAll(async () => {
+  topology = await startTopology({ downAfterMs: 30_000 });
+  gw = await buildTestApp({ sentinels: topology.sentinels, masterName: topology.masterName });
+  await gw.app.listen({ port: 0, host: '127.0.0.1' });
+  port = (gw.app.server.address() as { port: number }).port;
+  const a = await newTenant(gw.deps, ['ratelimit:check']);
+  key = a.key;
+  for (const [name, failureMode] of [
+    ['open-p', 'open'],
+    ['closed-p', 'closed'],
+  ]) {
+    const res = await gw.app.inject({
+      method: 'PUT',
+      url: `/v1/admin/tenants/${a.tenant}/policies/${name}`,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: {
+        algorithm: 'token_bucket',
+        capacity: 1000,
+        refillPerSecond: 100,
+        failureMode,
+        timeoutMs: 50,
+      },
+    });
+    expect(res.statusCode).toBe(201);
+  }
+});
+
+afterAll(async () => {
+  topology?.resume(topology.master.name);
+  await gw?.close();
+  await topology?.stop();
+});
+
+async function hook(policy: string) {
+  const started = performance.now();
+  const res = await rawHttp(port, 'GET', `/v1/ratelimit/hook/${policy}/x`, {
+    'x-gateway-key': key,
+    'x-forwarded-for': '192.0.2.1',
+  });
+  return { ...res, ms: performance.now() - started };
+}
+
+describe('Redis paused', () => {
+  it('open allows (degraded) within its timeout, closed answers 503, both recover after SIGCONT', async () => {
+    // Warm: API key and policies cached in-process, decisions counted.
+    for (const p of ['open-p', 'closed-p']) {
+      const r = await hook(p);
+      expect(r.status).toBe(200);
+      expect(r.headers['x-ratelimit-degraded']).toBeUndefined();
+    }
+
+    topology.pause(topology.master.name);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const open = await hook('open-p');
+        expect(open.status).toBe(200);
+        expect(open.headers['x-ratelimit-degraded']).toBe('true');
+        // 50 ms timeout, plus scheduling noise on a busy 2-core host.
+        expect(open.ms).toBeLessThan(400);
+        const closed = await hook('closed-p');
+        expect(closed.status).toBe(503);
+        expect(closed.headers['content-type']).toContain('application/problem+json');
+        expect(Number(closed.headers['retry-after'])).toBeGreaterThan(0);
+        expect(closed.ms).toBeLessThan(400);
+      }
+      const check = await gw.app.inject({
+        method: 'POST',
+        url: '/v1/ratelimit/check',
+        headers: { authorization: `Bearer ${key}` },
+        payload: { policy: 'open-p', key: 'k' },
+      });
+      expect(check.statusCode).toBe(200);
+      expect(JSON.parse(check.body)).toMatchObject({ allowed: true, degraded: true });
+    } finally {
+      topology.resume(topology.master.name);
+    }
+
+    const deadline = Date.now() + 15_000;
+    let recovered = false;
+    while (!recovered && Date.now() < deadline) {
+      const [open, closed] = [await hook('open-p'), await hook('closed-p')];
+      recovered =
+        open.status === 200 &&
+        open.headers['x-ratelimit-degraded'] === undefined &&
+        closed.status === 200;
+      if (!recovered) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(recovered).toBe(true);
+    const metrics = await gw.deps.metrics.registry.getSingleMetricAsString(
+      'gateway_ratelimit_decisions_total',
+    );
+    expect(metrics).toMatch(/outcome="degraded_allowed"\} [1-9]/);
+    expect(metrics).toMatch(/outcome="degraded_denied"\} [1-9]/);
+  });
+});
