@@ -18,6 +18,7 @@ import { Redis } from 'ioredis';
 import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/harness/topology.js';
 import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
 import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
+import { RATELIMIT_POLICIES, ratelimitScenarios } from './scenarios/ratelimit.js';
 import type { Scenario, ScenarioContext } from './types.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
@@ -26,7 +27,14 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const RATE = Number(process.env.BENCH_RATE ?? 0);
 
-const scenarios: Scenario[] = [...cacheScenarios];
+const scenarios: Scenario[] = [...cacheScenarios, ...ratelimitScenarios];
+/** Extra gateway environment, `NAME=value,NAME=value` (e.g. REQUEST_QUOTA_PER_MINUTE=0). */
+const GW_ENV = Object.fromEntries(
+  (process.env.BENCH_GW_ENV ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 
 /** CPU time (user + system) a process has used, in microseconds, from /proc (Linux). */
 function cpuMicros(pid: number | undefined): number {
@@ -101,6 +109,19 @@ function run(url: string, s: Scenario, ctx: ScenarioContext): Promise<autocannon
         method: r.method,
         headers: r.headers,
         body: r.body,
+        ...(r.setupRequest
+          ? {
+              requests: [
+                {
+                  method: r.method,
+                  path: r.path,
+                  headers: r.headers,
+                  body: r.body,
+                  setupRequest: r.setupRequest,
+                },
+              ],
+            }
+          : {}),
         connections: CONNECTIONS,
         duration: DURATION,
         // BENCH_RATE: a fixed request rate (open loop) instead of as fast as possible. CPU µs per
@@ -136,6 +157,7 @@ async function main(): Promise<void> {
     const sentinels = topology.sentinels.map((s) => `${s.host}:${s.port}`).join(',');
     const gwPort = await freePort();
     const basePort = await freePort();
+    const rlBasePort = await freePort();
     const adminToken = randomBytes(16).toString('hex');
     children.push(
       spawnNode([...(process.env.GW_FLAGS ?? '').split(' ').filter(Boolean), 'dist/main.js'], {
@@ -147,6 +169,9 @@ async function main(): Promise<void> {
         REDIS_PASSWORD: GATEWAY_USER.password,
         ADMIN_TOKEN: adminToken,
         LOG_LEVEL: 'warn',
+        // The per-key quota stays on (its cost is part of every request) but out of the way.
+        REQUEST_QUOTA_PER_MINUTE: '100000000',
+        ...GW_ENV,
       }),
       spawnNode(['load/baseline-server.mjs'], {
         PORT: String(basePort),
@@ -154,17 +179,31 @@ async function main(): Promise<void> {
         REDIS_USERNAME: GATEWAY_USER.username,
         REDIS_PASSWORD: GATEWAY_USER.password,
       }),
+      spawnNode(['load/baseline-ratelimit.mjs'], {
+        PORT: String(rlBasePort),
+        REDIS_SENTINELS: sentinels,
+        REDIS_USERNAME: GATEWAY_USER.username,
+        REDIS_PASSWORD: GATEWAY_USER.password,
+      }),
     );
-    const [gwChild, baseChild] = children;
+    const [gwChild, baseChild, rlBaseChild] = children;
+    const rlBase = `http://127.0.0.1:${rlBasePort}`;
     const gw = `http://127.0.0.1:${gwPort}`;
     const base = `http://127.0.0.1:${basePort}`;
-    await Promise.all([waitHttp(`${gw}/readyz`), waitHttp(`${base}/bare/none`)]);
+    await Promise.all([
+      waitHttp(`${gw}/readyz`),
+      waitHttp(`${base}/bare/none`),
+      waitHttp(`${rlBase}/`),
+    ]);
 
     const admin = { authorization: `Bearer ${adminToken}` };
     await call(gw, 'POST', '/v1/admin/tenants', admin, { id: 'bench' });
     const created = await call(gw, 'POST', '/v1/admin/tenants/bench/keys', admin, {
-      scopes: ['cache:read', 'cache:write'],
+      scopes: ['cache:read', 'cache:write', 'ratelimit:check'],
     });
+    for (const [name, definition] of Object.entries(RATELIMIT_POLICIES)) {
+      await call(gw, 'PUT', `/v1/admin/tenants/bench/policies/${name}`, admin, definition);
+    }
     const ctx: ScenarioContext = { auth: { authorization: `Bearer ${String(created.key)}` } };
     await call(gw, 'PUT', '/v1/cache/bench%3Ahit', ctx.auth, { value: VALUE, ttl: 3600 });
     await call(gw, 'PUT', '/v1/cache/bench%3Abig', ctx.auth, { value: BIG_VALUE, ttl: 3600 });
@@ -190,9 +229,11 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) plan.push(...selected);
     const results = new Map<string, Measured>();
     for (const s of plan) {
-      const url = s.target === 'gateway' ? gw : base;
+      const url = s.target === 'gateway' ? gw : s.target === 'baseline' ? base : rlBase;
       console.log(`\n${s.name} (${DURATION} s, ${CONNECTIONS} connections)`);
-      const pid = (s.target === 'gateway' ? gwChild : baseChild)?.pid;
+      const pid = (
+        s.target === 'gateway' ? gwChild : s.target === 'baseline' ? baseChild : rlBaseChild
+      )?.pid;
       const cpu0 = cpuMicros(pid);
       const r = await run(url, s, ctx);
       const cpu1 = cpuMicros(pid);

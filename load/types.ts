@@ -1,4 +1,6 @@
-/** A benchmark scenario: one fixed request hammered by autocannon for the run's duration. */
+/** A benchmark scenario: one request (varied by setupRequest) hammered by autocannon. */
+import type { Request } from 'autocannon';
+
 export interface ScenarioContext {
   /** Authorization header of a key holding every scope the scenarios need. */
   auth: { authorization: string };
@@ -8,7 +10,7 @@ export interface Scenario {
   /** Table label. */
   name: string;
   id: string;
-  target: 'gateway' | 'baseline';
+  target: 'gateway' | 'baseline' | 'baseline-ratelimit';
   /** Id of the baseline scenario this one is compared with (ratio column). */
   baseline?: string;
   request(ctx: ScenarioContext): {
@@ -16,5 +18,7 @@ export interface Scenario {
     path: string;
     headers?: Record<string, string>;
     body?: string;
+    /** Called by autocannon before each request (vary the identifier, the client address...). */
+    setupRequest?: (req: Request) => Request;
   };
 }

@@ -149,6 +149,7 @@ describe('rate-limit headers', () => {
     policy: 'api',
     limiter,
     ...over,
+    sfName: `"${over.policy ?? 'api'}"`,
   });
 
   it('renders draft-11 RateLimit-Policy / RateLimit and the legacy trio', () => {

@@ -13,9 +13,6 @@ export interface HeaderOptions {
 
 const seconds = (ms: number): number => Math.ceil(ms / 1000);
 
-/** A Structured Field string item (policy names are restricted, but escape anyway). */
-const sfString = (s: string): string => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-
 /**
  * The headers for one or more decisions (a `_check` call lists each policy once, with its most
  * restrictive result). Unlimited policies add nothing.
@@ -24,6 +21,7 @@ export function rateLimitHeaders(
   decisions: readonly Decision[],
   options: HeaderOptions,
 ): Record<string, string> {
+  if (decisions.length === 1) return single(decisions[0] as Decision, options);
   const byPolicy = new Map<string, Decision>();
   for (const d of decisions) {
     if (d.limit === null || d.remaining === null) continue;
@@ -34,10 +32,10 @@ export function rateLimitHeaders(
   if (byPolicy.size > 0) {
     const list = [...byPolicy.values()];
     out['ratelimit-policy'] = list
-      .map((d) => `${sfString(d.policy)};q=${d.limiter.quota};w=${d.limiter.windowSeconds}`)
+      .map((d) => `${d.sfName};q=${d.limiter.quota};w=${d.limiter.windowSeconds}`)
       .join(', ');
     out.ratelimit = list
-      .map((d) => `${sfString(d.policy)};r=${d.remaining};t=${seconds(d.resetMs)}`)
+      .map((d) => `${d.sfName};r=${d.remaining};t=${seconds(d.resetMs)}`)
       .join(', ');
     if (options.legacy) {
       // The trio has room for one limit: the most restrictive.
@@ -50,5 +48,24 @@ export function rateLimitHeaders(
   const retry = Math.max(0, ...decisions.filter((d) => !d.allowed).map((d) => d.retryAfterMs));
   if (retry > 0) out['retry-after'] = String(Math.max(1, seconds(retry)));
   if (decisions.some((d) => d.degraded)) out['x-ratelimit-degraded'] = 'true';
+  return out;
+}
+
+/** The common case, one decision: no intermediate collections. */
+function single(d: Decision, options: HeaderOptions): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (d.limit !== null && d.remaining !== null) {
+    const t = seconds(d.resetMs);
+    out['ratelimit-policy'] = `${d.sfName};q=${d.limiter.quota};w=${d.limiter.windowSeconds}`;
+    out.ratelimit = `${d.sfName};r=${d.remaining};t=${t}`;
+    if (options.legacy) {
+      out['x-ratelimit-limit'] = String(d.limit);
+      out['x-ratelimit-remaining'] = String(d.remaining);
+      out['x-ratelimit-reset'] = String(t);
+    }
+  }
+  if (!d.allowed && d.retryAfterMs > 0)
+    out['retry-after'] = String(Math.max(1, seconds(d.retryAfterMs)));
+  if (d.degraded) out['x-ratelimit-degraded'] = 'true';
   return out;
 }

@@ -166,6 +166,8 @@ export interface Limiter {
   readonly windowSeconds: number;
   /** Stable id of the parameters, part of the state key of inline policies. */
   readonly fingerprint: string;
+  /** The script's per-check arguments but the cost: code, p1, p2, p3 (as text, once). */
+  readonly args: readonly [string, string, string, string];
 }
 
 export interface Policy extends Limiter {
@@ -180,6 +182,8 @@ export interface Policy extends Limiter {
   readonly shadow: boolean;
   readonly identifyBy: 'ip' | { header: string };
   readonly definition: PolicyDefinition;
+  /** The policy name as a Structured Field string, for the rate-limit headers. */
+  readonly sfName: string;
   /** The limiter for an identifier (an override's, or the policy's own). */
   limiterFor(identifier: string): Limiter;
 }
@@ -187,6 +191,11 @@ export interface Policy extends Limiter {
 const DEFAULT_TIMEOUT_MS = 50;
 
 function limiterOf(def: BaseDefinition): Limiter {
+  const l = limiterParams(def);
+  return { ...l, args: [l.code ?? '', String(l.p1), String(l.p2), l.p3] };
+}
+
+function limiterParams(def: BaseDefinition): Omit<Limiter, 'args'> {
   const fp = (...parts: (string | number)[]) =>
     createHash('sha256').update(parts.join('|')).digest('base64url').slice(0, 16);
   switch (def.algorithm) {
@@ -287,6 +296,7 @@ export function compilePolicy(
     failureMode: definition.failureMode ?? 'open',
     timeoutMs: definition.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     shadow: definition.shadow ?? false,
+    sfName: `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`,
     identifyBy:
       identifyBy === 'ip' ? 'ip' : { header: identifyBy.slice('header:'.length).toLowerCase() },
     definition,

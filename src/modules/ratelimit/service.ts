@@ -32,6 +32,8 @@ export interface Decision {
   resetMs: number;
   retryAfterMs: number;
   policy: string;
+  /** The policy name as a Structured Field string (headers). */
+  sfName: string;
   /** Redis did not answer in time and the policy fails open: allowed without counting. */
   degraded?: true;
   /** A shadow policy that would have denied this request. */
@@ -100,6 +102,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       resetMs: 0,
       retryAfterMs: 0,
       policy: policy.name,
+      sfName: policy.sfName,
       limiter,
     };
   }
@@ -134,6 +137,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       resetMs: r[i + 3] as number,
       retryAfterMs: r[i + 4] as number,
       policy: policy.name,
+      sfName: policy.sfName,
       limiter,
     };
     if (!allowed && policy.shadow) {
@@ -167,6 +171,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       resetMs: 0,
       retryAfterMs: 0,
       policy: policy.name,
+      sfName: policy.sfName,
       degraded: true,
       limiter,
     };
@@ -195,6 +200,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
               resetMs: Math.max(0, known.resetAt - now),
               retryAfterMs: known.until - now,
               policy: policy.name,
+              sfName: policy.sfName,
               limiter,
             };
           }
@@ -202,18 +208,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
       }
       const call = redis.onMaster((c) =>
-        c.ratelimitCheck(
-          1,
-          key,
-          now,
-          1,
-          limiter.code as string,
-          limiter.p1,
-          limiter.p2,
-          limiter.p3,
-          cost,
-          policy.shadow ? 1 : 0,
-        ),
+        c.ratelimitCheck(1, key, now, 1, ...limiter.args, cost, policy.shadow ? 1 : 0),
       );
       return withTimeout(call, policy.timeoutMs).then(
         (r) => {
@@ -243,7 +238,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
         checkCost(policy, limiter, cost, `body.checks[${index}].cost`);
         keyArgs.push(keys.ratelimit(tenant, policy.stateName, limiter.code, identifier));
-        args.push(limiter.code, limiter.p1, limiter.p2, limiter.p3, cost, policy.shadow ? 1 : 0);
+        args.push(...limiter.args, cost, policy.shadow ? 1 : 0);
         limited.push({ index, policy, limiter });
       });
       if (limited.length > 0) {

@@ -1,7 +1,8 @@
 --[[
   Rate-limit decisions: one or more checks, decided and applied atomically in one round trip.
   The algorithms (lua/algorithms/*.lua) are spliced in at the @algorithms line when the script
-  is loaded; each defines ALGOS.<code> = { load, decide, save } over one key of its own:
+  is loaded; each defines ALGOS.<code> = { load, decide, save } over one key of its own, when the
+  call needs it (need.<code>):
   load(key, now, p1, p2, p3) reads the state (keeping the parameters in it), decide(st, now, cost)
   updates it in memory and returns allowed, limit, remaining, reset ms, retry-after ms; save(key,
   st) writes it back with its expiry, only when a check consumed and the call applies.
@@ -33,6 +34,12 @@
 ]]
 local ALGOS = {}
 local EPS = 1e-9
+local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+
+-- Lua 5.1 allocates every function and table a script builds on every call: only the
+-- algorithms this call uses are built (each file is guarded by `need.<code>`).
+local need = {}
+for b = 3, #ARGV, 6 do need[ARGV[b]] = true end
 
 -- @algorithms
 
@@ -58,9 +65,9 @@ for i = 1, #KEYS do
   local o = #out
   out[o + 1] = allowed and 1 or 0
   out[o + 2] = limit
-  out[o + 3] = math.max(0, math.floor(remaining + EPS))
-  out[o + 4] = math.max(0, math.ceil(reset - EPS))
-  out[o + 5] = allowed and 0 or math.max(1, math.ceil(retry - EPS))
+  out[o + 3] = max(0, floor(remaining + EPS))
+  out[o + 4] = max(0, ceil(reset - EPS))
+  out[o + 5] = allowed and 0 or max(1, ceil(retry - EPS))
 end
 if all or not atomic then
   for _, key in ipairs(order) do

@@ -5,36 +5,38 @@
   "<window start ms> <count>", expiring at the window's end. (INCR + PEXPIRE would use the Redis
   server's clock for the boundary; time is an argument here, so the window start is stored.)
 ]]
-ALGOS.fwin = {
-  load = function(key, now, limit, window, calendar)
-    local st = { limit = limit, window = window, calendar = calendar == '1', start = -1, count = 0 }
-    local v = redis.call('GET', key)
-    if v then
-      local sp = string.find(v, ' ', 1, true)
-      st.start = tonumber(string.sub(v, 1, sp - 1))
-      st.count = tonumber(string.sub(v, sp + 1))
-    end
-    return st
-  end,
-  decide = function(st, now, cost)
-    local w = st.window
-    -- clamp: a clock behind the stored window start is inside that window
-    if now < st.start then now = st.start end
-    if st.start < 0 or now >= st.start + w then
-      st.start = st.calendar and (now - now % w) or now
-      st.count = 0
-    end
-    local need = cost > 0 and cost or 1
-    local allowed = st.count + need <= st.limit
-    if allowed and cost > 0 then
-      st.count = st.count + cost
-      st.dirty = true
-    end
-    local reset = st.count > 0 and (st.start + w - now) or 0
-    st.ttl = st.start + w - now + 1
-    return allowed, st.limit, st.limit - st.count, reset, st.start + w - now
-  end,
-  save = function(key, st)
-    redis.call('SET', key, string.format('%d %d', st.start, st.count), 'PX', st.ttl)
-  end,
-}
+if need.fwin then
+  ALGOS.fwin = {
+    load = function(key, now, limit, window, calendar)
+      local st = { limit = limit, window = window, calendar = calendar == '1', start = -1, count = 0 }
+      local v = redis.call('GET', key)
+      if v then
+        local sp = string.find(v, ' ', 1, true)
+        st.start = tonumber(string.sub(v, 1, sp - 1))
+        st.count = tonumber(string.sub(v, sp + 1))
+      end
+      return st
+    end,
+    decide = function(st, now, cost)
+      local w = st.window
+      -- clamp: a clock behind the stored window start is inside that window
+      if now < st.start then now = st.start end
+      if st.start < 0 or now >= st.start + w then
+        st.start = st.calendar and (now - now % w) or now
+        st.count = 0
+      end
+      local need = cost > 0 and cost or 1
+      local allowed = st.count + need <= st.limit
+      if allowed and cost > 0 then
+        st.count = st.count + cost
+        st.dirty = true
+      end
+      local reset = st.count > 0 and (st.start + w - now) or 0
+      st.ttl = st.start + w - now + 1
+      return allowed, st.limit, st.limit - st.count, reset, st.start + w - now
+    end,
+    save = function(key, st)
+      redis.call('SET', key, string.format('%d %d', st.start, st.count), 'PX', st.ttl)
+    end,
+  }
+end

@@ -5,54 +5,56 @@
   O(1) memory: one string "<window index> <current count> <previous count>", expiring when both
   windows have passed.
 ]]
-ALGOS.swin = {
-  load = function(key, now, limit, window)
-    local st = { limit = limit, window = window, idx = math.floor(now / window), cur = 0, prev = 0 }
-    local v = redis.call('GET', key)
-    if v then
-      local a, b, c = string.match(v, '^(%d+) ([%d.]+) ([%d.]+)$')
-      st.idx, st.cur, st.prev = tonumber(a), tonumber(b), tonumber(c)
-    end
-    return st
-  end,
-  decide = function(st, now, cost)
-    local w = st.window
-    local idx = math.floor(now / w)
-    if idx < st.idx then
-      -- clamp: a clock behind the window already stored stays at that window's start
-      idx = st.idx
-      now = idx * w
-    end
-    if idx == st.idx + 1 then
-      st.prev, st.cur = st.cur, 0
-    elseif idx > st.idx + 1 then
-      st.prev, st.cur = 0, 0
-    end
-    st.idx = idx
-    local elapsed = now - idx * w
-    local weight = (w - elapsed) / w
-    local need = cost > 0 and cost or 1
-    local allowed = st.prev * weight + st.cur + need <= st.limit + EPS
-    if allowed and cost > 0 then
-      st.cur = st.cur + cost
-      st.dirty = true
-    end
-    st.ttl = 2 * w - elapsed + 1
-    local remaining = st.limit - (st.prev * weight + st.cur)
-    local reset = 0
-    if st.cur > 0 then reset = 2 * w - elapsed elseif st.prev > 0 then reset = w - elapsed end
-    local retry = 0
-    if not allowed then
-      if st.cur + need > st.limit then
-        -- wait for the next window, then until the current count's weight has shrunk enough
-        retry = (w - elapsed) + math.max(0, w * (1 - (st.limit - need) / st.cur))
-      else
-        retry = w * (1 - (st.limit - st.cur - need) / st.prev) - elapsed
+if need.swin then
+  ALGOS.swin = {
+    load = function(key, now, limit, window)
+      local st = { limit = limit, window = window, idx = floor(now / window), cur = 0, prev = 0 }
+      local v = redis.call('GET', key)
+      if v then
+        local a, b, c = string.match(v, '^(%d+) ([%d.]+) ([%d.]+)$')
+        st.idx, st.cur, st.prev = tonumber(a), tonumber(b), tonumber(c)
       end
-    end
-    return allowed, st.limit, remaining, reset, retry
-  end,
-  save = function(key, st)
-    redis.call('SET', key, string.format('%d %d %d', st.idx, st.cur, st.prev), 'PX', st.ttl)
-  end,
-}
+      return st
+    end,
+    decide = function(st, now, cost)
+      local w = st.window
+      local idx = floor(now / w)
+      if idx < st.idx then
+        -- clamp: a clock behind the window already stored stays at that window's start
+        idx = st.idx
+        now = idx * w
+      end
+      if idx == st.idx + 1 then
+        st.prev, st.cur = st.cur, 0
+      elseif idx > st.idx + 1 then
+        st.prev, st.cur = 0, 0
+      end
+      st.idx = idx
+      local elapsed = now - idx * w
+      local weight = (w - elapsed) / w
+      local need = cost > 0 and cost or 1
+      local allowed = st.prev * weight + st.cur + need <= st.limit + EPS
+      if allowed and cost > 0 then
+        st.cur = st.cur + cost
+        st.dirty = true
+      end
+      st.ttl = 2 * w - elapsed + 1
+      local remaining = st.limit - (st.prev * weight + st.cur)
+      local reset = 0
+      if st.cur > 0 then reset = 2 * w - elapsed elseif st.prev > 0 then reset = w - elapsed end
+      local retry = 0
+      if not allowed then
+        if st.cur + need > st.limit then
+          -- wait for the next window, then until the current count's weight has shrunk enough
+          retry = (w - elapsed) + max(0, w * (1 - (st.limit - need) / st.cur))
+        else
+          retry = w * (1 - (st.limit - st.cur - need) / st.prev) - elapsed
+        end
+      end
+      return allowed, st.limit, remaining, reset, retry
+    end,
+    save = function(key, st)
+      redis.call('SET', key, string.format('%d %d %d', st.idx, st.cur, st.prev), 'PX', st.ttl)
+    end,
+  }
+end
