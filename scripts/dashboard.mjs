@@ -110,6 +110,31 @@ const panels = [
     ],
     { unit: 'Bps', x: 12 },
   ),
+  row('Rate limits'),
+  panel(
+    'Decisions by policy and outcome',
+    [[rate('gateway_ratelimit_decisions_total', 'policy, outcome'), '{{policy}} {{outcome}}']],
+    { unit: 'ops', w: 8 },
+  ),
+  panel(
+    'Degraded decisions (Redis could not decide: fail-open / fail-closed)',
+    [
+      [
+        rate('gateway_ratelimit_decisions_total{outcome=~"degraded_.*"}', 'policy, outcome'),
+        '{{policy}} {{outcome}}',
+      ],
+    ],
+    { unit: 'ops', w: 8, x: 8 },
+  ),
+  panel(
+    'Denials from the local cache; quota refusals',
+    [
+      [rate('gateway_ratelimit_local_denials_total'), 'local denials'],
+      [rate('gateway_quota_exceeded_total'), 'quota exceeded'],
+      [rate('gateway_quota_flush_errors_total'), 'quota flush errors'],
+    ],
+    { unit: 'ops', w: 8, x: 16 },
+  ),
   row('Redis'),
   panel('Connection ready by role', [['min by (role) (gateway_redis_client_ready)', '{{role}}']], {
     w: 8,

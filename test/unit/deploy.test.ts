@@ -8,6 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, SECRET_VARIABLES, parseConfig } from '../../src/config.js';
+import { parsePoliciesFile } from '../../src/modules/ratelimit/policy.js';
 import {
   alertRules,
   dashboardExprs,
@@ -213,6 +214,15 @@ describe('Helm chart', () => {
         extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=384' }],
       }),
     ).toBe(true);
+    // rateLimitPolicies holds a policies file: what the schema lets through, the gateway parses.
+    const policies = {
+      policies: { login: { algorithm: 'fixed_window', limit: 5, windowMs: 60000 } },
+      tenants: { acme: { public: { algorithm: 'unlimited' } } },
+      quotas: { acme: 1000 },
+    };
+    expect(validate({ ...values, rateLimitPolicies: policies })).toBe(true);
+    expect(() => parsePoliciesFile(JSON.stringify(policies), 'policies.json')).not.toThrow();
+    expect(validate({ ...values, rateLimitPolicies: { polices: {} } })).toBe(false);
   });
 
   it('reads only values that values.yaml defines', () => {
