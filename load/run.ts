@@ -19,6 +19,7 @@ import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/ha
 import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
 import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
 import { RATELIMIT_POLICIES, ratelimitScenarios } from './scenarios/ratelimit.js';
+import { BENCH_SESSIONS, stateScenarios } from './scenarios/state.js';
 import type { Scenario, ScenarioContext } from './types.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
@@ -27,7 +28,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const RATE = Number(process.env.BENCH_RATE ?? 0);
 
-const scenarios: Scenario[] = [...cacheScenarios, ...ratelimitScenarios];
+const scenarios: Scenario[] = [...cacheScenarios, ...ratelimitScenarios, ...stateScenarios];
 /** Extra gateway environment, `NAME=value,NAME=value` (e.g. REQUEST_QUOTA_PER_MINUTE=0). */
 const GW_ENV = Object.fromEntries(
   (process.env.BENCH_GW_ENV ?? '')
@@ -199,12 +200,29 @@ async function main(): Promise<void> {
     const admin = { authorization: `Bearer ${adminToken}` };
     await call(gw, 'POST', '/v1/admin/tenants', admin, { id: 'bench' });
     const created = await call(gw, 'POST', '/v1/admin/tenants/bench/keys', admin, {
-      scopes: ['cache:read', 'cache:write', 'ratelimit:check'],
+      scopes: [
+        'cache:read',
+        'cache:write',
+        'ratelimit:check',
+        'session:read',
+        'session:write',
+        'idempotency:use',
+      ],
     });
     for (const [name, definition] of Object.entries(RATELIMIT_POLICIES)) {
       await call(gw, 'PUT', `/v1/admin/tenants/bench/policies/${name}`, admin, definition);
     }
-    const ctx: ScenarioContext = { auth: { authorization: `Bearer ${String(created.key)}` } };
+    const auth = { authorization: `Bearer ${String(created.key)}` };
+    const sessions: string[] = [];
+    for (let i = 0; i < BENCH_SESSIONS; i++) {
+      const made = await call(gw, 'POST', '/v1/sessions', auth, {
+        userId: `bench-user-${i % 100}`,
+        data: { cart: ['sku-1', 'sku-2'], theme: 'dark', n: i },
+        metadata: { ip: '127.0.0.1' },
+      });
+      sessions.push(String(made.sessionId));
+    }
+    const ctx: ScenarioContext = { auth, sessions };
     await call(gw, 'PUT', '/v1/cache/bench%3Ahit', ctx.auth, { value: VALUE, ttl: 3600 });
     await call(gw, 'PUT', '/v1/cache/bench%3Abig', ctx.auth, { value: BIG_VALUE, ttl: 3600 });
     await call(gw, 'POST', '/v1/cache/_mset', ctx.auth, {

@@ -4,6 +4,8 @@ import type { Request } from 'autocannon';
 export interface ScenarioContext {
   /** Authorization header of a key holding every scope the scenarios need. */
   auth: { authorization: string };
+  /** Ids of live sessions made before the run. */
+  sessions: string[];
 }
 
 export interface Scenario {

@@ -135,6 +135,21 @@ const panels = [
     ],
     { unit: 'ops', w: 8, x: 16 },
   ),
+  row('Sessions and idempotency'),
+  panel('Session events', [[rate('gateway_session_events_total', 'event'), '{{event}}']], {
+    unit: 'ops',
+    w: 8,
+  }),
+  panel(
+    'Idempotency outcomes',
+    [[rate('gateway_idempotency_outcomes_total', 'outcome'), '{{outcome}}']],
+    { unit: 'ops', w: 8, x: 8 },
+  ),
+  panel(
+    'Durable writes (WAIT) by result',
+    [[rate('gateway_durable_writes_total', 'module, result'), '{{module}} {{result}}']],
+    { unit: 'ops', w: 8, x: 16 },
+  ),
   row('Redis'),
   panel('Connection ready by role', [['min by (role) (gateway_redis_client_ready)', '{{role}}']], {
     w: 8,

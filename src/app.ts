@@ -26,8 +26,10 @@ import { GatewayLogController, lazyChildLoggerFactory } from './http/logging.js'
 import { clientErrorHandler, registerProblemHandlers, sendProblem } from './http/problem.js';
 import { adminRoutes } from './modules/admin/routes.js';
 import { cacheRoutes } from './modules/cache/routes.js';
+import { idempotencyRoutes } from './modules/idempotency/routes.js';
 import { quotaRateLimitOptions } from './modules/ratelimit/quota.js';
 import { ratelimitAdminRoutes, ratelimitRoutes } from './modules/ratelimit/routes.js';
+import { sessionRoutes } from './modules/sessions/routes.js';
 import { healthRoutes } from './observability/health.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -197,6 +199,8 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     legacyHeaders: config.ratelimit.legacyHeaders,
   });
   await app.register(ratelimitAdminRoutes, { prefix: '/v1/admin/tenants', store: deps.policies });
+  await app.register(sessionRoutes, { service: deps.sessions });
+  await app.register(idempotencyRoutes, { prefix: '/v1/idempotency', service: deps.idempotency });
 
   return app;
 }

@@ -76,6 +76,9 @@ const envShape = z.object({
   REDIS_CONNECT_TIMEOUT_MS: int(2000, 100, 60_000),
   REDIS_COMMAND_TIMEOUT_MS: int(500, 10, 60_000),
   READ_FROM_REPLICAS: bool(false),
+  REDIS_DURABLE_CONNECTIONS: int(2, 1, 64),
+  DURABLE_REPLICAS: int(1, 1, 16),
+  DURABLE_WAIT_TIMEOUT_MS: int(1000, 10, 60_000),
 
   API_KEYS_FILE: optionalString,
   ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
@@ -110,6 +113,17 @@ const envShape = z.object({
   RATELIMIT_LEGACY_HEADERS: bool(true),
   RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
   REQUEST_QUOTA_PER_MINUTE: int(600_000, 0, 1_000_000_000),
+
+  SESSION_IDLE_TTL_SECONDS: int(24 * 3600, 1, 365 * 24 * 3600),
+  SESSION_MAX_LIFETIME_SECONDS: int(7 * 24 * 3600, 1, 10 * 365 * 24 * 3600),
+  SESSION_MAX_DATA_BYTES: int(64 * 1024, 1, 16 * 1024 * 1024),
+  SESSION_MAX_PER_USER: int(100, 1, 10_000),
+
+  IDEMPOTENCY_TTL_SECONDS: int(24 * 3600, 1, 30 * 24 * 3600),
+  IDEMPOTENCY_MAX_TTL_SECONDS: int(7 * 24 * 3600, 1, 365 * 24 * 3600),
+  IDEMPOTENCY_LOCK_TTL_SECONDS: int(60, 1, 3600),
+  IDEMPOTENCY_MAX_RESPONSE_BYTES: int(256 * 1024, 1, 16 * 1024 * 1024),
+  IDEMPOTENCY_KEY_SCOPE: z.enum(['api-key', 'tenant']).default('api-key'),
 });
 
 /** Every environment variable the gateway reads (README and the Helm chart list the same). */
@@ -128,6 +142,27 @@ export const configSchema = envShape.superRefine((c, ctx) => {
       code: 'custom',
       path: ['REDIS_COMMAND_TIMEOUT_MS'],
       message: 'must be below REQUEST_TIMEOUT_MS',
+    });
+  }
+  if (c.DURABLE_WAIT_TIMEOUT_MS >= c.REQUEST_TIMEOUT_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DURABLE_WAIT_TIMEOUT_MS'],
+      message: 'must be below REQUEST_TIMEOUT_MS',
+    });
+  }
+  if (c.SESSION_IDLE_TTL_SECONDS > c.SESSION_MAX_LIFETIME_SECONDS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['SESSION_IDLE_TTL_SECONDS'],
+      message: 'must not exceed SESSION_MAX_LIFETIME_SECONDS',
+    });
+  }
+  if (c.IDEMPOTENCY_TTL_SECONDS > c.IDEMPOTENCY_MAX_TTL_SECONDS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['IDEMPOTENCY_TTL_SECONDS'],
+      message: 'must not exceed IDEMPOTENCY_MAX_TTL_SECONDS',
     });
   }
   if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
@@ -159,6 +194,13 @@ export interface Config {
     readonly connectTimeoutMs: number;
     readonly commandTimeoutMs: number;
     readonly readFromReplicas: boolean;
+    /** Dedicated connections for durable writes (each write is followed by WAIT on its own connection). */
+    readonly durableConnections: number;
+  };
+  /** `durable: true` writes answer only once this many replicas confirm them (WAIT). */
+  readonly durable: {
+    readonly replicas: number;
+    readonly waitTimeoutMs: number;
   };
   readonly auth: {
     readonly apiKeysFile?: string | undefined;
@@ -210,6 +252,24 @@ export interface Config {
     readonly localDenyEntries: number;
     /** Requests one API key may make per minute across all replicas; 0 turns the quota off. */
     readonly requestQuotaPerMinute: number;
+  };
+  readonly sessions: {
+    /** Default idle expiry, slid forward by touches. */
+    readonly idleTtlSeconds: number;
+    /** Default and upper bound of a session's absolute lifetime. */
+    readonly maxLifetimeSeconds: number;
+    /** Bytes of a session's data (field names plus their JSON values). */
+    readonly maxDataBytes: number;
+    /** Live sessions one user may hold; creating one more revokes the least recently active. */
+    readonly maxPerUser: number;
+  };
+  readonly idempotency: {
+    readonly ttlSeconds: number;
+    readonly maxTtlSeconds: number;
+    readonly lockTtlSeconds: number;
+    readonly maxResponseBytes: number;
+    /** 'api-key': each API key has its own keys (the draft's advice); 'tenant': shared by the tenant's keys. */
+    readonly keyScope: 'api-key' | 'tenant';
   };
 }
 
@@ -263,7 +323,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,
       commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
       readFromReplicas: c.READ_FROM_REPLICAS,
+      durableConnections: c.REDIS_DURABLE_CONNECTIONS,
     },
+    durable: { replicas: c.DURABLE_REPLICAS, waitTimeoutMs: c.DURABLE_WAIT_TIMEOUT_MS },
     auth: {
       apiKeysFile: c.API_KEYS_FILE,
       adminToken: c.ADMIN_TOKEN,
@@ -299,6 +361,19 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       legacyHeaders: c.RATELIMIT_LEGACY_HEADERS,
       localDenyEntries: c.RATELIMIT_LOCAL_DENY_ENTRIES,
       requestQuotaPerMinute: c.REQUEST_QUOTA_PER_MINUTE,
+    },
+    sessions: {
+      idleTtlSeconds: c.SESSION_IDLE_TTL_SECONDS,
+      maxLifetimeSeconds: c.SESSION_MAX_LIFETIME_SECONDS,
+      maxDataBytes: c.SESSION_MAX_DATA_BYTES,
+      maxPerUser: c.SESSION_MAX_PER_USER,
+    },
+    idempotency: {
+      ttlSeconds: c.IDEMPOTENCY_TTL_SECONDS,
+      maxTtlSeconds: c.IDEMPOTENCY_MAX_TTL_SECONDS,
+      lockTtlSeconds: c.IDEMPOTENCY_LOCK_TTL_SECONDS,
+      maxResponseBytes: c.IDEMPOTENCY_MAX_RESPONSE_BYTES,
+      keyScope: c.IDEMPOTENCY_KEY_SCOPE,
     },
   };
   return deepFreeze(config);

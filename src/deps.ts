@@ -10,10 +10,15 @@ import { createAdminService } from './modules/admin/service.js';
 import { parseKeysFile } from './modules/admin/keys-file.js';
 import { createNearCache } from './modules/cache/near-cache.js';
 import { createCacheService } from './modules/cache/service.js';
+import {
+  type IdempotencyService,
+  createIdempotencyService,
+} from './modules/idempotency/service.js';
 import { parsePoliciesFile } from './modules/ratelimit/policy.js';
 import { type QuotaCounter, createQuotaCounter } from './modules/ratelimit/quota.js';
 import { type RatelimitService, createRatelimitService } from './modules/ratelimit/service.js';
 import { type PolicyStore, createPolicyStore } from './modules/ratelimit/store.js';
+import { type SessionService, createSessionService } from './modules/sessions/service.js';
 import type { Lifecycle } from './observability/health.js';
 import { type Metrics, createMetrics } from './observability/metrics.js';
 import { type RedisHandle, createRedis } from './redis/client.js';
@@ -32,6 +37,8 @@ export interface Deps {
   readonly policies: PolicyStore;
   readonly ratelimit: RatelimitService;
   readonly quota: QuotaCounter;
+  readonly sessions: SessionService;
+  readonly idempotency: IdempotencyService;
   /** Re-reads API_KEYS_FILE now (it is also polled every 10 s). */
   reloadKeysFile(): void;
   /** Re-reads RATELIMIT_POLICIES_FILE now (it is also polled every 10 s). */
@@ -102,7 +109,11 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   });
   const scripts = loadScripts();
   defineScripts(
-    [redis.primary, ...(redis.reader() !== redis.primary ? [redis.reader()] : [])],
+    [
+      redis.primary,
+      ...redis.durable,
+      ...(redis.reader() !== redis.primary ? [redis.reader()] : []),
+    ],
     scripts,
   );
 
@@ -167,6 +178,21 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     redis,
     clock,
     onError: () => metrics.ratelimit.quotaFlushError(),
+  });
+
+  const sessions = createSessionService({
+    redis,
+    clock,
+    limits: config.sessions,
+    onEvent: (event, n) => metrics.state.session(event, n),
+    onDurable: (result) => metrics.state.durable('sessions', result),
+  });
+  const idempotency = createIdempotencyService({
+    redis,
+    clock,
+    limits: config.idempotency,
+    onOutcome: (outcome) => metrics.state.idempotency(outcome),
+    onDurable: (result) => metrics.state.durable('idempotency', result),
   });
 
   // Pub/sub: revocations (drop a key from the auth cache), fills of leased cache keys (wake
@@ -237,6 +263,8 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     policies,
     ratelimit,
     quota,
+    sessions,
+    idempotency,
     reloadKeysFile,
     reloadPoliciesFile,
     async close() {

@@ -28,7 +28,27 @@ export const ERRORS = {
   TENANT_NOT_FOUND: { status: 404, title: 'No such tenant', type: 'tenant-not-found' },
   API_KEY_NOT_FOUND: { status: 404, title: 'No such API key', type: 'api-key-not-found' },
   POLICY_NOT_FOUND: { status: 404, title: 'No such rate-limit policy', type: 'policy-not-found' },
+  SESSION_NOT_FOUND: {
+    status: 404,
+    title: 'No such session (unknown or expired)',
+    type: 'session-not-found',
+  },
+  IDEMPOTENCY_KEY_NOT_FOUND: {
+    status: 404,
+    title: 'No such idempotency key (never begun, released or expired)',
+    type: 'idempotency-key-not-found',
+  },
   CONFLICT: { status: 409, title: 'Conflict', type: 'conflict' },
+  IDEMPOTENCY_IN_PROGRESS: {
+    status: 409,
+    title: 'A request with this idempotency key is in progress',
+    type: 'idempotency-in-progress',
+  },
+  IDEMPOTENCY_TOKEN_MISMATCH: {
+    status: 409,
+    title: 'The token does not hold this idempotency key',
+    type: 'idempotency-token-mismatch',
+  },
   TENANT_EXISTS: { status: 409, title: 'Tenant already exists', type: 'tenant-exists' },
   API_KEY_MANAGED_BY_FILE: {
     status: 409,
@@ -39,6 +59,11 @@ export const ERRORS = {
     status: 412,
     title: 'Precondition failed',
     type: 'precondition-failed',
+  },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    title: 'The idempotency key was used with a different request',
+    type: 'idempotency-key-reused',
   },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large', type: 'payload-too-large' },
   VALUE_TOO_LARGE: { status: 413, title: 'Value too large', type: 'value-too-large' },

@@ -59,6 +59,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   409: 'Conflict with the current state.',
   413: 'The body or a value exceeds a configured limit (the problem names it).',
   415: 'The body must be application/json.',
+  422: 'The request conflicts with what an earlier request with the same key asked for.',
   429: 'A rate limit was exceeded.',
   500: 'Internal error.',
   503: 'Redis is unavailable or too slow (failover, outage) or the gateway is draining; retry after Retry-After seconds.',

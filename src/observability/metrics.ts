@@ -7,12 +7,14 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type CacheMetrics, createCacheMetrics } from './cache-metrics.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import { type RatelimitMetrics, createRatelimitMetrics } from './ratelimit-metrics.js';
+import { type StateMetrics, createStateMetrics } from './state-metrics.js';
 
 export interface Metrics {
   readonly registry: Registry;
   readonly httpDuration: FastHistogram<'method' | 'route' | 'status_code'>;
   readonly cache: CacheMetrics;
   readonly ratelimit: RatelimitMetrics;
+  readonly state: StateMetrics;
   readonly redisErrors: Counter<'module' | 'kind'>;
   readonly redisReady: Gauge<'role'>;
   readonly redisReconnects: Counter<'role'>;
@@ -43,6 +45,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   ).register(registry);
   const cache = createCacheMetrics(registry, { tenantLabels: options.cacheTenantLabels ?? 0 });
   const ratelimit = createRatelimitMetrics(registry);
+  const state = createStateMetrics(registry);
   const redisErrors = new Counter({
     name: 'gateway_redis_errors_total',
     help: 'Redis errors seen while serving requests, by module and kind (unavailable, timeout, readonly, noreplicas, oom, noperm, other).',
@@ -91,6 +94,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     httpDuration,
     cache,
     ratelimit,
+    state,
     redisErrors,
     redisReady,
     redisReconnects,

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { type KeyTracking, createKeyTracking } from './tracking.js';
 
-export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker';
+export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker' | 'durable';
 
 /** Callbacks through which the composition root feeds metrics and logs. */
 export interface RedisHooks {
@@ -41,6 +41,16 @@ export interface RedisAccess {
   onMaster<T>(fn: (client: Redis) => Promise<T>): Promise<T>;
   /** Runs a read on a ready replica when READ_FROM_REPLICAS is on, else as onMaster. */
   onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T>;
+  /**
+   * A durable write: runs `fn` on one of the dedicated durable connections, then `WAIT` on that
+   * same connection (WAIT covers the writes of the connection it runs on; on the shared
+   * request-path connection it would stall every request queued behind it). Resolves with `fn`'s
+   * result once DURABLE_REPLICAS replicas confirm; rejects with a 503 BACKEND_NO_REPLICAS when
+   * they do not within DURABLE_WAIT_TIMEOUT_MS (the write is then on the master only and may be
+   * lost in a failover). `fn` must send its write as one command, synchronously: WAIT is sent
+   * right behind it, in the same round trip.
+   */
+  onMasterDurable<T>(fn: (client: Redis) => Promise<T>): Promise<T>;
 }
 
 export interface RedisHandle extends RedisAccess {
@@ -48,6 +58,8 @@ export interface RedisHandle extends RedisAccess {
   readonly primary: Redis;
   /** Dedicated pub/sub client. */
   readonly subscriber: Redis;
+  /** Connections reserved for durable writes (write + WAIT). */
+  readonly durable: readonly Redis[];
   /** Invalidations of the primary's reads, when created with `tracking`. */
   readonly tracking: KeyTracking | undefined;
   /** The replica client when READ_FROM_REPLICAS is on and it is ready, else the primary. */
@@ -210,6 +222,17 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     tracker === undefined
       ? undefined
       : createKeyTracking(primary, tracker, { onError: (err) => hooks.onError?.('tracker', err) });
+  // No auto-pipelining and a deadline that leaves room for WAIT's own timeout.
+  const durable = Array.from(
+    { length: config.redis.durableConnections },
+    (_, i) =>
+      new Redis({
+        ...baseOptions(config, `durable-${i}`, true),
+        enableAutoPipelining: false,
+        commandTimeout: config.redis.commandTimeoutMs + config.durable.waitTimeoutMs,
+      }),
+  );
+  let durableNext = 0;
   const replica =
     config.redis.readFromReplicas && config.redis.topology.mode === 'sentinel'
       ? new Redis({ ...baseOptions(config, 'replica', lazy), role: 'slave' })
@@ -284,6 +307,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   wire(subscriber, 'subscriber');
   if (replica) wire(replica, 'replica');
   if (tracker) wire(tracker, 'tracker');
+  for (const d of durable) wire(d, 'durable');
   const deadAfterMs = Math.max(1000, 3 * config.redis.commandTimeoutMs);
   const watchdogs = [primary, ...(replica ? [replica] : [])].map((c) =>
     watchForDeadConnection(c, deadAfterMs),
@@ -350,6 +374,50 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     });
   }
 
+  const noReplicas = (acked: number) =>
+    new AppError(
+      'BACKEND_NO_REPLICAS',
+      `The write is on the master but ${acked} of the ${config.durable.replicas} replica(s) required confirmed it within ${config.durable.waitTimeoutMs} ms; it could be lost in a failover. Retry.`,
+      { retryAfter: 1 },
+    );
+
+  /** A durable connection, connecting the pool on first use (most deployments never need it). */
+  async function durableClient(deadline: number): Promise<Redis> {
+    for (;;) {
+      const c = durable[durableNext++ % durable.length] as Redis;
+      if (c.status === 'ready') return c;
+      if (c.status === 'wait') void c.connect().catch(() => undefined);
+      const ready = durable.find((d) => d.status === 'ready');
+      if (ready !== undefined) return ready;
+      if (now() >= deadline) throw unavailable();
+      await sleep(10);
+    }
+  }
+
+  async function onMasterDurable<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+    const deadline = now() + budgetMs;
+    let backoff = 25;
+    for (;;) {
+      const w = whenReady();
+      if (w !== undefined) await w;
+      const c = await durableClient(deadline);
+      const write = fn(c);
+      const acked = c.wait(config.durable.replicas, config.durable.waitTimeoutMs);
+      try {
+        const result = await write;
+        const n = await acked;
+        if (n < config.durable.replicas) throw noReplicas(n);
+        return result;
+      } catch (err) {
+        acked.catch(() => undefined);
+        if (!notExecuted(err) || now() + backoff >= deadline) throw err;
+        hooks.onRetry?.((err as Error).message.split(' ', 1)[0] ?? 'unknown');
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 400);
+      }
+    }
+  }
+
   const reader = (): Redis =>
     replica !== undefined && replica.status === 'ready' ? replica : primary;
 
@@ -360,6 +428,8 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     reader,
     whenReady,
     onMaster,
+    onMasterDurable,
+    durable,
     onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
       const r = reader();
       if (r === primary) return onMaster(fn);
@@ -376,6 +446,9 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       ...(tracker
         ? { tracker: tracker.status, tracking: tracking?.active() ? 'active' : 'inactive' }
         : {}),
+      ...(durable.some((d) => d.status !== 'wait')
+        ? { durable: durable.map((d) => d.status).join(',') }
+        : {}),
     }),
     async close() {
       for (const t of watchdogs) clearInterval(t);
@@ -389,6 +462,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
         subscriber,
         ...(replica ? [replica] : []),
         ...(tracker ? [tracker] : []),
+        ...durable,
       ];
       await Promise.all(
         clients.map(async (c) => {

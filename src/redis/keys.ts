@@ -83,6 +83,29 @@ export const keys = {
   ratelimit: (tenant: string, policy: string, algorithm: string, identifier: string): string =>
     userKey(tenant, `rl:${policy}:${algorithm}`, 'key', identifier),
 
+  /**
+   * One session, a hash: `<tenant>:session:<id>`. Ids are server-generated (43 base64url
+   * characters), checked by the sessions module before they reach here.
+   */
+  session: (tenant: string, id: string): string => tenantPrefix(tenant, 'session') + id,
+  /** The prefix of a tenant's session hashes (scripts append ids read from a user's index). */
+  sessionPrefix: (tenant: string): string => tenantPrefix(tenant, 'session'),
+  /** A user's session index, a sorted set of ids scored by expiry: `<tenant>:usess:<userId>`. */
+  userSessions: (tenant: string, userId: string): string =>
+    userKey(tenant, 'usess', 'userId', userId),
+  /** The prefix of a tenant's user indexes (scripts append the user id stored in a session). */
+  userSessionsPrefix: (tenant: string): string => tenantPrefix(tenant, 'usess'),
+
+  /**
+   * One idempotency record, a hash: `<tenant>:idem:<owner>:<key>`, where the owner is the API key
+   * id (records of one key are invisible to the tenant's other keys) or `*` when the tenant's keys
+   * share them (IDEMPOTENCY_KEY_SCOPE=tenant). Key ids never contain ':'.
+   */
+  idempotency: (tenant: string, owner: string, key: string): string => {
+    if (owner.includes(':')) throw new Error(`invalid idempotency owner: ${owner}`);
+    return userKey(tenant, `idem:${owner}`, 'key', key);
+  },
+
   /** Gateway-internal keys. Tenant ids cannot start with '_', so these never collide. */
   gw: {
     /** Hash: one tenant's record. */

@@ -4,7 +4,7 @@
  *
  * Files live beside their module as `modules/<m>/lua/<name>-<numKeys>.lua` (`-n`: the caller passes
  * the number of keys); each starts with a header comment giving its KEYS, ARGV (with units) and
- * return shape. A script may splice in library files (`include`) at its `-- @algorithms` line:
+ * return shape. A script may splice in library files (`include`) at its `-- @include` line:
  * Redis has no `require`, and this keeps one algorithm per file. A unit test checks that every .lua
  * file is listed here and that the file suffix matches the header's KEYS count.
  */
@@ -21,7 +21,7 @@ export interface ScriptDef {
   readonly numberOfKeys: number | undefined;
   /** Scripts that never write may run on replicas (EVALSHA_RO). */
   readonly readOnly?: boolean;
-  /** Library files spliced in, in order, at the script's `-- @algorithms` line. */
+  /** Library files spliced in, in order, at the script's `-- @include` line. */
   readonly include?: readonly string[];
 }
 
@@ -32,6 +32,8 @@ const RATELIMIT_ALGORITHMS = [
   'sliding-window',
   'fixed-window',
 ].map((a) => `modules/ratelimit/lua/algorithms/${a}.lua`);
+
+const SESSION_COMMON = 'modules/sessions/lua/common.lua';
 
 export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'cachePut', file: 'modules/cache/lua/put-2.lua', numberOfKeys: 2 },
@@ -48,6 +50,25 @@ export const SCRIPTS: readonly ScriptDef[] = [
     include: RATELIMIT_ALGORITHMS,
   },
   { name: 'gatewayQuota', file: 'modules/ratelimit/lua/quota-1.lua', numberOfKeys: 1 },
+  ...(
+    [
+      ['sessionCreate', 'create-2.lua', 2, true],
+      ['sessionTouch', 'touch-1.lua', 1, true],
+      ['sessionUpdate', 'update-1.lua', 1, true],
+      ['sessionRotate', 'rotate-2.lua', 2, false],
+      ['sessionDelete', 'delete-1.lua', 1, false],
+      ['sessionList', 'list-1.lua', 1, false],
+      ['sessionRevokeAll', 'revoke-all-1.lua', 1, false],
+    ] as const
+  ).map(([name, file, numberOfKeys, common]) => ({
+    name,
+    file: `modules/sessions/lua/${file}`,
+    numberOfKeys,
+    ...(common ? { include: [SESSION_COMMON] } : {}),
+  })),
+  { name: 'idempotencyBegin', file: 'modules/idempotency/lua/begin-1.lua', numberOfKeys: 1 },
+  { name: 'idempotencyComplete', file: 'modules/idempotency/lua/complete-1.lua', numberOfKeys: 1 },
+  { name: 'idempotencyRelease', file: 'modules/idempotency/lua/release-1.lua', numberOfKeys: 1 },
 ];
 
 declare module 'ioredis' {
@@ -111,6 +132,57 @@ declare module 'ioredis' {
      * check. Returns 5 integers per check: allowed, limit, remaining, resetMs, retryAfterMs.
      */
     ratelimitCheck(numKeys: number, ...args: (string | number)[]): Result<number[], Context>;
+    /** See modules/sessions/lua/create-2.lua: [1, evicted] or [-1, 0]. */
+    sessionCreate(
+      sessionKey: string,
+      indexKey: string,
+      ...args: (string | number)[]
+    ): Result<[number, number], Context>;
+    /** See modules/sessions/lua/touch-1.lua: the hash as a flat list, or null. */
+    sessionTouch(
+      sessionKey: string,
+      now: number,
+      indexPrefix: string,
+      id: string,
+      all: '0' | '1',
+    ): Result<string[] | null, Context>;
+    /** See modules/sessions/lua/update-1.lua: [0], [-1, bytes] or [1, flat hash]. */
+    sessionUpdate(
+      sessionKey: string,
+      ...args: (string | number)[]
+    ): Result<[number, (string[] | number)?], Context>;
+    /** See modules/sessions/lua/rotate-2.lua: the new hash as a flat list, [-1], or null. */
+    sessionRotate(
+      oldKey: string,
+      newKey: string,
+      now: number,
+      indexPrefix: string,
+      oldId: string,
+      newId: string,
+    ): Result<(string | number)[] | null, Context>;
+    /** See modules/sessions/lua/delete-1.lua: 1 deleted, 0 absent. */
+    sessionDelete(sessionKey: string, indexPrefix: string, id: string): Result<number, Context>;
+    /** See modules/sessions/lua/list-1.lua: [total, (id, c, a, e, m)...]. */
+    sessionList(
+      indexKey: string,
+      now: number,
+      sessionPrefix: string,
+      offset: number,
+      limit: number,
+    ): Result<(string | number)[], Context>;
+    /** See modules/sessions/lua/revoke-all-1.lua: sessions deleted. */
+    sessionRevokeAll(
+      indexKey: string,
+      now: number,
+      sessionPrefix: string,
+      except: string,
+    ): Result<number, Context>;
+    /** See modules/idempotency/lua/begin-1.lua. */
+    idempotencyBegin(key: string, ...args: (string | number)[]): Result<string[], Context>;
+    /** See modules/idempotency/lua/complete-1.lua. */
+    idempotencyComplete(key: string, ...args: (string | number)[]): Result<number, Context>;
+    /** See modules/idempotency/lua/release-1.lua. */
+    idempotencyRelease(key: string, token: string): Result<number, Context>;
     /** See modules/ratelimit/lua/quota-1.lua: the window's total after adding `count`. */
     gatewayQuota(key: string, count: number, ttlMs: number): Result<number, Context>;
   }
@@ -125,7 +197,7 @@ export interface LoadedScript extends ScriptDef {
 const readLua = (file: string): string =>
   readFileSync(fileURLToPath(new URL(file, srcRoot)), 'utf8');
 
-const SPLICE = '-- @algorithms\n';
+const SPLICE = '-- @include\n';
 
 /** Reads every script file (splicing its includes). Throws at startup when one is missing. */
 export function loadScripts(defs: readonly ScriptDef[] = SCRIPTS): LoadedScript[] {

@@ -77,6 +77,29 @@ describe('parseConfig', () => {
       parseConfig({ REDIS_COMMAND_TIMEOUT_MS: '3000', REQUEST_TIMEOUT_MS: '2000' }),
     ).toThrow(/REDIS_COMMAND_TIMEOUT_MS/);
     expect(() => parseConfig({ PORT: '9000', METRICS_PORT: '9000' })).toThrow(/METRICS_PORT/);
+    expect(() => parseConfig({ DURABLE_WAIT_TIMEOUT_MS: '2000' })).toThrow(
+      /DURABLE_WAIT_TIMEOUT_MS: must be below REQUEST_TIMEOUT_MS/,
+    );
+    expect(() =>
+      parseConfig({ SESSION_IDLE_TTL_SECONDS: '100', SESSION_MAX_LIFETIME_SECONDS: '10' }),
+    ).toThrow(/SESSION_IDLE_TTL_SECONDS/);
+    expect(() => parseConfig({ IDEMPOTENCY_TTL_SECONDS: '800000' })).toThrow(
+      /IDEMPOTENCY_TTL_SECONDS/,
+    );
+    expect(() => parseConfig({ IDEMPOTENCY_KEY_SCOPE: 'global' })).toThrow(/IDEMPOTENCY_KEY_SCOPE/);
+  });
+
+  it('defaults sessions and idempotency as the issue asks (24 h idle, 7 days, 24 h records)', () => {
+    const c = parseConfig({});
+    expect(c.sessions).toEqual({
+      idleTtlSeconds: 86_400,
+      maxLifetimeSeconds: 604_800,
+      maxDataBytes: 65_536,
+      maxPerUser: 100,
+    });
+    expect(c.idempotency.ttlSeconds).toBe(86_400);
+    expect(c.idempotency.keyScope).toBe('api-key');
+    expect(c.durable).toEqual({ replicas: 1, waitTimeoutMs: 1000 });
   });
 
   it('never echoes a secret', () => {

@@ -99,3 +99,20 @@ describe('gateway-internal keys', () => {
     expect(keys.channels.apiKeyRevoked().startsWith('_gw:')).toBe(true);
   });
 });
+
+describe('session and idempotency keys', () => {
+  it('keep sessions, user indexes and idempotency records in their own tenant scopes', () => {
+    expect(keys.session('acme', 'abc')).toBe('acme:session:abc');
+    expect(keys.sessionPrefix('acme')).toBe('acme:session:');
+    expect(keys.userSessions('acme', 'user:1*')).toBe('acme:usess:user:1*');
+    expect(keys.userSessionsPrefix('acme')).toBe('acme:usess:');
+    expect(keys.idempotency('acme', 'k1', 'pay:1')).toBe('acme:idem:k1:pay:1');
+    expect(keys.idempotency('acme', '*', 'pay:1')).toBe('acme:idem:*:pay:1');
+  });
+
+  it('refuse an owner that could shift the layout, and invalid user ids', () => {
+    expect(() => keys.idempotency('acme', 'a:b', 'k')).toThrow(/owner/);
+    expect(() => keys.userSessions('acme', '')).toThrow(AppError);
+    expect(() => keys.idempotency('acme', 'k1', 'x\u0000')).toThrow(AppError);
+  });
+});

@@ -1,6 +1,6 @@
 --[[
   Rate-limit decisions: one or more checks, decided and applied atomically in one round trip.
-  The algorithms (lua/algorithms/*.lua) are spliced in at the @algorithms line when the script
+  The algorithms (lua/algorithms/*.lua) are spliced in at the @include line when the script
   is loaded; each defines ALGOS.<code> = { load, decide, save } over one key of its own, when the
   call needs it (need.<code>):
   load(key, now, p1, p2, p3) reads the state (keeping the parameters in it), decide(st, now, cost)
@@ -41,7 +41,7 @@ local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 local need = {}
 for b = 3, #ARGV, 6 do need[ARGV[b]] = true end
 
--- @algorithms
+-- @include
 
 local now = tonumber(ARGV[1])
 local atomic = ARGV[2] == '1'

@@ -1,0 +1,23 @@
+--[[
+  Rotates a session id (session fixation defence): the data moves to the new id, the old id is
+  gone in the same step, and the user's index follows. Expiry is unchanged.
+
+  KEYS[1]  the current session: <tenant>:session:<old id>
+  KEYS[2]  the new session key: <tenant>:session:<new id>
+  ARGV[1]  now (Unix ms)
+  ARGV[2]  prefix of the tenant's user indexes (<tenant>:usess:)
+  ARGV[3]  the old id
+  ARGV[4]  the new id
+
+  Returns  false when the session does not exist; {-1} the new id exists (never expected);
+           else the new session as field, value, ...
+]]
+local user = redis.call('HGET', KEYS[1], 'u')
+if not user then return false end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-1} end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], 'r', ARGV[1])
+local index = ARGV[2] .. user
+redis.call('ZREM', index, ARGV[3])
+redis.call('ZADD', index, redis.call('HGET', KEYS[2], 'e'), ARGV[4])
+return redis.call('HGETALL', KEYS[2])

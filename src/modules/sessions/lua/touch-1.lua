@@ -1,0 +1,36 @@
+--[[
+  Reads a session and slides its idle expiry in one round trip (GET ?touch=true, _touch).
+
+  KEYS[1]  the session: <tenant>:session:<id>
+  ARGV[1]  now (Unix ms)
+  ARGV[2]  prefix of the tenant's user indexes (<tenant>:usess:)
+  ARGV[3]  the session id
+  ARGV[4]  '1' to return every field, '0' for the user and timestamps only
+
+  Returns  false when the session does not exist (unknown or expired), else the hash as
+           field, value, ... as it is after the slide.
+]]
+-- @include
+local now = tonumber(ARGV[1])
+if ARGV[4] == '1' then
+  local h = redis.call('HGETALL', KEYS[1])
+  if #h == 0 then return false end
+  local user, idle, abs, ai, ei
+  for j = 1, #h, 2 do
+    local f = h[j]
+    if f == 'u' then user = h[j + 1]
+    elseif f == 'i' then idle = h[j + 1]
+    elseif f == 'x' then abs = h[j + 1]
+    elseif f == 'a' then ai = j + 1
+    elseif f == 'e' then ei = j + 1
+    end
+  end
+  local exp = slide(KEYS[1], ARGV[2], ARGV[3], now, user, idle, abs)
+  h[ai] = ARGV[1]
+  h[ei] = tostring(exp)
+  return h
+end
+local h = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 'c')
+if not h[1] then return false end
+local exp = slide(KEYS[1], ARGV[2], ARGV[3], now, h[1], h[2], h[3])
+return {'u', h[1], 'c', h[4], 'a', ARGV[1], 'e', tostring(exp), 'x', h[3]}

@@ -1,0 +1,119 @@
+/**
+ * Durable writes (WAIT) against a topology of their own: with both replicas paused a durable
+ * write answers 503 BACKEND_NO_REPLICAS (a plain one still succeeds); durable sessions and
+ * idempotency records acknowledged just before `kill -9` of the master are all readable once a
+ * replica has been promoted.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type TestApp,
+  type TestTenant,
+  body,
+  buildTestApp,
+  expectProblem,
+  newTenant,
+} from '../harness/app.js';
+import { type Topology, startTopology } from '../harness/topology.js';
+
+let topology: Topology;
+let gw: TestApp;
+let owner: TestTenant;
+
+beforeAll(async () => {
+  topology = await startTopology({ downAfterMs: 1000 });
+  gw = await buildTestApp({
+    sentinels: topology.sentinels,
+    masterName: topology.masterName,
+    env: { DURABLE_WAIT_TIMEOUT_MS: '300' },
+  });
+  owner = await newTenant(gw.deps, ['session:read', 'session:write', 'idempotency:use']);
+});
+
+afterAll(async () => {
+  for (const r of topology?.replicas ?? []) topology.resume(r.name);
+  await gw?.close();
+  await topology?.stop();
+});
+
+function createSession(payload: Record<string, unknown>) {
+  return gw.app.inject({ method: 'POST', url: '/v1/sessions', headers: owner.auth, payload });
+}
+
+describe('durable writes', () => {
+  it('answer 503 BACKEND_NO_REPLICAS when no replica confirms in time; plain writes go on', async () => {
+    for (const r of topology.replicas) topology.pause(r.name);
+    try {
+      const started = performance.now();
+      const res = await createSession({ userId: 'u', durable: true });
+      const p = expectProblem(res, 503, 'BACKEND_NO_REPLICAS');
+      expect(res.headers['retry-after']).toBe('1');
+      expect(p.detail).toMatch(/could be lost in a failover/);
+      expect(performance.now() - started).toBeLessThan(1500);
+      expect((await createSession({ userId: 'u' })).statusCode).toBe(201);
+      const m = await gw.deps.metrics.registry.getSingleMetricAsString(
+        'gateway_durable_writes_total',
+      );
+      expect(m).toMatch(/module="sessions",result="unconfirmed"} 1/);
+    } finally {
+      for (const r of topology.replicas) topology.resume(r.name);
+    }
+  });
+
+  it('acknowledged durable sessions and idempotency records survive kill -9 of the master', async () => {
+    // Replicas back in sync after the pause above.
+    let ok = 0;
+    for (let i = 0; i < 50 && ok === 0; i++) {
+      ok = (await createSession({ userId: 'warm', durable: true })).statusCode === 201 ? 1 : 0;
+      if (ok === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    const sessions: { id: string; n: number }[] = [];
+    for (let n = 0; n < 20; n++) {
+      const res = await createSession({ userId: `user-${n}`, data: { n }, durable: true });
+      expect(res.statusCode, res.body).toBe(201);
+      sessions.push({ id: body<{ sessionId: string }>(res).sessionId, n });
+    }
+    const begun = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/idempotency/pay-1/_begin',
+      headers: owner.auth,
+      payload: { durable: true },
+    });
+    const token = body<{ token: string }>(begun).token;
+    const done = await gw.app.inject({
+      method: 'PUT',
+      url: '/v1/idempotency/pay-1',
+      headers: owner.auth,
+      payload: { token, response: { status: 201, body: { id: 'pay-1' } }, durable: true },
+    });
+    expect(done.statusCode, done.body).toBe(200);
+
+    const oldPort = topology.master.port;
+    await topology.kill(topology.master.name, 'SIGKILL');
+    await topology.waitForNewMaster(oldPort, 30_000);
+
+    const deadline = Date.now() + 20_000;
+    const read = async (url: string) => {
+      for (;;) {
+        const res = await gw.app.inject({ method: 'GET', url, headers: owner.auth });
+        if (res.statusCode !== 503 || Date.now() > deadline) return res;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    for (const s of sessions) {
+      const res = await read(`/v1/sessions/${s.id}`);
+      expect(res.statusCode, res.body).toBe(200);
+      expect(body<{ data: unknown }>(res).data).toEqual({ n: s.n });
+    }
+    const replay = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/idempotency/pay-1/_begin',
+      headers: owner.auth,
+      payload: {},
+    });
+    expect(replay.statusCode, replay.body).toBe(200);
+    expect(body(replay)).toEqual({
+      state: 'completed',
+      response: { status: 201, body: { id: 'pay-1' } },
+    });
+  });
+});
