@@ -19,6 +19,7 @@ import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/ha
 import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
 import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
 import { RATELIMIT_POLICIES, ratelimitScenarios } from './scenarios/ratelimit.js';
+import { QUEUE_GROUPS, benchQueues, queueScenarios } from './scenarios/queues.js';
 import { BENCH_SESSIONS, stateScenarios } from './scenarios/state.js';
 import type { Scenario, ScenarioContext } from './types.js';
 
@@ -28,7 +29,12 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const RATE = Number(process.env.BENCH_RATE ?? 0);
 
-const scenarios: Scenario[] = [...cacheScenarios, ...ratelimitScenarios, ...stateScenarios];
+const scenarios: Scenario[] = [
+  ...cacheScenarios,
+  ...ratelimitScenarios,
+  ...stateScenarios,
+  ...queueScenarios,
+];
 /** Extra gateway environment, `NAME=value,NAME=value` (e.g. REQUEST_QUOTA_PER_MINUTE=0). */
 const GW_ENV = Object.fromEntries(
   (process.env.BENCH_GW_ENV ?? '')
@@ -207,6 +213,9 @@ async function main(): Promise<void> {
         'session:read',
         'session:write',
         'idempotency:use',
+        'queue:publish',
+        'queue:consume',
+        'queue:admin',
       ],
     });
     for (const [name, definition] of Object.entries(RATELIMIT_POLICIES)) {
@@ -223,6 +232,9 @@ async function main(): Promise<void> {
       sessions.push(String(made.sessionId));
     }
     const ctx: ScenarioContext = { auth, sessions };
+    for (const { queue, group } of QUEUE_GROUPS) {
+      await call(gw, 'PUT', `/v1/queues/${queue}/groups/${group}`, auth, {});
+    }
     await call(gw, 'PUT', '/v1/cache/bench%3Ahit', ctx.auth, { value: VALUE, ttl: 3600 });
     await call(gw, 'PUT', '/v1/cache/bench%3Abig', ctx.auth, { value: BIG_VALUE, ttl: 3600 });
     await call(gw, 'POST', '/v1/cache/_mset', ctx.auth, {
@@ -304,6 +316,11 @@ async function main(): Promise<void> {
     if (ONLY === undefined || ONLY.some((id) => id.startsWith('invalidate'))) {
       console.log('\n_invalidate of 10 000 keys ...');
       oneShots.push(...(await benchInvalidate(gw, ctx, direct)));
+      console.table(oneShots);
+    }
+    if (ONLY === undefined || ONLY.some((id) => id.startsWith('queue'))) {
+      console.log('\nqueues: publish, receive + ack, long-poll wake-up ...');
+      oneShots.push(...(await benchQueues(gw, ctx)));
       console.table(oneShots);
     }
     direct.disconnect();

@@ -150,6 +150,22 @@ const panels = [
     [[rate('gateway_durable_writes_total', 'module, result'), '{{module}} {{result}}']],
     { unit: 'ops', w: 8, x: 16 },
   ),
+  row('Queues'),
+  panel(
+    'Queue messages by event (all queues)',
+    [[rate('gateway_queue_messages_total', 'event'), '{{event}}']],
+    { unit: 'ops', w: 8 },
+  ),
+  panel(
+    'Long polls: woken, timed out, degraded (pool exhausted)',
+    [[rate('gateway_queue_long_polls_total', 'result'), '{{result}}']],
+    { unit: 'ops', w: 8, x: 8 },
+  ),
+  panel(
+    'Long-poll connections in use',
+    [['max by (state) (gateway_queue_blocking_connections)', '{{state}}']],
+    { w: 8, x: 16 },
+  ),
   row('Redis'),
   panel('Connection ready by role', [['min by (role) (gateway_redis_client_ready)', '{{role}}']], {
     w: 8,

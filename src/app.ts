@@ -29,6 +29,7 @@ import { cacheRoutes } from './modules/cache/routes.js';
 import { idempotencyRoutes } from './modules/idempotency/routes.js';
 import { quotaRateLimitOptions } from './modules/ratelimit/quota.js';
 import { ratelimitAdminRoutes, ratelimitRoutes } from './modules/ratelimit/routes.js';
+import { queueRoutes } from './modules/queues/routes.js';
 import { sessionRoutes } from './modules/sessions/routes.js';
 import { healthRoutes } from './observability/health.js';
 
@@ -201,6 +202,11 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   await app.register(ratelimitAdminRoutes, { prefix: '/v1/admin/tenants', store: deps.policies });
   await app.register(sessionRoutes, { service: deps.sessions });
   await app.register(idempotencyRoutes, { prefix: '/v1/idempotency', service: deps.idempotency });
+  await app.register(queueRoutes, {
+    prefix: '/v1/queues',
+    service: deps.queues,
+    limits: config.queues,
+  });
 
   return app;
 }

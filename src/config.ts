@@ -124,6 +124,13 @@ const envShape = z.object({
   IDEMPOTENCY_LOCK_TTL_SECONDS: int(60, 1, 3600),
   IDEMPOTENCY_MAX_RESPONSE_BYTES: int(256 * 1024, 1, 16 * 1024 * 1024),
   IDEMPOTENCY_KEY_SCOPE: z.enum(['api-key', 'tenant']).default('api-key'),
+
+  QUEUE_MAX_RECEIVE_COUNT: int(5, 1, 1000),
+  QUEUE_MAX_LENGTH: int(100_000, 100, 100_000_000),
+  QUEUE_DEDUP_WINDOW_SECONDS: int(300, 1, 7 * 24 * 3600),
+  QUEUE_MAX_MESSAGE_BYTES: int(256 * 1024, 1, 16 * 1024 * 1024),
+  QUEUE_MAX_DELAY_SECONDS: int(15 * 60, 0, 7 * 24 * 3600),
+  QUEUE_BLOCKING_CONNECTIONS: int(16, 0, 1024),
 });
 
 /** Every environment variable the gateway reads (README and the Helm chart list the same). */
@@ -271,6 +278,17 @@ export interface Config {
     /** 'api-key': each API key has its own keys (the draft's advice); 'tenant': shared by the tenant's keys. */
     readonly keyScope: 'api-key' | 'tenant';
   };
+  readonly queues: {
+    /** Receives after which a message moves to the dead-letter queue. */
+    readonly maxReceiveCount: number;
+    /** Acknowledged history kept per stream (trimming never drops an unacknowledged message). */
+    readonly maxLength: number;
+    readonly dedupWindowSeconds: number;
+    readonly maxMessageBytes: number;
+    readonly maxDelaySeconds: number;
+    /** Dedicated connections for long polls; 0 turns long polling off (receives never wait). */
+    readonly blockingConnections: number;
+  };
 }
 
 /** Names of the variables holding secrets; their values never reach a log line. */
@@ -374,6 +392,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       lockTtlSeconds: c.IDEMPOTENCY_LOCK_TTL_SECONDS,
       maxResponseBytes: c.IDEMPOTENCY_MAX_RESPONSE_BYTES,
       keyScope: c.IDEMPOTENCY_KEY_SCOPE,
+    },
+    queues: {
+      maxReceiveCount: c.QUEUE_MAX_RECEIVE_COUNT,
+      maxLength: c.QUEUE_MAX_LENGTH,
+      dedupWindowSeconds: c.QUEUE_DEDUP_WINDOW_SECONDS,
+      maxMessageBytes: c.QUEUE_MAX_MESSAGE_BYTES,
+      maxDelaySeconds: c.QUEUE_MAX_DELAY_SECONDS,
+      blockingConnections: c.QUEUE_BLOCKING_CONNECTIONS,
     },
   };
   return deepFreeze(config);

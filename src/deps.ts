@@ -18,6 +18,7 @@ import { parsePoliciesFile } from './modules/ratelimit/policy.js';
 import { type QuotaCounter, createQuotaCounter } from './modules/ratelimit/quota.js';
 import { type RatelimitService, createRatelimitService } from './modules/ratelimit/service.js';
 import { type PolicyStore, createPolicyStore } from './modules/ratelimit/store.js';
+import { type QueueService, createQueueService } from './modules/queues/service.js';
 import { type SessionService, createSessionService } from './modules/sessions/service.js';
 import type { Lifecycle } from './observability/health.js';
 import { type Metrics, createMetrics } from './observability/metrics.js';
@@ -39,6 +40,7 @@ export interface Deps {
   readonly quota: QuotaCounter;
   readonly sessions: SessionService;
   readonly idempotency: IdempotencyService;
+  readonly queues: QueueService;
   /** Re-reads API_KEYS_FILE now (it is also polled every 10 s). */
   reloadKeysFile(): void;
   /** Re-reads RATELIMIT_POLICIES_FILE now (it is also polled every 10 s). */
@@ -195,6 +197,19 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onDurable: (result) => metrics.state.durable('idempotency', result),
   });
 
+  const lifecycle: Lifecycle = { draining: false };
+  const queues = createQueueService({
+    redis,
+    blocking: redis.blocking,
+    clock,
+    limits: config.queues,
+    isDraining: () => lifecycle.draining,
+    onEvent: (event, n) => metrics.queues.message(event, n),
+    onLongPoll: (result) => metrics.queues.longPoll(result),
+    onDurable: (result) => metrics.state.durable('queues', result),
+  });
+  metrics.queues.watchPool(redis.blocking);
+
   // Pub/sub: revocations (drop a key from the auth cache), fills of leased cache keys (wake
   // the readers waiting here) and changes of API-managed rate-limit policies.
   const revoked = keys.channels.apiKeyRevoked();
@@ -257,7 +272,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     clock,
     redis,
     metrics,
-    lifecycle: { draining: false },
+    lifecycle,
     admin,
     cache,
     policies,
@@ -265,6 +280,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     quota,
     sessions,
     idempotency,
+    queues,
     reloadKeysFile,
     reloadPoliciesFile,
     async close() {

@@ -38,6 +38,12 @@ export const ERRORS = {
     title: 'No such idempotency key (never begun, released or expired)',
     type: 'idempotency-key-not-found',
   },
+  QUEUE_NOT_FOUND: { status: 404, title: 'No such queue', type: 'queue-not-found' },
+  GROUP_NOT_FOUND: {
+    status: 404,
+    title: 'No such consumer group',
+    type: 'group-not-found',
+  },
   CONFLICT: { status: 409, title: 'Conflict', type: 'conflict' },
   IDEMPOTENCY_IN_PROGRESS: {
     status: 409,

@@ -58,6 +58,7 @@ async function main(): Promise<void> {
     if (err) logger.error({ err }, 'shutting down after an error');
     else logger.info({ signal }, 'draining');
     deps.lifecycle.draining = true;
+    deps.queues.interruptWaits(); // long polls answer now instead of holding the drain up
     await app.close(); // waits for in-flight requests; new ones get 503 + Connection: close
     await new Promise<void>((resolve) =>
       metricsServer ? metricsServer.close(() => resolve()) : resolve(),

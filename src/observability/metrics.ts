@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type CacheMetrics, createCacheMetrics } from './cache-metrics.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import { type RatelimitMetrics, createRatelimitMetrics } from './ratelimit-metrics.js';
+import { type QueueMetrics, createQueueMetrics } from './queue-metrics.js';
 import { type StateMetrics, createStateMetrics } from './state-metrics.js';
 
 export interface Metrics {
@@ -15,6 +16,7 @@ export interface Metrics {
   readonly cache: CacheMetrics;
   readonly ratelimit: RatelimitMetrics;
   readonly state: StateMetrics;
+  readonly queues: QueueMetrics;
   readonly redisErrors: Counter<'module' | 'kind'>;
   readonly redisReady: Gauge<'role'>;
   readonly redisReconnects: Counter<'role'>;
@@ -46,6 +48,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const cache = createCacheMetrics(registry, { tenantLabels: options.cacheTenantLabels ?? 0 });
   const ratelimit = createRatelimitMetrics(registry);
   const state = createStateMetrics(registry);
+  const queues = createQueueMetrics(registry);
   const redisErrors = new Counter({
     name: 'gateway_redis_errors_total',
     help: 'Redis errors seen while serving requests, by module and kind (unavailable, timeout, readonly, noreplicas, oom, noperm, other).',
@@ -95,6 +98,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     cache,
     ratelimit,
     state,
+    queues,
     redisErrors,
     redisReady,
     redisReconnects,

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { type KeyTracking, createKeyTracking } from './tracking.js';
 
-export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker' | 'durable';
+export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker' | 'durable' | 'blocking';
 
 /** Callbacks through which the composition root feeds metrics and logs. */
 export interface RedisHooks {
@@ -60,6 +60,8 @@ export interface RedisHandle extends RedisAccess {
   readonly subscriber: Redis;
   /** Connections reserved for durable writes (write + WAIT). */
   readonly durable: readonly Redis[];
+  /** Connections for blocking reads (queue long polls), never the request-path client. */
+  readonly blocking: BlockingPool;
   /** Invalidations of the primary's reads, when created with `tracking`. */
   readonly tracking: KeyTracking | undefined;
   /** The replica client when READ_FROM_REPLICAS is on and it is ready, else the primary. */
@@ -74,6 +76,19 @@ export interface RedisHandle extends RedisAccess {
   /** Per-role connection state, for /readyz?verbose and logs. */
   state(): Record<string, string>;
   close(): Promise<void>;
+}
+
+/** A bounded pool of connections for blocking commands (XREAD BLOCK). */
+export interface BlockingPool {
+  readonly size: number;
+  inUse(): number;
+  /**
+   * Runs `fn` on a free connection, or returns undefined at once when every connection is busy
+   * (the caller then degrades to a non-blocking read).
+   */
+  tryWith<T>(fn: (client: Redis) => Promise<T>): Promise<T> | undefined;
+  /** Ends every blocked command now (shutdown): their promises reject; connections reconnect. */
+  interrupt(): void;
 }
 
 export interface CreateRedisOptions {
@@ -233,6 +248,43 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       }),
   );
   let durableNext = 0;
+  // Blocking reads hold a connection for up to their BLOCK time: no command deadline, ioredis's
+  // blocking timeout (BLOCK + grace) instead, so a dead server cannot hang a read forever.
+  const blockingClients: (Redis | undefined)[] = Array.from(
+    { length: config.queues.blockingConnections },
+    () => undefined,
+  );
+  const blockingBusy = new Set<number>();
+  const blockingClient = (i: number): Redis => {
+    let c = blockingClients[i];
+    if (c === undefined) {
+      c = new Redis({
+        ...baseOptions(config, `blocking-${i}`, false),
+        commandTimeout: undefined,
+        enableAutoPipelining: false,
+        blockingTimeout: 30_000,
+        blockingTimeoutGrace: 1000,
+      });
+      wire(c, 'blocking');
+      blockingClients[i] = c;
+    }
+    return c;
+  };
+  const blocking: BlockingPool = {
+    size: blockingClients.length,
+    inUse: () => blockingBusy.size,
+    tryWith<T>(fn: (client: Redis) => Promise<T>): Promise<T> | undefined {
+      for (let i = 0; i < blockingClients.length; i++) {
+        if (blockingBusy.has(i)) continue;
+        blockingBusy.add(i);
+        return fn(blockingClient(i)).finally(() => blockingBusy.delete(i));
+      }
+      return undefined;
+    },
+    interrupt() {
+      for (const i of blockingBusy) blockingClients[i]?.disconnect(true);
+    },
+  };
   const replica =
     config.redis.readFromReplicas && config.redis.topology.mode === 'sentinel'
       ? new Redis({ ...baseOptions(config, 'replica', lazy), role: 'slave' })
@@ -430,6 +482,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     onMaster,
     onMasterDurable,
     durable,
+    blocking,
     onReader<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
       const r = reader();
       if (r === primary) return onMaster(fn);
@@ -464,6 +517,8 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
         ...(tracker ? [tracker] : []),
         ...durable,
       ];
+      // A blocked read would hold QUIT back for its whole BLOCK time: cut those at once.
+      for (const c of blockingClients) c?.disconnect();
       await Promise.all(
         clients.map(async (c) => {
           // QUIT lets in-flight replies arrive; disconnect() then also stops the sentinel

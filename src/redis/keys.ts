@@ -40,6 +40,21 @@ function tenantId(tenant: string): string {
   return tenant;
 }
 
+/**
+ * Queue names as keys see them: A-Z a-z 0-9 . _ - only (no ':', so a name never reaches into
+ * another scope). The API allows 1..128 characters; dead-letter queues add `.dlq`.
+ */
+const QUEUE_KEY_NAME = /^[A-Za-z0-9._-]{1,256}$/;
+
+function queueName(name: string): string {
+  if (!QUEUE_KEY_NAME.test(name)) {
+    throw new AppError('VALIDATION_FAILED', 'path.name must be 1..128 of A-Z a-z 0-9 . _ -.', {
+      errors: [{ field: 'path.name', message: 'must be 1..128 of A-Z a-z 0-9 . _ -' }],
+    });
+  }
+  return name;
+}
+
 function tenantPrefix(tenant: string, scope: string): string {
   return `${tenantId(tenant)}:${scope}:`;
 }
@@ -105,6 +120,18 @@ export const keys = {
     if (owner.includes(':')) throw new Error(`invalid idempotency owner: ${owner}`);
     return userKey(tenant, `idem:${owner}`, 'key', key);
   },
+
+  /**
+   * A queue's stream: `<tenant>:q:<name>`; its dead-letter queue is the queue `<name>.dlq`.
+   * Queue names match QUEUE_NAME_PATTERN (checked by the queues module's schemas).
+   */
+  queue: (tenant: string, name: string): string => tenantPrefix(tenant, 'q') + queueName(name),
+  /** Messages published with a delay, a sorted set scored by due time: `<tenant>:qdelay:<name>`. */
+  queueDelayed: (tenant: string, name: string): string =>
+    tenantPrefix(tenant, 'qdelay') + queueName(name),
+  /** A publish dedup id, remembered for the dedup window: `<tenant>:qdedup:<name>:<dedupId>`. */
+  queueDedup: (tenant: string, name: string, dedupId: string): string =>
+    userKey(tenant, `qdedup:${queueName(name)}`, 'dedupId', dedupId),
 
   /** Gateway-internal keys. Tenant ids cannot start with '_', so these never collide. */
   gw: {

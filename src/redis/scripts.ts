@@ -34,6 +34,7 @@ const RATELIMIT_ALGORITHMS = [
 ].map((a) => `modules/ratelimit/lua/algorithms/${a}.lua`);
 
 const SESSION_COMMON = 'modules/sessions/lua/common.lua';
+const QUEUE_COMMON = 'modules/queues/lua/common.lua';
 
 export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'cachePut', file: 'modules/cache/lua/put-2.lua', numberOfKeys: 2 },
@@ -65,6 +66,20 @@ export const SCRIPTS: readonly ScriptDef[] = [
     file: `modules/sessions/lua/${file}`,
     numberOfKeys,
     ...(common ? { include: [SESSION_COMMON] } : {}),
+  })),
+  ...(
+    [
+      ['queuePublish', 'publish-n.lua', undefined, true],
+      ['queueReceive', 'receive-3.lua', 3, true],
+      ['queueLease', 'lease-1.lua', 1, false],
+      ['queueAck', 'ack-1.lua', 1, true],
+      ['queueRedrive', 'redrive-2.lua', 2, true],
+    ] as const
+  ).map(([name, file, numberOfKeys, common]) => ({
+    name,
+    file: `modules/queues/lua/${file}`,
+    numberOfKeys,
+    ...(common ? { include: [QUEUE_COMMON] } : {}),
   })),
   { name: 'idempotencyBegin', file: 'modules/idempotency/lua/begin-1.lua', numberOfKeys: 1 },
   { name: 'idempotencyComplete', file: 'modules/idempotency/lua/complete-1.lua', numberOfKeys: 1 },
@@ -177,6 +192,25 @@ declare module 'ioredis' {
       sessionPrefix: string,
       except: string,
     ): Result<number, Context>;
+    /** See modules/queues/lua/publish-n.lua: [id, duplicate, ...]. */
+    queuePublish(numKeys: number, ...args: (string | number)[]): Result<string[], Context>;
+    /** See modules/queues/lua/receive-3.lua: ['nogroup'] or ['ok', lastId, nextDue, dead, ...]. */
+    queueReceive(
+      stream: string,
+      delayed: string,
+      dlq: string,
+      ...args: (string | number)[]
+    ): Result<(string | number)[], Context>;
+    /** See modules/queues/lua/lease-1.lua: messages changed, -1 no such group. */
+    queueLease(stream: string, ...args: (string | number)[]): Result<number, Context>;
+    /** See modules/queues/lua/ack-1.lua: messages acknowledged. */
+    queueAck(stream: string, ...args: (string | number)[]): Result<number, Context>;
+    /** See modules/queues/lua/redrive-2.lua: [moved, remaining]. */
+    queueRedrive(
+      dlq: string,
+      stream: string,
+      ...args: (string | number)[]
+    ): Result<[number, number], Context>;
     /** See modules/idempotency/lua/begin-1.lua. */
     idempotencyBegin(key: string, ...args: (string | number)[]): Result<string[], Context>;
     /** See modules/idempotency/lua/complete-1.lua. */

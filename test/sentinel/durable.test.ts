@@ -26,7 +26,14 @@ beforeAll(async () => {
     masterName: topology.masterName,
     env: { DURABLE_WAIT_TIMEOUT_MS: '300' },
   });
-  owner = await newTenant(gw.deps, ['session:read', 'session:write', 'idempotency:use']);
+  owner = await newTenant(gw.deps, [
+    'session:read',
+    'session:write',
+    'idempotency:use',
+    'queue:publish',
+    'queue:consume',
+    'queue:admin',
+  ]);
 });
 
 afterAll(async () => {
@@ -59,7 +66,7 @@ describe('durable writes', () => {
     }
   });
 
-  it('acknowledged durable sessions and idempotency records survive kill -9 of the master', async () => {
+  it('acknowledged durable sessions, idempotency records and queue messages survive kill -9 of the master; consumers resume', async () => {
     // Replicas back in sync after the pause above.
     let ok = 0;
     for (let i = 0; i < 50 && ok === 0; i++) {
@@ -87,6 +94,42 @@ describe('durable writes', () => {
     });
     expect(done.statusCode, done.body).toBe(200);
 
+    // Queue ledger: every acknowledged durable publish, and a consumer that keeps receiving.
+    const q = (method: 'POST' | 'PUT', url: string, payload: unknown) =>
+      gw.app.inject({ method, url, headers: owner.auth, payload: payload as object });
+    expect((await q('PUT', '/v1/queues/ledger/groups/g', {})).statusCode).toBe(201);
+    expect((await q('PUT', '/v1/queues/ledger/groups/audit', {})).statusCode).toBe(201);
+    const published = new Set<string>();
+    for (let b = 0; b < 10; b++) {
+      const res = await q('POST', '/v1/queues/ledger/messages/_batch', {
+        messages: Array.from({ length: 20 }, (_, i) => ({ data: { n: b * 20 + i } })),
+        durable: true,
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      for (const m of body<{ messages: { id: string }[] }>(res).messages) published.add(m.id);
+    }
+    const received = new Set<string>();
+    let consuming = true;
+    const consumer = (async () => {
+      while (consuming) {
+        const res = await q('POST', '/v1/queues/ledger/groups/g/_receive', {
+          consumer: 'w',
+          max: 7,
+          waitMs: 500,
+          visibilityTimeoutMs: 2000,
+        });
+        if (res.statusCode !== 200) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        const ids = body<{ messages: { id: string }[] }>(res).messages.map((m) => m.id);
+        if (ids.length === 0) continue;
+        const acked = await q('POST', '/v1/queues/ledger/groups/g/_ack', { ids });
+        if (acked.statusCode === 200) for (const id of ids) received.add(id);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+
     const oldPort = topology.master.port;
     await topology.kill(topology.master.name, 'SIGKILL');
     await topology.waitForNewMaster(oldPort, 30_000);
@@ -111,6 +154,32 @@ describe('durable writes', () => {
       payload: {},
     });
     expect(replay.statusCode, replay.body).toBe(200);
+    // Every acknowledged publish is on the new master: a group that read nothing before sees all.
+    const audited = new Set<string>();
+    for (;;) {
+      const res = await q('POST', '/v1/queues/ledger/groups/audit/_receive', {
+        consumer: 'a',
+        max: 100,
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const ids = body<{ messages: { id: string }[] }>(res).messages.map((m) => m.id);
+      if (ids.length === 0) break;
+      for (const id of ids) audited.add(id);
+    }
+    expect([...published].filter((id) => !audited.has(id))).toEqual([]);
+    // Publishes after the promotion reach the consumer that was polling through the failover.
+    for (let i = 0; i < 5; i++) {
+      const res = await q('POST', '/v1/queues/ledger/messages', { data: { after: i } });
+      expect(res.statusCode, res.body).toBe(201);
+      published.add(body<{ id: string }>(res).id);
+    }
+    const until = Date.now() + 20_000;
+    while (Date.now() < until && [...published].some((id) => !received.has(id))) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    consuming = false;
+    await consumer;
+    expect([...published].filter((id) => !received.has(id))).toEqual([]);
     expect(body(replay)).toEqual({
       state: 'completed',
       response: { status: 201, body: { id: 'pay-1' } },
