@@ -166,3 +166,35 @@ describe('hostile cache keys', () => {
     ).toBe(201);
   });
 });
+
+describe('hostile user ids and idempotency keys', () => {
+  it('stay inside the tenant (and, for idempotency keys, inside the API key)', async () => {
+    const scopes = ['session:read', 'session:write', 'idempotency:use'];
+    const a = await newTenant(t.deps, scopes);
+    const b = await newTenant(t.deps, scopes);
+    for (const id of ['a:b', '*', '../x', `${b.tenant}:usess:u`, '_gw:tenant:x', 'é𝄞 {x}']) {
+      const made = await t.app.inject({
+        method: 'POST',
+        url: '/v1/sessions',
+        headers: a.auth,
+        payload: { userId: id },
+      });
+      expect(made.statusCode, id).toBe(201);
+      expect(await t.deps.redis.primary.exists(`${a.tenant}:usess:${id}`), id).toBe(1);
+      const url = `/v1/users/${encodeURIComponent(id)}/sessions`;
+      expect(body(await t.app.inject({ method: 'GET', url, headers: a.auth })).total, id).toBe(1);
+      expect(body(await t.app.inject({ method: 'GET', url, headers: b.auth })).total, id).toBe(0);
+
+      const begin = (o: { auth: Record<string, string> }) =>
+        t.app.inject({
+          method: 'POST',
+          url: `/v1/idempotency/${encodeURIComponent(id)}/_begin`,
+          headers: o.auth,
+          payload: {},
+        });
+      expect((await begin(a)).statusCode, id).toBe(201);
+      expect((await begin(b)).statusCode, id).toBe(201);
+      expectProblem(await begin(a), 409, 'IDEMPOTENCY_IN_PROGRESS');
+    }
+  });
+});
