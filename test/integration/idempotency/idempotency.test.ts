@@ -321,3 +321,20 @@ describe('PUT /v1/idempotency/{key}', () => {
     },
   });
 });
+
+describe('DELETE /v1/idempotency/{key}', () => {
+  runCommonRouteTests({
+    app: () => t,
+    scope: 'idempotency:use',
+    wrongScope: 'session:read',
+    request: async (o) => {
+      const key = freshKey();
+      const token = body<Begin>(await begin(o, key)).token as string;
+      return {
+        method: 'DELETE',
+        url: `/v1/idempotency/${key}?token=${token}`,
+        headers: o.auth,
+      };
+    },
+  });
+});

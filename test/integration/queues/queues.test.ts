@@ -608,3 +608,104 @@ describe('POST /v1/queues/{name}/groups/{group}/_receive', () => {
     },
   });
 });
+
+// Every other queue route: a queue with a group and one received message, set up by another key.
+async function prepared(o: TestTenant) {
+  const q = qname();
+  const helper = await addKey(t.deps, o.tenant, ALL);
+  await group(helper, q);
+  await publish(helper, q, { data: 1 });
+  const { messages } = await receive(helper, q, { consumer: 'w' });
+  return { q, id: messages[0]?.id ?? '0-0' };
+}
+
+for (const [label, scope, wrongScope, make] of [
+  [
+    'POST /v1/queues/{name}/messages/_batch',
+    'queue:publish',
+    'queue:consume',
+    (q: string) => ({
+      method: 'POST',
+      url: `/v1/queues/${q}/messages/_batch`,
+      payload: { messages: [{ data: 1 }] },
+    }),
+  ],
+  [
+    'GET /v1/queues/{name}',
+    'queue:consume',
+    'queue:publish',
+    (q: string) => ({ method: 'GET', url: `/v1/queues/${q}` }),
+  ],
+  [
+    'PUT /v1/queues/{name}/groups/{group}',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'PUT', url: `/v1/queues/${q}/groups/other`, payload: {} }),
+  ],
+  [
+    'DELETE /v1/queues/{name}/groups/{group}',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'DELETE', url: `/v1/queues/${q}/groups/g` }),
+  ],
+  [
+    'POST .../_ack',
+    'queue:consume',
+    'queue:publish',
+    (q: string, id: string) => ({
+      method: 'POST',
+      url: `/v1/queues/${q}/groups/g/_ack`,
+      payload: { ids: [id] },
+    }),
+  ],
+  [
+    'POST .../_nack',
+    'queue:consume',
+    'queue:publish',
+    (q: string, id: string) => ({
+      method: 'POST',
+      url: `/v1/queues/${q}/groups/g/_nack`,
+      payload: { consumer: 'w', ids: [id] },
+    }),
+  ],
+  [
+    'POST .../_extend',
+    'queue:consume',
+    'queue:publish',
+    (q: string, id: string) => ({
+      method: 'POST',
+      url: `/v1/queues/${q}/groups/g/_extend`,
+      payload: { consumer: 'w', ids: [id], visibilityTimeoutMs: 1000 },
+    }),
+  ],
+  [
+    'GET .../pending',
+    'queue:consume',
+    'queue:admin',
+    (q: string) => ({ method: 'GET', url: `/v1/queues/${q}/groups/g/pending` }),
+  ],
+  [
+    'GET /v1/queues/{name}/dlq',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'GET', url: `/v1/queues/${q}/dlq` }),
+  ],
+  [
+    'POST /v1/queues/{name}/dlq/_redrive',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'POST', url: `/v1/queues/${q}/dlq/_redrive`, payload: {} }),
+  ],
+] as const) {
+  describe(label, () => {
+    runCommonRouteTests({
+      app: () => t,
+      scope,
+      wrongScope,
+      request: async (o) => {
+        const { q, id } = await prepared(o);
+        return { ...make(q, id), headers: o.auth };
+      },
+    });
+  });
+}

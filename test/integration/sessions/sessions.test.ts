@@ -542,3 +542,38 @@ for (const [name, scope, wrongScope, build] of [
     runCommonRouteTests({ app: () => t, scope, wrongScope, request: build });
   });
 }
+
+// The routes addressed by session id that change it: each on a fresh session of the owner.
+for (const [method, suffix, payload] of [
+  ['PATCH', '', { data: { a: 1 } }],
+  ['POST', '/_touch', undefined],
+  ['POST', '/_rotate', undefined],
+  ['DELETE', '', undefined],
+] as const) {
+  describe(`${method} /v1/sessions/{id}${suffix}`, () => {
+    runCommonRouteTests({
+      app: () => t,
+      scope: 'session:write',
+      wrongScope: 'session:read',
+      request: async (o) => {
+        const writer = await addKey(t.deps, o.tenant, ['session:write']);
+        const s = await create(writer, { userId: 'u' });
+        return {
+          method,
+          url: `/v1/sessions/${s.sessionId}${suffix}`,
+          headers: o.auth,
+          ...(payload ? { payload } : {}),
+        };
+      },
+    });
+  });
+}
+
+describe('DELETE /v1/users/{userId}/sessions', () => {
+  runCommonRouteTests({
+    app: () => t,
+    scope: 'session:write',
+    wrongScope: 'session:read',
+    request: (o) => ({ method: 'DELETE', url: '/v1/users/u/sessions', headers: o.auth }),
+  });
+});
