@@ -97,6 +97,9 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
         metrics.redisFailovers.inc();
         log.warn({ from, to }, 'redis master changed');
       },
+      onDurable(module, result) {
+        metrics.state.durable(module, result);
+      },
       onFatal(err) {
         log.fatal({ err: err.message }, 'redis permissions');
         options.onFatal?.(err);
@@ -187,14 +190,12 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     clock,
     limits: config.sessions,
     onEvent: (event, n) => metrics.state.session(event, n),
-    onDurable: (result) => metrics.state.durable('sessions', result),
   });
   const idempotency = createIdempotencyService({
     redis,
     clock,
     limits: config.idempotency,
     onOutcome: (outcome) => metrics.state.idempotency(outcome),
-    onDurable: (result) => metrics.state.durable('idempotency', result),
   });
 
   const lifecycle: Lifecycle = { draining: false };
@@ -206,7 +207,6 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     isDraining: () => lifecycle.draining,
     onEvent: (event, n) => metrics.queues.message(event, n),
     onLongPoll: (result) => metrics.queues.longPoll(result),
-    onDurable: (result) => metrics.state.durable('queues', result),
   });
   metrics.queues.watchPool(redis.blocking);
 

@@ -27,6 +27,8 @@ export interface RedisHooks {
   onError?(role: RedisRole, err: Error): void;
   /** A command refused before execution is being sent again (reason: READONLY, NOREPLICAS, ...). */
   onRetry?(reason: string): void;
+  /** A durable write (onMasterDurable) was confirmed by the replicas, or answered 503. */
+  onDurable?(module: string, result: 'confirmed' | 'unconfirmed'): void;
   /** The Redis user lacks a permission the gateway cannot work without (e.g. +info). */
   onFatal?(err: Error): void;
 }
@@ -48,9 +50,9 @@ export interface RedisAccess {
    * result once DURABLE_REPLICAS replicas confirm; rejects with a 503 BACKEND_NO_REPLICAS when
    * they do not within DURABLE_WAIT_TIMEOUT_MS (the write is then on the master only and may be
    * lost in a failover). `fn` must send its write as one command, synchronously: WAIT is sent
-   * right behind it, in the same round trip.
+   * right behind it, in the same round trip. `module` labels the outcome in the metrics.
    */
-  onMasterDurable<T>(fn: (client: Redis) => Promise<T>): Promise<T>;
+  onMasterDurable<T>(fn: (client: Redis) => Promise<T>, module: string): Promise<T>;
 }
 
 export interface RedisHandle extends RedisAccess {
@@ -446,7 +448,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     }
   }
 
-  async function onMasterDurable<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+  async function onMasterDurable<T>(fn: (client: Redis) => Promise<T>, module: string): Promise<T> {
     const deadline = now() + budgetMs;
     let backoff = 25;
     for (;;) {
@@ -458,7 +460,11 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       try {
         const result = await write;
         const n = await acked;
-        if (n < config.durable.replicas) throw noReplicas(n);
+        if (n < config.durable.replicas) {
+          hooks.onDurable?.(module, 'unconfirmed');
+          throw noReplicas(n);
+        }
+        hooks.onDurable?.(module, 'confirmed');
         return result;
       } catch (err) {
         acked.catch(() => undefined);

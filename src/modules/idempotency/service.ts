@@ -35,7 +35,6 @@ export interface IdempotencyServiceOptions {
   clock: Clock;
   limits: IdempotencyLimits;
   onOutcome?(outcome: IdempotencyOutcomeName): void;
-  onDurable?(result: 'confirmed' | 'unconfirmed'): void;
 }
 
 export interface Caller {
@@ -62,18 +61,8 @@ export function createIdempotencyService(opts: IdempotencyServiceOptions) {
   const recordKey = (caller: Caller, key: string) =>
     keys.idempotency(caller.tenant, limits.keyScope === 'tenant' ? '*' : caller.keyId, key);
 
-  async function write<T>(durable: boolean, fn: (r: Redis) => Promise<T>): Promise<T> {
-    if (!durable) return redis.onMaster(fn);
-    try {
-      const result = await redis.onMasterDurable(fn);
-      opts.onDurable?.('confirmed');
-      return result;
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'BACKEND_NO_REPLICAS')
-        opts.onDurable?.('unconfirmed');
-      throw err;
-    }
-  }
+  const write = <T>(durable: boolean, fn: (r: Redis) => Promise<T>): Promise<T> =>
+    durable ? redis.onMasterDurable(fn, 'idempotency') : redis.onMaster(fn);
 
   function tokenMismatch(detail: string): AppError {
     outcome('token_mismatch');

@@ -45,7 +45,6 @@ export interface QueueServiceOptions {
   isDraining(): boolean;
   onEvent?(event: QueueEvent, n: number): void;
   onLongPoll?(result: LongPollResult): void;
-  onDurable?(result: 'confirmed' | 'unconfirmed'): void;
 }
 
 export interface PublishInput {
@@ -105,18 +104,8 @@ export function createQueueService(opts: QueueServiceOptions) {
       `No consumer group "${group}" on this queue; create it with PUT .../groups/${group}.`,
     );
 
-  async function write<T>(durable: boolean, fn: (r: Redis) => Promise<T>): Promise<T> {
-    if (!durable) return redis.onMaster(fn);
-    try {
-      const result = await redis.onMasterDurable(fn);
-      opts.onDurable?.('confirmed');
-      return result;
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'BACKEND_NO_REPLICAS')
-        opts.onDurable?.('unconfirmed');
-      throw err;
-    }
-  }
+  const write = <T>(durable: boolean, fn: (r: Redis) => Promise<T>): Promise<T> =>
+    durable ? redis.onMasterDurable(fn, 'queues') : redis.onMaster(fn);
 
   function parseReceived(r: (string | number)[]): {
     messages: ReceivedMessage[];

@@ -6,6 +6,7 @@
  * hold a session that was just deleted or rotated away); everything else is one script call.
  */
 import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
@@ -34,7 +35,6 @@ export interface SessionServiceOptions {
   clock: Clock;
   limits: SessionLimits;
   onEvent?(event: SessionEventName, n?: number): void;
-  onDurable?(result: 'confirmed' | 'unconfirmed'): void;
 }
 
 /** Ids: 256 random bits, base64url without padding. */
@@ -215,7 +215,7 @@ export function createSessionService(opts: SessionServiceOptions) {
       const absoluteExpiresAt = now + lifetime * 1000;
       const idleMs = idleSeconds * 1000;
       const id = randomBytes(32).toString('base64url');
-      const run = (r: Parameters<Parameters<RedisAccess['onMaster']>[0]>[0]) =>
+      const run = (r: Redis) =>
         r.sessionCreate(
           keys.session(tenant, id),
           indexKey,
@@ -230,19 +230,9 @@ export function createSessionService(opts: SessionServiceOptions) {
           id,
           ...pairs,
         );
-      let result: [number, number];
-      if (input.durable === true) {
-        try {
-          result = await redis.onMasterDurable(run);
-          opts.onDurable?.('confirmed');
-        } catch (err) {
-          if (err instanceof AppError && err.code === 'BACKEND_NO_REPLICAS')
-            opts.onDurable?.('unconfirmed');
-          throw err;
-        }
-      } else {
-        result = await redis.onMaster(run);
-      }
+      const result = await (input.durable === true
+        ? redis.onMasterDurable(run, 'sessions')
+        : redis.onMaster(run));
       if (result[0] !== 1) throw new Error('session id collision (256 random bits)');
       event('created');
       if (result[1] > 0) event('evicted', result[1]);
