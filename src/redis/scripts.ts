@@ -70,10 +70,10 @@ export const SCRIPTS: readonly ScriptDef[] = [
   ...(
     [
       ['queuePublish', 'publish-n.lua', undefined, true],
-      ['queueReceive', 'receive-3.lua', 3, true],
+      ['queueReceive', 'receive-4.lua', 4, true],
       ['queueLease', 'lease-1.lua', 1, false],
-      ['queueAck', 'ack-1.lua', 1, true],
-      ['queueRedrive', 'redrive-2.lua', 2, true],
+      ['queueAck', 'ack-2.lua', 2, true],
+      ['queueRedrive', 'redrive-3.lua', 3, true],
     ] as const
   ).map(([name, file, numberOfKeys, common]) => ({
     name,
@@ -194,21 +194,27 @@ declare module 'ioredis' {
     ): Result<number, Context>;
     /** See modules/queues/lua/publish-n.lua: [id, duplicate, ...]. */
     queuePublish(numKeys: number, ...args: (string | number)[]): Result<string[], Context>;
-    /** See modules/queues/lua/receive-3.lua: ['nogroup'] or ['ok', lastId, nextDue, dead, ...]. */
+    /** See modules/queues/lua/receive-4.lua: ['nogroup'] or ['ok', lastId, nextDue, dead, ...]. */
     queueReceive(
       stream: string,
       delayed: string,
       dlq: string,
+      settings: string,
       ...args: (string | number)[]
     ): Result<(string | number)[], Context>;
     /** See modules/queues/lua/lease-1.lua: messages changed, -1 no such group. */
     queueLease(stream: string, ...args: (string | number)[]): Result<number, Context>;
-    /** See modules/queues/lua/ack-1.lua: messages acknowledged. */
-    queueAck(stream: string, ...args: (string | number)[]): Result<number, Context>;
-    /** See modules/queues/lua/redrive-2.lua: [moved, remaining]. */
+    /** See modules/queues/lua/ack-2.lua: messages acknowledged. */
+    queueAck(
+      stream: string,
+      settings: string,
+      ...args: (string | number)[]
+    ): Result<number, Context>;
+    /** See modules/queues/lua/redrive-3.lua: [moved, remaining]. */
     queueRedrive(
       dlq: string,
       stream: string,
+      settings: string,
       ...args: (string | number)[]
     ): Result<[number, number], Context>;
     /** See modules/idempotency/lua/begin-1.lua. */

@@ -33,6 +33,8 @@ import {
   Received,
   RedriveBody,
   RedriveResult,
+  Settings,
+  SettingsBody,
 } from './schemas.js';
 import type { QueueLimits, QueueService, ReceivedMessage } from './service.js';
 
@@ -190,6 +192,32 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
       const principal = principalOf(request);
       authorizeResource(principal, CONSUME, request.params.name, 'path.name');
       return service.info(principal.tenant, request.params.name);
+    },
+  );
+
+  app.put(
+    '/:name',
+    {
+      config: { scope: ADMIN, module: 'queues' },
+      schema: {
+        operationId: 'queueConfigure',
+        tags: TAGS,
+        summary: "Set a queue's own limits",
+        description:
+          'Per-queue `maxReceiveCount` and `maxLength` (retention), overriding QUEUE_MAX_RECEIVE_COUNT and QUEUE_MAX_LENGTH for this queue; `null` resets one. Fields left out are unchanged. Answers with the effective settings.',
+        params: NameParams,
+        body: SettingsBody,
+        response: {
+          200: jsonResponse('The effective settings.', Settings),
+          ...problemResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      authorizeResource(principal, ADMIN, request.params.name, 'path.name');
+      const settings = await service.configure(principal.tenant, request.params.name, request.body);
+      return { name: request.params.name, ...settings };
     },
   );
 

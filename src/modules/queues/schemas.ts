@@ -243,9 +243,47 @@ export const PageQuery = z.strictObject({
     .describe('Entries per page, 1..100 (default 100).'),
 });
 
+export const SettingsBody = z
+  .strictObject({
+    maxReceiveCount: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .nullable()
+      .optional()
+      .describe(
+        'Receives before a message is dead-lettered; null: back to QUEUE_MAX_RECEIVE_COUNT.',
+      ),
+    maxLength: z
+      .number()
+      .int()
+      .min(100)
+      .max(100_000_000)
+      .nullable()
+      .optional()
+      .describe(
+        'Stream length above which acknowledged history is trimmed; null: back to QUEUE_MAX_LENGTH.',
+      ),
+  })
+  .meta({ id: 'QueueSettingsChange', examples: [{ maxReceiveCount: 10, maxLength: 1000000 }] });
+
+export const Settings = z
+  .object({
+    name: z.string(),
+    maxReceiveCount: z.number().int(),
+    maxLength: z.number().int(),
+  })
+  .meta({
+    id: 'QueueSettings',
+    examples: [{ name: 'calc-jobs', maxReceiveCount: 10, maxLength: 1000000 }],
+  });
+
 export const QueueInfo = z
   .object({
     name: z.string(),
+    maxReceiveCount: z.number().int().describe('Receives before a message is dead-lettered.'),
+    maxLength: z.number().int().describe('Retention length (see PUT /v1/queues/{name}).'),
     length: z
       .number()
       .int()
@@ -274,6 +312,8 @@ export const QueueInfo = z
     examples: [
       {
         name: 'calc-jobs',
+        maxReceiveCount: 5,
+        maxLength: 100000,
         length: 120,
         delayed: 3,
         deadLettered: 1,

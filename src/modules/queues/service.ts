@@ -62,6 +62,12 @@ export interface ReceivedMessage {
   readonly receiveCount: number;
 }
 
+/** A queue's effective settings: its own, or the configured defaults. */
+export interface QueueSettings {
+  maxReceiveCount: number;
+  maxLength: number;
+}
+
 export interface ReceiveInput {
   consumer: string;
   max: number;
@@ -125,6 +131,14 @@ export function createQueueService(opts: QueueServiceOptions) {
     return { messages, lastId: String(r[1]), nextDue: Number(r[2]), dead: Number(r[3]) };
   }
 
+  async function settingsOf(tenant: string, name: string): Promise<QueueSettings> {
+    const [r, l] = await redis.onMaster((c) => c.hmget(keys.queueConfig(tenant, name), 'r', 'l'));
+    return {
+      maxReceiveCount: r === null ? limits.maxReceiveCount : Number(r),
+      maxLength: l === null ? limits.maxLength : Number(l),
+    };
+  }
+
   return {
     async publish(
       tenant: string,
@@ -132,7 +146,11 @@ export function createQueueService(opts: QueueServiceOptions) {
       messages: readonly PublishInput[],
       durable: boolean,
     ): Promise<{ id: string; duplicate: boolean }[]> {
-      const keyList = [keys.queue(tenant, name), keys.queueDelayed(tenant, name)];
+      const keyList = [
+        keys.queue(tenant, name),
+        keys.queueDelayed(tenant, name),
+        keys.queueConfig(tenant, name),
+      ];
       const args: (string | number)[] = [
         clock.nowMs(),
         limits.maxLength,
@@ -203,6 +221,7 @@ export function createQueueService(opts: QueueServiceOptions) {
       const stream = keys.queue(tenant, name);
       const delayed = keys.queueDelayed(tenant, name);
       const dlq = keys.queue(tenant, name + DLQ_SUFFIX);
+      const settings = keys.queueConfig(tenant, name);
       const deadline = clock.nowMs() + input.waitMs;
       let waited: true | undefined;
       for (;;) {
@@ -213,6 +232,7 @@ export function createQueueService(opts: QueueServiceOptions) {
               stream,
               delayed,
               dlq,
+              settings,
               clock.nowMs(),
               group,
               input.consumer,
@@ -266,7 +286,13 @@ export function createQueueService(opts: QueueServiceOptions) {
 
     async ack(tenant: string, name: string, group: string, ids: readonly string[]) {
       const n = await redis.onMaster((c) =>
-        c.queueAck(keys.queue(tenant, name), group, limits.maxLength, ...ids),
+        c.queueAck(
+          keys.queue(tenant, name),
+          keys.queueConfig(tenant, name),
+          group,
+          limits.maxLength,
+          ...ids,
+        ),
       );
       event('acked', n);
       return n;
@@ -294,6 +320,31 @@ export function createQueueService(opts: QueueServiceOptions) {
       if (n === -1) throw groupMissing(group);
       if (kind === 'nack') event('nacked', n);
       return n;
+    },
+
+    /** The queue's own settings (null resets one to the configured default); returns them. */
+    async configure(
+      tenant: string,
+      name: string,
+      changes: { maxReceiveCount?: number | null; maxLength?: number | null },
+    ): Promise<QueueSettings> {
+      const key = keys.queueConfig(tenant, name);
+      const set: (string | number)[] = [];
+      const unset: string[] = [];
+      for (const [field, value] of [
+        ['r', changes.maxReceiveCount],
+        ['l', changes.maxLength],
+      ] as const) {
+        if (value === null) unset.push(field);
+        else if (value !== undefined) set.push(field, value);
+      }
+      await redis.onMaster((c) =>
+        Promise.all([
+          set.length > 0 ? c.hset(key, ...set) : Promise.resolve(0),
+          unset.length > 0 ? c.hdel(key, ...unset) : Promise.resolve(0),
+        ]),
+      );
+      return settingsOf(tenant, name);
     },
 
     async info(tenant: string, name: string) {
@@ -334,6 +385,7 @@ export function createQueueService(opts: QueueServiceOptions) {
           });
         });
       }
+      const settings = await settingsOf(tenant, name);
       const oldest = first[0];
       const enqueued = oldest ? Number(fieldsOf(oldest[1]).t) : undefined;
       return {
@@ -341,6 +393,7 @@ export function createQueueService(opts: QueueServiceOptions) {
         length,
         delayed,
         deadLettered: dlqLength,
+        ...settings,
         oldestMessageAgeMs: enqueued === undefined ? null : Math.max(0, clock.nowMs() - enqueued),
         groups,
       };
@@ -415,6 +468,7 @@ export function createQueueService(opts: QueueServiceOptions) {
         c.queueRedrive(
           keys.queue(tenant, name + DLQ_SUFFIX),
           keys.queue(tenant, name),
+          keys.queueConfig(tenant, name),
           limits.maxLength,
           max,
           ...(ids ?? []),

@@ -225,6 +225,78 @@ describe('visibility, nack, extend, dead letters', () => {
   });
 });
 
+describe('per-queue settings', () => {
+  it('PUT /v1/queues/{name} overrides the dead-letter limit and retention for that queue only', async () => {
+    const a = await newTenant(t.deps, ALL);
+    const q = qname();
+    const other = qname();
+    await group(a, q);
+    await group(a, other);
+    const put = await call(a, 'PUT', `/v1/queues/${q}`, { maxReceiveCount: 1 });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(body(put)).toEqual({ name: q, maxReceiveCount: 1, maxLength: 100 });
+    for (const name of [q, other]) await publish(a, name, { data: name });
+    // q: dead-lettered after one receive; other: the default of 3.
+    for (const name of [q, other]) {
+      expect((await receive(a, name, { visibilityTimeoutMs: 30 })).messages).toHaveLength(1);
+    }
+    await sleep(50);
+    expect((await receive(a, q, {})).messages).toEqual([]);
+    expect((await receive(a, other, {})).messages).toMatchObject([{ receiveCount: 2 }]);
+    const info = body<Record<string, unknown>>(await call(a, 'GET', `/v1/queues/${q}`));
+    expect(info).toMatchObject({ maxReceiveCount: 1, maxLength: 100, deadLettered: 1 });
+    // null resets to the configured default; a bad value is a 400 and changes nothing.
+    expectProblem(
+      await call(a, 'PUT', `/v1/queues/${q}`, { maxLength: 5 }),
+      400,
+      'VALIDATION_FAILED',
+    );
+    expect(body(await call(a, 'PUT', `/v1/queues/${q}`, { maxReceiveCount: null }))).toEqual({
+      name: q,
+      maxReceiveCount: 3,
+      maxLength: 100,
+    });
+    expectProblem(
+      await call(await addKey(t.deps, a.tenant, ['queue:consume']), 'PUT', `/v1/queues/${q}`, {}),
+      403,
+      'SCOPE_MISSING',
+    );
+  });
+
+  it('a larger maxLength keeps more acknowledged history', async () => {
+    const a = await newTenant(t.deps, ALL);
+    const kept = qname();
+    const trimmed = qname();
+    await call(a, 'PUT', `/v1/queues/${kept}`, { maxLength: 1000 });
+    const redis = await adminRedis(t);
+    try {
+      for (const q of [kept, trimmed]) {
+        await group(a, q);
+        for (let b = 0; b < 2; b++) {
+          await publishBatch(
+            a,
+            q,
+            Array.from({ length: 100 }, (_, i) => ({ data: i })),
+          );
+        }
+        for (;;) {
+          const r = await receive(a, q, { max: 100 });
+          if (r.messages.length === 0) break;
+          await ack(
+            a,
+            q,
+            r.messages.map((m) => m.id),
+          );
+        }
+      }
+      expect(await redis.xlen(keys.queue(a.tenant, kept))).toBe(200);
+      expect(await redis.xlen(keys.queue(a.tenant, trimmed))).toBeLessThan(200);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
 describe('long polling', () => {
   it('a publish wakes a waiting receiver at once, not at the end of its wait', async () => {
     const a = await newTenant(t.deps, ALL);

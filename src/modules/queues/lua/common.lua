@@ -9,6 +9,11 @@ local function field(fields, name)
   return nil
 end
 
+-- A queue setting (hash field of <tenant>:qconf:<name>) as a number, else the default.
+local function setting(key, name, default)
+  return tonumber(redis.call('HGET', key, name) or default)
+end
+
 -- Stream ids compare by milliseconds, then sequence.
 local function id_less(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')

@@ -4,9 +4,11 @@
   added again and answers with the first publish's id.
 
   KEYS[1..n]  1: the stream <tenant>:q:<name>; 2: its delayed set <tenant>:qdelay:<name>;
-              3..n: the dedup keys <tenant>:qdedup:<name>:<dedupId> of the messages that have one
+              3: its settings <tenant>:qconf:<name>; 4..n: the dedup keys
+              <tenant>:qdedup:<name>:<dedupId> of the messages that have one
   ARGV[1]  now (Unix ms)
-  ARGV[2]  retention: the stream length above which acknowledged history is trimmed
+  ARGV[2]  retention: the stream length above which acknowledged history is trimmed (the
+           queue's own `l` setting wins)
   ARGV[3]  dedup window (ms)
   ARGV[4]  number of messages m, then 4 arguments per message:
            the message's JSON, delay (ms, 0 none), the KEYS index of its dedup key (0 none),
@@ -40,5 +42,5 @@ for i = 0, tonumber(ARGV[4]) - 1 do
   out[#out + 1] = id
   out[#out + 1] = dup
 end
-if added then trim(KEYS[1], tonumber(ARGV[2])) end
+if added then trim(KEYS[1], setting(KEYS[3], 'l', ARGV[2])) end
 return out

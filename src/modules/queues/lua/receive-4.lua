@@ -11,14 +11,15 @@
   KEYS[1]  the stream <tenant>:q:<name>
   KEYS[2]  its delayed set <tenant>:qdelay:<name>
   KEYS[3]  its dead-letter stream <tenant>:q:<name>.dlq
+  KEYS[4]  its settings <tenant>:qconf:<name> (r max receive count, l retention; both optional)
   ARGV[1]  now (Unix ms)
   ARGV[2]  group
   ARGV[3]  consumer
   ARGV[4]  most messages to deliver
   ARGV[5]  visibility timeout (ms)
   ARGV[6]  visibility ceiling (ms; the largest visibility timeout allowed)
-  ARGV[7]  max receive count
-  ARGV[8]  retention length (stream and dead-letter stream)
+  ARGV[7]  max receive count (default; the queue's `r` setting wins)
+  ARGV[8]  retention length of the stream and the dead-letter stream (default; `l` wins)
 
   Returns  {'nogroup'} when the group (or the stream) does not exist; else
            {'ok', lastId, nextDueMs, deadLettered, id, data, enqueuedAt, receiveCount, ...}:
@@ -28,6 +29,8 @@
 -- @include
 local now = tonumber(ARGV[1])
 local max = tonumber(ARGV[4])
+local maxReceive = setting(KEYS[4], 'r', ARGV[7])
+local maxlen = setting(KEYS[4], 'l', ARGV[8])
 local ceiling = ARGV[6]
 local hide = tonumber(ARGV[6]) - tonumber(ARGV[5])
 local expired = redis.pcall('XPENDING', KEYS[1], ARGV[2], 'IDLE', ceiling, '-', '+', max)
@@ -46,7 +49,7 @@ local dead = 0
 local claim, counts = {}, {}
 for _, e in ipairs(expired) do
   local id, count = e[1], e[4]
-  if count >= tonumber(ARGV[7]) then
+  if count >= maxReceive then
     local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
     if entry then
       redis.call('XADD', KEYS[3], '*', 'd', field(entry[2], 'd'), 't', field(entry[2], 't'),
@@ -59,7 +62,7 @@ for _, e in ipairs(expired) do
     counts[id] = count + 1
   end
 end
-if dead > 0 then redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[8]) end
+if dead > 0 then redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', maxlen) end
 if #claim > 0 then
   claim[#claim + 1] = 'IDLE'
   claim[#claim + 1] = hide
@@ -96,7 +99,7 @@ if delivered < max then
   end
   delivered = (#out - 4) / 4
 end
-if #due > 0 then trim(KEYS[1], tonumber(ARGV[8])) end
+if #due > 0 then trim(KEYS[1], maxlen) end
 if delivered < max then
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
   if top then out[2] = top[1] end

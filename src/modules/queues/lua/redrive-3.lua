@@ -3,7 +3,8 @@
 
   KEYS[1]  the dead-letter stream <tenant>:q:<name>.dlq
   KEYS[2]  the stream <tenant>:q:<name>
-  ARGV[1]  retention length of the stream
+  KEYS[3]  its settings <tenant>:qconf:<name>
+  ARGV[1]  retention length of the stream (default; the queue's `l` setting wins)
   ARGV[2]  most messages to move when no ids are given (the oldest first)
   ARGV[3..] dead-letter entry ids to move (none: the oldest ARGV[2])
 
@@ -23,5 +24,5 @@ for _, e in ipairs(entries) do
   redis.call('XADD', KEYS[2], '*', 'd', field(e[2], 'd'), 't', field(e[2], 't'))
   redis.call('XDEL', KEYS[1], e[1])
 end
-if #entries > 0 then trim(KEYS[2], tonumber(ARGV[1])) end
+if #entries > 0 then trim(KEYS[2], setting(KEYS[3], 'l', ARGV[1])) end
 return {#entries, redis.call('XLEN', KEYS[1])}
