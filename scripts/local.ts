@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     await admin('/tenants', { id: 'demo', name: 'Demo tenant' });
     const created = await admin('/tenants/demo/keys', {
       name: 'demo',
-      scopes: ['cache:read', 'cache:write'],
+      scopes: ['cache:*', 'session:*', 'ratelimit:check', 'queue:*', 'idempotency:use'],
     });
     const key = String(created.key);
     console.log(`
@@ -110,6 +110,11 @@ Try it:
 
   curl -s -X PUT ${base}/v1/cache/greeting -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"value":{"hello":"world"},"ttl":300}'
   curl -s ${base}/v1/cache/greeting -H 'Authorization: Bearer ${key}'
+  curl -s -X POST ${base}/v1/ratelimit/check -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"policy":"public","key":"user:42"}'
+  curl -s -X POST ${base}/v1/sessions -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"userId":"user-42","data":{"cart":[]}}'
+
+The demo key holds every capability (cache, sessions, rate limits, queues, idempotency); the
+README's examples run as they are with KEY=${key}
 
 Press Ctrl-C to stop everything.
 `);
