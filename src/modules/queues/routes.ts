@@ -348,73 +348,63 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
     },
   );
 
-  app.post(
-    '/:name/groups/:group/_nack',
-    {
-      config: { scope: CONSUME, module: 'queues' },
-      schema: {
-        operationId: 'queueNack',
-        tags: TAGS,
-        summary: 'Give messages back',
-        description:
-          'Makes messages this consumer holds receivable again, at once or after `delayMs`. Counts as a receive toward the dead-letter limit when redelivered.',
-        params: GroupParams,
-        body: NackBody,
-        response: {
-          200: jsonResponse('Changed.', LeaseResult),
-          ...problemResponses(400, 401, 403, 404),
+  // _nack and _extend: both set when messages the consumer holds become visible again.
+  for (const [action, operationId, summary, description, bodySchema] of [
+    [
+      '_nack',
+      'queueNack',
+      'Give messages back',
+      'Makes messages this consumer holds receivable again, at once or after `delayMs`. Counts as a receive toward the dead-letter limit when redelivered.',
+      NackBody,
+    ],
+    [
+      '_extend',
+      'queueExtend',
+      'Extend the visibility timeout',
+      'Keeps messages this consumer holds hidden for `visibilityTimeoutMs` from now (a heartbeat for long work).',
+      ExtendBody,
+    ],
+  ] as const) {
+    app.post(
+      `/:name/groups/:group/${action}`,
+      {
+        config: { scope: CONSUME, module: 'queues' },
+        schema: {
+          operationId,
+          tags: TAGS,
+          summary,
+          description,
+          params: GroupParams,
+          body: bodySchema,
+          response: {
+            200: jsonResponse('Changed.', LeaseResult),
+            ...problemResponses(400, 401, 403, 404),
+          },
         },
       },
-    },
-    async (request) => {
-      const principal = principalOf(request);
-      authorizeResource(principal, CONSUME, request.params.name, 'path.name');
-      const changed = await service.lease(
-        principal.tenant,
-        request.params.name,
-        request.params.group,
-        request.body.consumer,
-        request.body.ids,
-        request.body.delayMs ?? 0,
-        'nack',
-      );
-      return { changed };
-    },
-  );
-
-  app.post(
-    '/:name/groups/:group/_extend',
-    {
-      config: { scope: CONSUME, module: 'queues' },
-      schema: {
-        operationId: 'queueExtend',
-        tags: TAGS,
-        summary: 'Extend the visibility timeout',
-        description:
-          'Keeps messages this consumer holds hidden for `visibilityTimeoutMs` from now (a heartbeat for long work).',
-        params: GroupParams,
-        body: ExtendBody,
-        response: {
-          200: jsonResponse('Changed.', LeaseResult),
-          ...problemResponses(400, 401, 403, 404),
-        },
+      async (request) => {
+        const principal = principalOf(request);
+        authorizeResource(principal, CONSUME, request.params.name, 'path.name');
+        const b: {
+          consumer: string;
+          ids: string[];
+          delayMs?: number | undefined;
+          visibilityTimeoutMs?: number | undefined;
+        } = request.body;
+        const nack = action === '_nack';
+        const changed = await service.lease(
+          principal.tenant,
+          request.params.name,
+          request.params.group,
+          b.consumer,
+          b.ids,
+          nack ? (b.delayMs ?? 0) : (b.visibilityTimeoutMs ?? 0),
+          nack ? 'nack' : 'extend',
+        );
+        return { changed };
       },
-    },
-    async (request) => {
-      const principal = principalOf(request);
-      authorizeResource(principal, CONSUME, request.params.name, 'path.name');
-      const changed = await service.lease(
-        principal.tenant,
-        request.params.name,
-        request.params.group,
-        request.body.consumer,
-        request.body.ids,
-        request.body.visibilityTimeoutMs,
-        'extend',
-      );
-      return { changed };
-    },
-  );
+    );
+  }
 
   app.get(
     '/:name/groups/:group/pending',
