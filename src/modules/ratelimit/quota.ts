@@ -3,7 +3,7 @@
  * minute (REQUEST_QUOTA_PER_MINUTE, per tenant in the policies file's `quotas`), across all
  * replicas. Enforced by @fastify/rate-limit with a store of our own: each replica counts locally
  * and adds its counts to a shared per-key, per-minute counter in Redis every FLUSH_MS (one script
- * call per active key, auto-pipelined), reading back the total. No request waits on Redis, so the
+ * call per active key, sent back to back), reading back the total. No request waits on Redis, so the
  * quota costs the hot path a Map lookup; the price is that replicas learn of each other's traffic
  * up to FLUSH_MS late (a key can overshoot by about replicas x its rate x FLUSH_MS). When Redis
  * is unavailable, each replica keeps enforcing what it counts itself. Over quota: 429 problem
