@@ -12,7 +12,6 @@ const sentinels = process.env.REDIS_SENTINELS.split(',').map((s) => {
 const redis = new Redis({
   sentinels,
   name: process.env.REDIS_MASTER_NAME ?? 'mymaster',
-  protocol: 2,
   username: process.env.REDIS_USERNAME,
   password: process.env.REDIS_PASSWORD,
 });

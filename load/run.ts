@@ -247,7 +247,6 @@ async function main(): Promise<void> {
     const direct = new Redis({
       host: '127.0.0.1',
       port: await topology.masterPort(),
-      protocol: 2,
       username: HARNESS_ADMIN.username,
       password: HARNESS_ADMIN.password,
     });

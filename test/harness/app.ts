@@ -119,7 +119,6 @@ export async function adminRedis(app: TestApp): Promise<Redis> {
     port,
     username: HARNESS_ADMIN.username,
     password: HARNESS_ADMIN.password,
-    protocol: 2,
   });
   await new Promise((resolve, reject) => {
     client.once('ready', resolve);

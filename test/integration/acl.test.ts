@@ -18,7 +18,6 @@ async function login(port: number, username: string, password: string): Promise<
     port,
     username,
     password,
-    protocol: 2,
     lazyConnect: true,
     enableOfflineQueue: true,
     maxRetriesPerRequest: 0,
@@ -92,7 +91,6 @@ describe('the other users', () => {
     const anonymous = new Redis({
       host: HOST,
       port,
-      protocol: 2,
       enableReadyCheck: false,
       lazyConnect: true,
       retryStrategy: () => null,
