@@ -16,6 +16,7 @@ import {
   Started,
 } from './schemas.js';
 import type { IdempotencyService } from './service.js';
+import { isoTime } from '../../clock.js';
 
 export interface IdempotencyRoutesOptions {
   service: IdempotencyService;
@@ -58,7 +59,7 @@ export const idempotencyRoutes: FastifyPluginAsyncZod<IdempotencyRoutesOptions> 
       return reply.code(201).send({
         state: 'started' as const,
         token: res.token,
-        lockExpiresAt: new Date(res.lockExpiresAt).toISOString(),
+        lockExpiresAt: isoTime(res.lockExpiresAt),
       });
     },
   );

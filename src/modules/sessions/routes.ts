@@ -25,6 +25,7 @@ import {
   UserParams,
 } from './schemas.js';
 import type { SessionRecord, SessionService } from './service.js';
+import { isoTime } from '../../clock.js';
 
 export interface SessionRoutesOptions {
   service: SessionService;
@@ -35,7 +36,7 @@ const WRITE = 'session:write';
 const TAGS = ['sessions'];
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-const iso = (ms: number) => new Date(ms).toISOString();
+const iso = isoTime;
 
 function timesJson(s: SessionRecord): string {
   return (
