@@ -135,6 +135,17 @@ const panels = [
     ],
     { unit: 'ops', w: 8, x: 16 },
   ),
+  panel(
+    'Rate-limit checks per Redis call (batching of one event-loop turn)',
+    [
+      [
+        `${rate('gateway_ratelimit_batch_checks_sum')} / ${rate('gateway_ratelimit_batch_checks_count')}`,
+        'checks per call',
+      ],
+      [rate('gateway_ratelimit_batch_checks_count'), 'script calls/s'],
+    ],
+    { w: 24, h: 6 },
+  ),
   row('Sessions and idempotency'),
   panel('Session events', [[rate('gateway_session_events_total', 'event'), '{{event}}']], {
     unit: 'ops',

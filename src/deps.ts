@@ -175,8 +175,10 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     redis,
     clock,
     localDenyEntries: config.ratelimit.localDenyEntries,
+    batchMax: config.ratelimit.batchMax,
     onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
     onLocalDenial: () => metrics.ratelimit.localDenial(),
+    onBatch: (checks) => metrics.ratelimit.batch(checks),
     onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
   });
   const quota = createQuotaCounter({

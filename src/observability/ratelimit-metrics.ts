@@ -4,13 +4,15 @@
  * policies-file policies (operator-controlled), `tenant` for tenant-specific ones, `inline` for
  * definitions sent with a check.
  */
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { type CounterSeries, FastCounter } from './fast-metrics.js';
 
 export interface RatelimitMetrics {
   /** outcome: allowed, denied, shadow_denied, degraded_allowed, degraded_denied. */
   decision(policyLabel: string, outcome: string): void;
   localDenial(): void;
+  /** Single checks sent in one script call. */
+  batch(checks: number): void;
   quotaExceeded(): void;
   quotaFlushError(): void;
 }
@@ -28,6 +30,12 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     [] as const,
   ).register(registry);
   const localSeries = localDenials.child({});
+  const batches = new Histogram({
+    name: 'gateway_ratelimit_batch_checks',
+    help: 'Single rate-limit checks sent to Redis in one script call (those that arrived in one event-loop turn, at most RATELIMIT_BATCH_MAX).',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  });
   const quotaExceeded = new Counter({
     name: 'gateway_quota_exceeded_total',
     help: 'Requests refused because their API key used up its per-minute request quota (REQUEST_QUOTA_PER_MINUTE).',
@@ -49,6 +57,7 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
       s.inc();
     },
     localDenial: () => localSeries.inc(),
+    batch: (checks) => batches.observe(checks),
     quotaExceeded: () => quotaExceeded.inc(),
     quotaFlushError: () => quotaErrors.inc(),
   };

@@ -5,6 +5,11 @@
  * envoy's ratelimit does), so a client hammering a closed limit costs no Redis call. When Redis
  * cannot answer within the policy's `timeoutMs`, the policy's failure mode decides: `open` allows
  * and flags the decision degraded, `closed` answers 503.
+ *
+ * Single checks that arrive in the same event-loop turn are sent as one call of the same script
+ * (up to `batchMax` of them, each consuming on its own, in arrival order): under load one script
+ * call and one reply carry many decisions, which saves the per-command cost on both sides. Each
+ * check keeps its own timeout and failure mode; a failed call fails every check in it.
  */
 import type { Clock } from '../../clock.js';
 import { AppError, classifyRedisError, type RedisErrorKind } from '../../errors.js';
@@ -47,15 +52,27 @@ export interface RatelimitServiceOptions {
   clock: Clock;
   /** Entries of the in-process denial cache; 0 disables it. */
   localDenyEntries: number;
+  /** Most single checks sent in one script call; 1 sends each on its own. */
+  batchMax: number;
   onDecision?(policy: Policy, outcome: DecisionOutcome): void;
   /** A denial answered from the in-process cache. */
   onLocalDenial?(): void;
+  /** `checks` single checks went to Redis in one script call. */
+  onBatch?(checks: number): void;
   onRedisError?(kind: RedisErrorKind): void;
 }
 
 interface Denied {
   until: number;
   resetAt: number;
+}
+
+/** A single check waiting for the end of the event-loop turn. */
+interface Queued {
+  key: string;
+  args: (string | number)[];
+  resolve(r: number[]): void;
+  reject(err: unknown): void;
 }
 
 const TIMEOUT = new Error('rate-limit decision timed out');
@@ -90,6 +107,58 @@ function unavailableKind(err: unknown): RedisErrorKind | undefined {
 export function createRatelimitService(opts: RatelimitServiceOptions) {
   const { redis, clock } = opts;
   const denied = new Map<string, Denied>();
+  let queued: Queued[] = [];
+
+  /** Sends the checks queued in this turn, `batchMax` per script call. */
+  function flush(): void {
+    const all = queued;
+    queued = [];
+    const now = clock.nowMs();
+    for (let from = 0; from < all.length; from += opts.batchMax) {
+      const part = all.slice(from, from + opts.batchMax);
+      opts.onBatch?.(part.length);
+      const keyArgs: string[] = [];
+      const args: (string | number)[] = [];
+      for (const q of part) {
+        keyArgs.push(q.key);
+        for (const a of q.args) args.push(a);
+      }
+      redis
+        .onMaster((c) => c.ratelimitCheck(part.length, ...keyArgs, now, 0, ...args))
+        .then(
+          (r) => part.forEach((q, j) => q.resolve(r.slice(j * 5, j * 5 + 5))),
+          (err: unknown) => {
+            if (part.length === 1 || unavailableKind(err) !== undefined) {
+              part.forEach((q) => q.reject(err));
+              return;
+            }
+            // A script error (say, a key of the wrong type) came from one check; the script reads
+            // every key before it writes any, so nothing was applied: each check goes again alone
+            // and only the faulty one fails.
+            for (const q of part) {
+              redis
+                .onMaster((c) => c.ratelimitCheck(1, q.key, now, 1, ...q.args))
+                .then(
+                  (r) => q.resolve(r),
+                  (e: unknown) => q.reject(e),
+                );
+            }
+          },
+        );
+    }
+  }
+
+  /** One check's script result: alone, or with the other checks of this turn. */
+  function runOne(key: string, now: number, args: (string | number)[]): Promise<number[]> {
+    if (opts.batchMax <= 1) {
+      opts.onBatch?.(1);
+      return redis.onMaster((c) => c.ratelimitCheck(1, key, now, 1, ...args));
+    }
+    return new Promise<number[]>((resolve, reject) => {
+      if (queued.length === 0) redis.atEndOfTurn(flush);
+      queued.push({ key, args, resolve, reject });
+    });
+  }
 
   const record = (policy: Policy, outcome: DecisionOutcome) => opts.onDecision?.(policy, outcome);
 
@@ -207,9 +276,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
           denied.delete(key);
         }
       }
-      const call = redis.onMaster((c) =>
-        c.ratelimitCheck(1, key, now, 1, ...limiter.args, cost, policy.shadow ? 1 : 0),
-      );
+      const call = runOne(key, now, [...limiter.args, cost, policy.shadow ? 1 : 0]);
       return withTimeout(call, policy.timeoutMs).then(
         (r) => {
           const d = decision(policy, limiter, r, 0);
