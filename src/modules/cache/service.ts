@@ -5,7 +5,7 @@
  * fill, announced over pub/sub, instead of polling. Stale-while-revalidate: past its freshness a
  * value is still served, marked stale, and one reader gets a refresh lease.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
@@ -18,6 +18,7 @@ import {
   etagOf,
 } from './envelope.js';
 import type { NearCache } from './near-cache.js';
+import { randomToken } from '../../random.js';
 
 export interface CacheLimits {
   defaultTtlSeconds: number;
@@ -102,7 +103,7 @@ const SCAN_COUNT = 1000;
 const TAG_BATCH = 500;
 
 function newToken(): string {
-  return randomBytes(16).toString('base64url');
+  return randomToken(16);
 }
 
 const secondsUntil = (ms: number, now: number) => Math.max(0, Math.ceil((ms - now) / 1000));

@@ -5,12 +5,12 @@
  * record is scoped by tenant and, unless IDEMPOTENCY_KEY_SCOPE=tenant, by API key id: one
  * client cannot replay (and so read) the responses of another (the draft's security section).
  */
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
+import { randomToken } from '../../random.js';
 
 export interface IdempotencyLimits {
   ttlSeconds: number;
@@ -95,7 +95,7 @@ export function createIdempotencyService(opts: IdempotencyServiceOptions) {
       }
       const lockMs = (input.lockTtl ?? limits.lockTtlSeconds) * 1000;
       const k = recordKey(caller, key);
-      const token = randomBytes(16).toString('base64url');
+      const token = randomToken(16);
       const now = clock.nowMs();
       const res = await write(input.durable === true, (r) =>
         r.idempotencyBegin(k, now, token, input.fingerprint ?? '', lockMs, ttl * 1000),

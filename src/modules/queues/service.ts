@@ -5,12 +5,12 @@
  * polls block on a bounded pool of dedicated connections (XREAD BLOCK as a wake-up signal, then
  * the receive script again), never on the request-path client.
  */
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { BlockingPool, RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
+import { randomToken } from '../../random.js';
 
 export interface QueueLimits {
   maxReceiveCount: number;
@@ -163,7 +163,7 @@ export function createQueueService(opts: QueueServiceOptions) {
           keyList.push(keys.queueDedup(tenant, name, m.dedupId));
           dk = keyList.length;
         }
-        args.push(m.json, m.delayMs ?? 0, dk, randomBytes(9).toString('base64url'));
+        args.push(m.json, m.delayMs ?? 0, dk, randomToken(9));
       }
       const r = await write(durable, (c) => c.queuePublish(keyList.length, ...keyList, ...args));
       const out: { id: string; duplicate: boolean }[] = [];

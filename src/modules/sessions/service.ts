@@ -5,12 +5,12 @@
  * step by the scripts in lua/. A plain read is one HGETALL on the master (a replica could still
  * hold a session that was just deleted or rotated away); everything else is one script call.
  */
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
+import { randomToken } from '../../random.js';
 
 export interface SessionLimits {
   idleTtlSeconds: number;
@@ -214,7 +214,7 @@ export function createSessionService(opts: SessionServiceOptions) {
       const now = clock.nowMs();
       const absoluteExpiresAt = now + lifetime * 1000;
       const idleMs = idleSeconds * 1000;
-      const id = randomBytes(32).toString('base64url');
+      const id = randomToken(32);
       const run = (r: Redis) =>
         r.sessionCreate(
           keys.session(tenant, id),
@@ -309,7 +309,7 @@ export function createSessionService(opts: SessionServiceOptions) {
     /** A new id for the same session; the old id stops working in the same step. */
     async rotate(tenant: string, id: string): Promise<SessionRecord> {
       const oldKey = sessionKey(tenant, id);
-      const newId = randomBytes(32).toString('base64url');
+      const newId = randomToken(32);
       const now = clock.nowMs();
       const flat = found(
         await redis.onMaster((r) =>
