@@ -246,7 +246,17 @@ function coalesceWrites(client: Redis): (task: () => void) => void {
     const run = tasks;
     tasks = [];
     if (run.length > 0) cork();
-    for (const task of run) task();
+    for (const task of run) {
+      try {
+        task();
+      } catch (err) {
+        // Surfaces as an uncaught exception, as it would from its own setImmediate; the other
+        // tasks still run and the socket is still uncorked.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
     const s = corked;
     corked = undefined;
     s?.uncork();
