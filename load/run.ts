@@ -56,11 +56,20 @@ function cpuMicros(pid: number | undefined): number {
   }
 }
 
+/** CPU time (user + system) the Redis master has used, in microseconds (INFO cpu). */
+async function redisCpuMicros(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1]);
+  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
+}
+
 interface Measured {
   id: string;
   name: string;
   /** CPU µs the serving process spent per request: steadier than req/s on a shared machine. */
   cpuPerReq: number[];
+  /** CPU µs the Redis master spent per request (it shares the machine's cores too). */
+  redisCpuPerReq: number[];
   rps: number[];
   p50: number[];
   p99: number[];
@@ -264,12 +273,15 @@ async function main(): Promise<void> {
         s.target === 'gateway' ? gwChild : s.target === 'baseline' ? baseChild : rlBaseChild
       )?.pid;
       const cpu0 = cpuMicros(pid);
+      const redis0 = await redisCpuMicros(direct);
       const r = await run(url, s, ctx);
       const cpu1 = cpuMicros(pid);
+      const redis1 = await redisCpuMicros(direct);
       const m = results.get(s.id) ?? {
         id: s.id,
         name: s.name,
         cpuPerReq: [],
+        redisCpuPerReq: [],
         rps: [],
         p50: [],
         p99: [],
@@ -277,6 +289,7 @@ async function main(): Promise<void> {
         errors: 0,
       };
       m.cpuPerReq.push((cpu1 - cpu0) / Math.max(1, r.requests.total));
+      m.redisCpuPerReq.push((redis1 - redis0) / Math.max(1, r.requests.total));
       m.rps.push(r.requests.average);
       m.p50.push(r.latency.p50);
       m.p99.push(r.latency.p99);
@@ -300,6 +313,7 @@ async function main(): Promise<void> {
         'p50 ms': median(m.p50),
         'p99 ms': median(m.p99),
         'CPU µs/req': Math.round(median(m.cpuPerReq)),
+        'Redis µs/req': Math.round(median(m.redisCpuPerReq)),
         'vs baseline': ref ? `${median(ratios).toFixed(2)}x` : '',
         'CPU vs baseline': ref ? `${median(cpuRatios).toFixed(2)}x` : '',
         'non-2xx': m.non2xx,
