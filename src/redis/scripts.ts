@@ -58,8 +58,8 @@ export const SCRIPTS: readonly ScriptDef[] = [
       ['sessionUpdate', 'update-1.lua', 1, true],
       ['sessionRotate', 'rotate-2.lua', 2, false],
       ['sessionDelete', 'delete-1.lua', 1, false],
-      ['sessionList', 'list-1.lua', 1, false],
-      ['sessionRevokeAll', 'revoke-all-1.lua', 1, false],
+      ['sessionList', 'list-1.lua', 1, true],
+      ['sessionRevokeAll', 'revoke-all-1.lua', 1, true],
     ] as const
   ).map(([name, file, numberOfKeys, common]) => ({
     name,

@@ -260,6 +260,42 @@ describe('expiry', () => {
     }
   });
 
+  it('a touch moves the index score only once the expiry moved by a tenth of the idle ttl', async () => {
+    const a = await newTenant(t.deps, SCOPES);
+    const s = await create(a, { userId: 'lag', ttl: 10 });
+    const index = keys.userSessions(a.tenant, 'lag');
+    const redis = await adminRedis(t);
+    try {
+      const score0 = Number(await redis.zscore(index, s.sessionId));
+      expect(score0).toBe(Date.parse(s.expiresAt));
+      await sleep(50);
+      const near = body<Session>(await get(a, s.sessionId, '?touch=true'));
+      // The session's expiry slid; its index score (and hash field z) did not: 50 ms < 1 s.
+      expect(Date.parse(near.expiresAt)).toBeGreaterThan(score0);
+      expect(Number(await redis.zscore(index, s.sessionId))).toBe(score0);
+      expect(await redis.hget(keys.session(a.tenant, s.sessionId), 'z')).toBe(String(score0));
+      // A reader that comes when the trailing score is already past but the session is not
+      // (the last tenth of its idle time) keeps it: the list script checks such entries.
+      const listed = await t.deps.redis.primary.sessionList(
+        index,
+        score0 + 20,
+        keys.sessionPrefix(a.tenant),
+        0,
+        10,
+      );
+      expect(listed[0]).toBe(1);
+      expect(listed[1]).toBe(s.sessionId);
+      expect(await redis.zcard(index)).toBe(1);
+      // An expiry that moved further than the lag allows is written to the index too.
+      await redis.hset(keys.session(a.tenant, s.sessionId), 'z', String(score0 - 2000));
+      const far = body<Session>(await get(a, s.sessionId, '?touch=true'));
+      expect(Number(await redis.zscore(index, s.sessionId))).toBe(Date.parse(far.expiresAt));
+      expect(Number(await redis.pttl(index))).toBeGreaterThan(10_000 + 50_000);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('sliding never passes the absolute lifetime', async () => {
     const a = await newTenant(t.deps, SCOPES);
     const s = await create(a, { userId: 'u', ttl: 2, maxLifetime: 2 });

@@ -22,18 +22,27 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local now = tonumber(ARGV[1])
 local exp = math.min(now + tonumber(ARGV[2]), tonumber(ARGV[3]))
 
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+prune_index(KEYS[2], ARGV[8], now)
 local evicted = 0
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[7]) + 1
 if over > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], over)
-  for i = 1, #old, 2 do
-    evicted = evicted + redis.call('UNLINK', ARGV[8] .. old[i])
+  -- The least recently active by their `a` fields (index scores trail activity).
+  local by = {}
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    by[#by + 1] = {id, tonumber(redis.call('HGET', ARGV[8] .. id, 'a')) or 0}
+  end
+  table.sort(by, function(p, q)
+    if p[2] ~= q[2] then return p[2] < q[2] end
+    return p[1] < q[1]
+  end)
+  for i = 1, over do
+    evicted = evicted + redis.call('UNLINK', ARGV[8] .. by[i][1])
+    redis.call('ZREM', KEYS[2], by[i][1])
   end
 end
 
 local fields = {'u', ARGV[4], 'c', now, 'a', now, 'i', ARGV[2], 'x', ARGV[3], 'e', exp,
-  'm', ARGV[5], 's', ARGV[6]}
+  'z', exp, 'm', ARGV[5], 's', ARGV[6]}
 for i = 10, #ARGV, 2 do
   fields[#fields + 1] = 'd:' .. ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]

@@ -1,5 +1,7 @@
 --[[
-  One page of a user's live sessions, most recently active first; prunes expired index entries.
+  One page of a user's live sessions, most recently active first (ties by id); prunes expired
+  index entries. Reads every entry of the index (at most SESSION_MAX_PER_USER live ones, as
+  revoke-all does): index scores trail activity (see common.lua), the hashes' `a` fields do not.
 
   KEYS[1]  the user's index: <tenant>:usess:<userId>
   ARGV[1]  now (Unix ms)
@@ -10,21 +12,26 @@
   Returns  {total, id, created, lastActivity, expires, metadata JSON, id, ...}: `total` live
            sessions; ids whose hash is gone are dropped from the index (and the page).
 ]]
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local offset = tonumber(ARGV[3])
-local ids = redis.call('ZRANGE', KEYS[1], offset, offset + tonumber(ARGV[4]) - 1, 'REV')
-local out = {0}
-for _, id in ipairs(ids) do
+-- @include
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - INDEX_LAG_MAX))
+local live = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local h = redis.call('HMGET', ARGV[2] .. id, 'c', 'a', 'e', 'm')
   if h[1] then
-    out[#out + 1] = id
-    out[#out + 1] = h[1]
-    out[#out + 1] = h[2]
-    out[#out + 1] = h[3]
-    out[#out + 1] = h[4]
+    live[#live + 1] = {id, h[1], h[2], h[3], h[4], tonumber(h[2])}
   else
     redis.call('ZREM', KEYS[1], id)
   end
 end
-out[1] = redis.call('ZCARD', KEYS[1])
+table.sort(live, function(p, q)
+  if p[6] ~= q[6] then return p[6] > q[6] end
+  return p[1] < q[1]
+end)
+local out = {#live}
+local offset = tonumber(ARGV[3])
+for i = offset + 1, math.min(#live, offset + tonumber(ARGV[4])) do
+  local s = live[i]
+  for j = 1, 5 do out[#out + 1] = s[j] end
+end
 return out

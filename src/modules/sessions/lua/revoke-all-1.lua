@@ -9,7 +9,8 @@
   Returns  the number of live sessions deleted. The index holds at most SESSION_MAX_PER_USER
            ids (plus expired ones, pruned first), so the work is bounded.
 ]]
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+-- @include
+prune_index(KEYS[1], ARGV[2], tonumber(ARGV[1]))
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local n = 0
 for _, id in ipairs(ids) do

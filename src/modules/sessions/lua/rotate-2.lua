@@ -16,8 +16,9 @@ local user = redis.call('HGET', KEYS[1], 'u')
 if not user then return false end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1} end
 redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[2], 'r', ARGV[1])
+local exp = redis.call('HGET', KEYS[2], 'e')
+redis.call('HSET', KEYS[2], 'r', ARGV[1], 'z', exp)
 local index = ARGV[2] .. user
 redis.call('ZREM', index, ARGV[3])
-redis.call('ZADD', index, redis.call('HGET', KEYS[2], 'e'), ARGV[4])
+redis.call('ZADD', index, exp, ARGV[4])
 return redis.call('HGETALL', KEYS[2])

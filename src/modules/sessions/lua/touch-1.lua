@@ -15,22 +15,23 @@ local now = tonumber(ARGV[1])
 if ARGV[4] == '1' then
   local h = redis.call('HGETALL', KEYS[1])
   if #h == 0 then return false end
-  local user, idle, abs, ai, ei
+  local user, idle, abs, score, ai, ei
   for j = 1, #h, 2 do
     local f = h[j]
     if f == 'u' then user = h[j + 1]
     elseif f == 'i' then idle = h[j + 1]
     elseif f == 'x' then abs = h[j + 1]
+    elseif f == 'z' then score = h[j + 1]
     elseif f == 'a' then ai = j + 1
     elseif f == 'e' then ei = j + 1
     end
   end
-  local exp = slide(KEYS[1], ARGV[2], ARGV[3], now, user, idle, abs)
+  local exp = slide(KEYS[1], ARGV[2], ARGV[3], now, user, idle, abs, score)
   h[ai] = ARGV[1]
   h[ei] = tostring(exp)
   return h
 end
-local h = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 'c')
+local h = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 'c', 'z')
 if not h[1] then return false end
-local exp = slide(KEYS[1], ARGV[2], ARGV[3], now, h[1], h[2], h[3])
+local exp = slide(KEYS[1], ARGV[2], ARGV[3], now, h[1], h[2], h[3], h[5])
 return {'u', h[1], 'c', h[4], 'a', ARGV[1], 'e', tostring(exp), 'x', h[3]}

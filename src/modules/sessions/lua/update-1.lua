@@ -15,7 +15,7 @@
            cap; nothing changed); {1, {field, value, ...}} the whole session after the merge.
 ]]
 -- @include
-local cur = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 's')
+local cur = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 's', 'z')
 if not cur[1] then return {0} end
 local size = tonumber(cur[4] or '0')
 for i = 6, #ARGV, 2 do
@@ -39,5 +39,5 @@ for i = 1, #dels, 1000 do
   redis.call('HDEL', KEYS[1], unpack(dels, i, math.min(i + 999, #dels)))
 end
 hset_all(KEYS[1], sets)
-if ARGV[5] == '1' then slide(KEYS[1], ARGV[2], ARGV[3], tonumber(ARGV[1]), cur[1], cur[2], cur[3]) end
+if ARGV[5] == '1' then slide(KEYS[1], ARGV[2], ARGV[3], tonumber(ARGV[1]), cur[1], cur[2], cur[3], cur[5]) end
 return {1, redis.call('HGETALL', KEYS[1])}
