@@ -122,7 +122,8 @@ function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions 
     maxRetriesPerRequest: 0,
     // Off: measured A/B on the benchmark (load/RESULTS.md), ioredis's auto-pipelining cost more
     // CPU per request than it saved in writes at our concurrency (a Pipeline object and a tick
-    // per batch): rate-limit checks +19 % req/s, session touch +8 %, without it.
+    // per batch): rate-limit checks +19 % req/s, session touch +8 %, without it. The request-path
+    // client batches its writes by corking the socket instead (coalesceWrites below).
     enableAutoPipelining: false,
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
@@ -221,12 +222,12 @@ function addressOf(client: Redis): string {
   return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unknown';
 }
 
-/** Builds the clients. Connection happens in the background; use whenReady() to wait. */
 /**
  * Request-path commands sent during one event-loop turn leave in one socket write: the first
  * command of a turn corks the socket and a `setImmediate` (after the turn's I/O callbacks and
- * their promise chains) uncorks it. ioredis's own auto-pipelining batches only within one
- * callback (`process.nextTick`), which under HTTP load is one request. Measured under load
+ * their promise chains) uncorks it. ioredis's auto-pipelining batches the same turn but moves
+ * every command through a Pipeline object, which cost more CPU than the writes it saved (see
+ * enableAutoPipelining above); corking saves the writes alone. Measured under load
  * (load/RESULTS.md): one write per ~8 commands instead of one each, and 6-30 us less gateway
  * CPU and 3-13 us less Redis CPU per scripted request. `atEndOfTurn` tasks run just before the
  * uncork, so what they send leaves in the same write.
@@ -279,6 +280,7 @@ function coalesceWrites(client: Redis): (task: () => void) => void {
   };
 }
 
+/** Builds the clients. Connection happens in the background; use whenReady() to wait. */
 export function createRedis(config: Config, options: CreateRedisOptions = {}): RedisHandle {
   const hooks = options.hooks ?? {};
   const now = options.now ?? Date.now;

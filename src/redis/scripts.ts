@@ -56,7 +56,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
       ['sessionCreate', 'create-2.lua', 2, true],
       ['sessionTouch', 'touch-1.lua', 1, true],
       ['sessionUpdate', 'update-1.lua', 1, true],
-      ['sessionRotate', 'rotate-2.lua', 2, false],
+      ['sessionRotate', 'rotate-2.lua', 2, true],
       ['sessionDelete', 'delete-1.lua', 1, false],
       ['sessionList', 'list-1.lua', 1, true],
       ['sessionRevokeAll', 'revoke-all-1.lua', 1, true],

@@ -9,7 +9,9 @@
  * Single checks that arrive in the same event-loop turn are sent as one call of the same script
  * (up to `batchMax` of them, each consuming on its own, in arrival order): under load one script
  * call and one reply carry many decisions, which saves the per-command cost on both sides. Each
- * check keeps its own timeout and failure mode; a failed call fails every check in it.
+ * check keeps its own timeout and failure mode: a call Redis could not answer fails every check
+ * in it, each then decided by its policy's failure mode; a script error sends each check again
+ * on its own, so only the faulty one fails.
  */
 import type { Clock } from '../../clock.js';
 import { AppError, classifyRedisError, type RedisErrorKind } from '../../errors.js';

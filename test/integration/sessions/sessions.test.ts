@@ -345,6 +345,23 @@ describe('POST /v1/sessions/{id}/_rotate', () => {
     expectProblem(await get(a, s.sessionId), 404, 'SESSION_NOT_FOUND');
     expect(body<Session>(await get(a, rotated.sessionId)).data).toEqual({ role: 'guest' });
     expect((await list(a, 'u')).sessions.map((x) => x.sessionId)).toEqual([rotated.sessionId]);
+    // A rotation extends the index to outlive the entry's score by the index lag (common.lua).
+    const redis = await adminRedis(t);
+    try {
+      const index = keys.userSessions(a.tenant, 'u');
+      await redis.pexpire(index, 5000);
+      const again = await t.app.inject({
+        method: 'POST',
+        url: `/v1/sessions/${rotated.sessionId}/_rotate`,
+        headers: a.auth,
+      });
+      const id2 = body<Session>(again).sessionId;
+      expect(Number(await redis.zscore(index, id2))).toBe(Date.parse(s.expiresAt));
+      const remaining = Date.parse(s.expiresAt) - Date.now();
+      expect(await redis.pttl(index)).toBeGreaterThan(remaining + 50_000);
+    } finally {
+      redis.disconnect();
+    }
     expectProblem(
       await t.app.inject({
         method: 'POST',
@@ -410,8 +427,11 @@ describe('per-user index', () => {
 
   it('at SESSION_MAX_PER_USER, a new session evicts the least recently active one', async () => {
     const a = await newTenant(t.deps, SCOPES);
+    // A few ms apart: equal last-activity times would be ordered by id.
     const s1 = await create(a, { userId: 'erin' });
+    await sleep(3);
     const s2 = await create(a, { userId: 'erin' });
+    await sleep(3);
     const s3 = await create(a, { userId: 'erin' });
     await sleep(5);
     await get(a, s1.sessionId, '?touch=true'); // s2 is now the least recently active

@@ -5,8 +5,8 @@
 
 -- The user's index scores each session by its expiry, but a slide rewrites that score only once
 -- the expiry has moved past it by more than a tenth of the idle ttl (at most INDEX_LAG_MAX ms):
--- most touches then write the hash alone (the index writes were a third of a touch's cost on the
--- master and half of it on each replica). So a score may trail the true expiry by up to
+-- most touches then write the hash alone (the index writes were about a quarter of a touch's
+-- cost on the master and two fifths of it on each replica). So a score may trail the true expiry by up to
 -- INDEX_LAG_MAX: ids scored before now - INDEX_LAG_MAX are certainly gone, those scored within
 -- INDEX_LAG_MAX before now are checked one by one, and the index key outlives its top score by
 -- INDEX_LAG_MAX.

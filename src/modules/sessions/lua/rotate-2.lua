@@ -12,6 +12,7 @@
   Returns  false when the session does not exist; {-1} the new id exists (never expected);
            else the new session as field, value, ...
 ]]
+-- @include
 local user = redis.call('HGET', KEYS[1], 'u')
 if not user then return false end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1} end
@@ -21,4 +22,5 @@ redis.call('HSET', KEYS[2], 'r', ARGV[1], 'z', exp)
 local index = ARGV[2] .. user
 redis.call('ZREM', index, ARGV[3])
 redis.call('ZADD', index, exp, ARGV[4])
+expire_index(index) -- the ZREM may have emptied (deleted) the index: ZADD made it anew
 return redis.call('HGETALL', KEYS[2])
