@@ -355,14 +355,20 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (
         condition,
         leaseToken: h['x-cache-lease'],
       });
-      reply.code(res.created ? 201 : 200).header('etag', `"${res.etag}"`);
-      return {
-        key,
-        ttl: res.ttl,
-        ...(res.staleTtl !== undefined ? { staleTtl: res.staleTtl } : {}),
-        etag: res.etag,
-        ...(h['x-cache-lease'] !== undefined ? { leaseReleased: res.leaseReleased } : {}),
-      };
+      // Rendered here, as the other hot answers are (no validating serializer on this path).
+      return reply
+        .code(res.created ? 201 : 200)
+        .header('etag', `"${res.etag}"`)
+        .type(JSON_TYPE)
+        .send(
+          `{"key":${JSON.stringify(key)},"ttl":${JSON.stringify(res.ttl)}` +
+            (res.staleTtl !== undefined ? `,"staleTtl":${JSON.stringify(res.staleTtl)}` : '') +
+            `,"etag":${JSON.stringify(res.etag)}` +
+            (h['x-cache-lease'] !== undefined
+              ? `,"leaseReleased":${JSON.stringify(res.leaseReleased)}`
+              : '') +
+            '}',
+        );
     },
   );
 

@@ -136,8 +136,12 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
         [encode(request.body, 'body')],
         request.body.durable === true,
       );
-      reply.code(201);
-      return r?.duplicate ? { id: r.id, duplicate: true } : { id: r?.id ?? '' };
+      // Rendered here, as the other hot answers are (no validating serializer on this path).
+      const id = JSON.stringify(r?.id ?? '');
+      return reply
+        .code(201)
+        .type(JSON_TYPE)
+        .send(r?.duplicate ? `{"id":${id},"duplicate":true}` : `{"id":${id}}`);
     },
   );
 
