@@ -56,6 +56,16 @@ function cpuMicros(pid: number | undefined): number {
   }
 }
 
+/** Write syscalls a process has made (/proc/<pid>/io `syscw`): socket writes, for us. */
+function writeCalls(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    return Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]);
+  } catch {
+    return NaN;
+  }
+}
+
 /** CPU time (user + system) the Redis master has used, in microseconds (INFO cpu). */
 async function redisCpuMicros(redis: Redis): Promise<number> {
   const info = await redis.info('cpu');
@@ -70,6 +80,8 @@ interface Measured {
   cpuPerReq: number[];
   /** CPU µs the Redis master spent per request (it shares the machine's cores too). */
   redisCpuPerReq: number[];
+  /** Write syscalls of the serving process per request (the answer, plus its Redis writes). */
+  writesPerReq: number[];
   rps: number[];
   p50: number[];
   p99: number[];
@@ -273,15 +285,18 @@ async function main(): Promise<void> {
         s.target === 'gateway' ? gwChild : s.target === 'baseline' ? baseChild : rlBaseChild
       )?.pid;
       const cpu0 = cpuMicros(pid);
+      const writes0 = writeCalls(pid);
       const redis0 = await redisCpuMicros(direct);
       const r = await run(url, s, ctx);
       const cpu1 = cpuMicros(pid);
+      const writes1 = writeCalls(pid);
       const redis1 = await redisCpuMicros(direct);
       const m = results.get(s.id) ?? {
         id: s.id,
         name: s.name,
         cpuPerReq: [],
         redisCpuPerReq: [],
+        writesPerReq: [],
         rps: [],
         p50: [],
         p99: [],
@@ -290,6 +305,7 @@ async function main(): Promise<void> {
       };
       m.cpuPerReq.push((cpu1 - cpu0) / Math.max(1, r.requests.total));
       m.redisCpuPerReq.push((redis1 - redis0) / Math.max(1, r.requests.total));
+      m.writesPerReq.push((writes1 - writes0) / Math.max(1, r.requests.total));
       m.rps.push(r.requests.average);
       m.p50.push(r.latency.p50);
       m.p99.push(r.latency.p99);
@@ -314,6 +330,7 @@ async function main(): Promise<void> {
         'p99 ms': median(m.p99),
         'CPU µs/req': Math.round(median(m.cpuPerReq)),
         'Redis µs/req': Math.round(median(m.redisCpuPerReq)),
+        'writes/req': Number(median(m.writesPerReq).toFixed(2)),
         'vs baseline': ref ? `${median(ratios).toFixed(2)}x` : '',
         'CPU vs baseline': ref ? `${median(cpuRatios).toFixed(2)}x` : '',
         'non-2xx': m.non2xx,
