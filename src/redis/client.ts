@@ -113,7 +113,7 @@ function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions 
   const tls = r.tls ? (r.tlsCaFile ? { ca: readFileSync(r.tlsCaFile) } : {}) : undefined;
   const opts: RedisOptions = {
     // ioredis 5 speaks RESP2 (what our scripts' replies are written for). Not ioredis 6: its RESP
-    // decoder cost 12-16 us more CPU per session reply (load/RESULTS.md, "Redis client").
+    // decoder cost 12-17 us more CPU per session reply (load/RESULTS.md, stop 10).
     connectionName: `cache-gateway:${name}`,
     // No CLIENT SETINFO: one command fewer for the ACL (and Redis 7.0 does not know it).
     disableClientInfo: true,
@@ -228,8 +228,8 @@ function addressOf(client: Redis): string {
  * their promise chains) uncorks it. ioredis's auto-pipelining batches the same turn but moves
  * every command through a Pipeline object, which cost more CPU than the writes it saved (see
  * enableAutoPipelining above); corking saves the writes alone. Measured under load
- * (load/RESULTS.md): one write per ~8 commands instead of one each, and 6-30 us less gateway
- * CPU and 3-13 us less Redis CPU per scripted request. `atEndOfTurn` tasks run just before the
+ * (load/RESULTS.md): one write per ~8 commands instead of one each, and 3-33 us less gateway
+ * CPU and 2-19 us less Redis CPU per scripted request. `atEndOfTurn` tasks run just before the
  * uncork, so what they send leaves in the same write.
  */
 function coalesceWrites(client: Redis): (task: () => void) => void {
