@@ -37,7 +37,7 @@ import {
   SettingsBody,
 } from './schemas.js';
 import type { QueueLimits, QueueService, ReceivedMessage } from './service.js';
-import { isoTime } from '../../clock.js';
+import { isoTime as iso } from '../../clock.js';
 
 export interface QueueRoutesOptions {
   service: QueueService;
@@ -50,8 +50,6 @@ const ADMIN = 'queue:admin';
 const TAGS = ['queues'];
 const JSON_TYPE = 'application/json; charset=utf-8';
 const LONG_POLL_HEADER = 'x-queue-long-poll';
-
-const iso = isoTime;
 
 function renderMessages(messages: readonly ReceivedMessage[]): string {
   let out = '{"messages":[';

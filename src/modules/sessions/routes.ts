@@ -25,7 +25,7 @@ import {
   UserParams,
 } from './schemas.js';
 import type { SessionRecord, SessionService } from './service.js';
-import { isoTime } from '../../clock.js';
+import { isoTime as iso } from '../../clock.js';
 
 export interface SessionRoutesOptions {
   service: SessionService;
@@ -35,8 +35,6 @@ const READ = 'session:read';
 const WRITE = 'session:write';
 const TAGS = ['sessions'];
 const JSON_TYPE = 'application/json; charset=utf-8';
-
-const iso = isoTime;
 
 function timesJson(s: SessionRecord): string {
   return (

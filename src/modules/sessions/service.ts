@@ -2,8 +2,9 @@
  * Sessions over Redis hashes: one hash per session (`<tenant>:session:<id>`), each top-level data
  * field its own hash field holding that field's JSON text (a merge rewrites only the fields it
  * names; values are never re-encoded), and a per-user sorted set of ids scored by expiry (trailing
- * it by up to a tenth of the idle ttl, see lua/common.lua), kept in step by the scripts in lua/. A plain read is one HGETALL on the master (a replica could still
- * hold a session that was just deleted or rotated away); everything else is one script call.
+ * it by up to a tenth of the idle ttl, see lua/common.lua), kept in step by the scripts in lua/.
+ * A plain read is one HGETALL on the master (a replica could still hold a session that was just
+ * deleted or rotated away); everything else is one script call.
  */
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
