@@ -1,7 +1,9 @@
 /**
  * Single checks that arrive in one event-loop turn go to Redis as one script call: decisions are
  * the same as one call each (in arrival order, checks of one key see each other), the batch is
- * capped at RATELIMIT_BATCH_MAX, and a failed call degrades every check in it by its own policy.
+ * capped at RATELIMIT_BATCH_MAX, and a check that makes the script fail fails alone. (A batch Redis
+ * cannot answer, each check then decided by its own failure mode, is in
+ * test/sentinel/ratelimit-degraded.test.ts, which runs with the default batching.)
  */
 import { describe, expect, it } from 'vitest';
 import { type PolicyDefinition, compilePolicy } from '../../../src/modules/ratelimit/policy.js';
@@ -18,7 +20,7 @@ let counter = 0;
 const policy = (def: PolicyDefinition) =>
   compilePolicy(`batch${++counter}-${Date.now()}`, 'file', def);
 
-/** Buckets of the batch-size histogram: le -> cumulative count. */
+/** The batch-size histogram's count (script calls) and sum (checks sent). */
 async function batchSizes(t: typeof batched): Promise<{ count: number; sum: number }> {
   const text = await t.deps.metrics.registry.getSingleMetricAsString(
     'gateway_ratelimit_batch_checks',
