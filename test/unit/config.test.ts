@@ -102,6 +102,14 @@ describe('parseConfig', () => {
     expect(c.durable).toEqual({ replicas: 1, waitTimeoutMs: 1000 });
   });
 
+  it('batches rate-limit checks by 64 unless told, and refuses 0', () => {
+    expect(parseConfig({}).ratelimit.batchMax).toBe(64);
+    expect(parseConfig({ RATELIMIT_BATCH_MAX: '1' }).ratelimit.batchMax).toBe(1);
+    for (const bad of ['0', '1001', 'many']) {
+      expect(() => parseConfig({ RATELIMIT_BATCH_MAX: bad })).toThrow(/RATELIMIT_BATCH_MAX/);
+    }
+  });
+
   it('never echoes a secret', () => {
     try {
       parseConfig({ ADMIN_TOKEN: 'short-secret' });
