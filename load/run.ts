@@ -186,6 +186,7 @@ async function main(): Promise<void> {
     const gwPort = await freePort();
     const basePort = await freePort();
     const rlBasePort = await freePort();
+    const stateBasePort = await freePort();
     const adminToken = randomBytes(16).toString('hex');
     children.push(
       spawnNode([...(process.env.GW_FLAGS ?? '').split(' ').filter(Boolean), 'dist/main.js'], {
@@ -213,15 +214,26 @@ async function main(): Promise<void> {
         REDIS_USERNAME: GATEWAY_USER.username,
         REDIS_PASSWORD: GATEWAY_USER.password,
       }),
+      spawnNode(['load/baseline-state.mjs'], {
+        PORT: String(stateBasePort),
+        REDIS_SENTINELS: sentinels,
+        REDIS_USERNAME: GATEWAY_USER.username,
+        REDIS_PASSWORD: GATEWAY_USER.password,
+      }),
     );
-    const [gwChild, baseChild, rlBaseChild] = children;
-    const rlBase = `http://127.0.0.1:${rlBasePort}`;
+    const [gwChild, baseChild, rlBaseChild, stateBaseChild] = children;
     const gw = `http://127.0.0.1:${gwPort}`;
-    const base = `http://127.0.0.1:${basePort}`;
+    const targets: Record<Scenario['target'], { url: string; pid: number | undefined }> = {
+      gateway: { url: gw, pid: gwChild?.pid },
+      baseline: { url: `http://127.0.0.1:${basePort}`, pid: baseChild?.pid },
+      'baseline-ratelimit': { url: `http://127.0.0.1:${rlBasePort}`, pid: rlBaseChild?.pid },
+      'baseline-state': { url: `http://127.0.0.1:${stateBasePort}`, pid: stateBaseChild?.pid },
+    };
     await Promise.all([
       waitHttp(`${gw}/readyz`),
-      waitHttp(`${base}/bare/none`),
-      waitHttp(`${rlBase}/`),
+      waitHttp(`${targets.baseline.url}/bare/none`),
+      waitHttp(`${targets['baseline-ratelimit'].url}/`),
+      waitHttp(`${targets['baseline-state'].url}/`),
     ]);
 
     const admin = { authorization: `Bearer ${adminToken}` };
@@ -279,11 +291,8 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) plan.push(...selected);
     const results = new Map<string, Measured>();
     for (const s of plan) {
-      const url = s.target === 'gateway' ? gw : s.target === 'baseline' ? base : rlBase;
+      const { url, pid } = targets[s.target];
       console.log(`\n${s.name} (${DURATION} s, ${CONNECTIONS} connections)`);
-      const pid = (
-        s.target === 'gateway' ? gwChild : s.target === 'baseline' ? baseChild : rlBaseChild
-      )?.pid;
       const cpu0 = cpuMicros(pid);
       const writes0 = writeCalls(pid);
       const redis0 = await redisCpuMicros(direct);

@@ -12,7 +12,7 @@ export interface Scenario {
   /** Table label. */
   name: string;
   id: string;
-  target: 'gateway' | 'baseline' | 'baseline-ratelimit';
+  target: 'gateway' | 'baseline' | 'baseline-ratelimit' | 'baseline-state';
   /** Id of the baseline scenario this one is compared with (ratio column). */
   baseline?: string;
   request(ctx: ScenarioContext): {

@@ -1,7 +1,9 @@
 /**
  * Session and idempotency scenarios: a session read that also slides the expiry (GET
  * ?touch=true) over 1000 live sessions, and `_begin` of a fresh idempotency key on every request
- * (each creates a record and its lock). Compared with the bare node:http + ioredis GET baseline.
+ * (each creates a record and its lock). Each is compared with a bare node:http + ioredis server
+ * running the same Lua script on the same keys (load/baseline-state.mjs): the ceiling of the
+ * storage design on this machine, without the service around it.
  */
 import type { Request } from 'autocannon';
 import type { Scenario } from '../types.js';
@@ -15,10 +17,23 @@ const run = `${process.pid.toString(36)}-${Date.now().toString(36)}`;
 
 export const stateScenarios: Scenario[] = [
   {
+    name: 'baseline session touch (bare node:http + ioredis, the same Lua)',
+    id: 'baseline-session-touch',
+    target: 'baseline-state',
+    request: (ctx) => ({
+      method: 'GET',
+      path: `/session/${ctx.sessions[0]}`,
+      setupRequest: (req: Request): Request => {
+        s = (s + 1) % ctx.sessions.length;
+        return { ...req, path: `/session/${ctx.sessions[s]}` };
+      },
+    }),
+  },
+  {
     name: 'session GET ?touch=true, 1k sessions',
     id: 'session-touch',
     target: 'gateway',
-    baseline: 'baseline-get',
+    baseline: 'baseline-session-touch',
     request: (ctx) => ({
       method: 'GET',
       path: `/v1/sessions/${ctx.sessions[0]}?touch=true`,
@@ -30,10 +45,22 @@ export const stateScenarios: Scenario[] = [
     }),
   },
   {
+    name: 'baseline idempotency _begin (bare node:http + ioredis, the same Lua)',
+    id: 'baseline-idempotency-begin',
+    target: 'baseline-state',
+    request: () => ({
+      method: 'POST',
+      path: `/idem/bench-${run}-0`,
+      headers: { 'content-type': 'application/json' },
+      body: '{"lockTtl":30,"ttl":300}',
+      setupRequest: (req: Request): Request => ({ ...req, path: `/idem/bench-${run}-${++k}` }),
+    }),
+  },
+  {
     name: 'idempotency _begin, fresh key each request',
     id: 'idempotency-begin',
     target: 'gateway',
-    baseline: 'baseline-get',
+    baseline: 'baseline-idempotency-begin',
     request: (ctx) => ({
       method: 'POST',
       path: `/v1/idempotency/bench-${run}-0/_begin`,

@@ -1,0 +1,87 @@
+// The baseline for the session and idempotency benchmarks: a bare node:http server that runs the
+// gateway's own Lua scripts through ioredis (EVALSHA) and answers JSON. It measures what the
+// storage design costs on this machine without the service around it: no auth, no validation,
+// no tenants, no problem answers, no metrics, no logging.
+//   GET  /session/<id>  the gateway's touch script on the session `bench:session:<id>` (the ones
+//                       the benchmark creates through the gateway), answering the hash as JSON
+//   POST /idem/<key>    the gateway's idempotency `_begin` script on `bare:idem:<key>`, 201
+// Connected through the same sentinels as the gateway.
+/* global process, console, URL, Buffer */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { Redis } from 'ioredis';
+
+const sentinels = process.env.REDIS_SENTINELS.split(',').map((s) => {
+  const [host, port] = s.split(':');
+  return { host, port: Number(port) };
+});
+const redis = new Redis({
+  sentinels,
+  name: process.env.REDIS_MASTER_NAME ?? 'mymaster',
+  username: process.env.REDIS_USERNAME,
+  password: process.env.REDIS_PASSWORD,
+  enableAutoPipelining: true,
+});
+
+/** A gateway script, with its library file spliced in at `-- @include` as src/redis/scripts.ts does. */
+function script(file, include) {
+  const read = (f) => readFileSync(new URL(`../src/${f}`, import.meta.url), 'utf8');
+  const lua = read(file);
+  return include === undefined ? lua : lua.replace('-- @include', read(include));
+}
+redis.defineCommand('touch', {
+  numberOfKeys: 1,
+  lua: script('modules/sessions/lua/touch-1.lua', 'modules/sessions/lua/common.lua'),
+});
+redis.defineCommand('begin', {
+  numberOfKeys: 1,
+  lua: script('modules/idempotency/lua/begin-1.lua'),
+});
+
+const LOCK_MS = 30_000;
+const TTL_MS = 300_000;
+
+function answer(res, status, body) {
+  const out = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(out),
+  });
+  res.end(out);
+}
+
+const server = createServer((req, res) => {
+  const fail = () => res.writeHead(503).end();
+  if (req.method === 'GET' && req.url.startsWith('/session/')) {
+    const id = req.url.slice('/session/'.length);
+    redis.touch(`bench:session:${id}`, Date.now(), 'bench:usess:', id, '1').then((flat) => {
+      if (flat === null) return res.writeHead(404).end();
+      const session = {};
+      for (let i = 0; i < flat.length; i += 2) session[flat[i]] = flat[i + 1];
+      answer(res, 200, session);
+    }, fail);
+    return;
+  }
+  if (req.method === 'POST' && req.url.startsWith('/idem/')) {
+    const key = req.url.slice('/idem/'.length);
+    req.resume(); // the body is not used
+    req.on('end', () => {
+      const token = randomBytes(32).toString('base64url');
+      redis
+        .begin(`bare:idem:${key}`, Date.now(), token, '', LOCK_MS, TTL_MS)
+        .then(([state, tok]) => answer(res, 201, { state, token: tok }), fail);
+    });
+    return;
+  }
+  res.writeHead(404).end();
+});
+
+await new Promise((resolve) => redis.once('ready', resolve));
+server.keepAliveTimeout = 72_000;
+server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('baseline ready'));
+process.once('SIGTERM', () => {
+  server.close();
+  redis.disconnect();
+  process.exit(0);
+});
