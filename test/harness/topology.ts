@@ -120,17 +120,31 @@ const encode = (args: string[]) =>
 
 /**
  * Sends one command over a raw socket and returns the parsed reply (no client library). On a data
- * node of a harness topology it logs in as the harness's admin user first.
+ * node of a harness topology it logs in as the harness's admin user first. Gives up after 1 s:
+ * callers poll with it, and a paused node must not hold a poll loop up.
  */
 export function rawCommand(port: number, ...args: string[]): Promise<Resp> {
+  return rawCommandWithin(1000, port, ...args);
+}
+
+/**
+ * rawCommand with its own deadline, for a one-off command whose failure fails a test: on a
+ * 2-core CI machine under contention a sentinel has been seen to take over a second to answer
+ * SENTINEL FAILOVER.
+ */
+export function rawCommandWithin(
+  timeoutMs: number,
+  port: number,
+  ...args: string[]
+): Promise<Resp> {
   const auth = dataNodeAuth.get(port);
   return new Promise((resolve, reject) => {
     const sock = createConnection({ host: HOST, port });
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new Error(`timeout talking to :${port}`));
-    }, 1000);
+      reject(new Error(`timeout talking to :${port} (${timeoutMs} ms)`));
+    }, timeoutMs);
     sock.on('connect', () => {
       sock.write((auth ? encode(['AUTH', ...auth]) : '') + encode(args));
     });

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
 import { type LedgerEntry, describeLedger, startCacheLoad, timeline } from '../harness/ledger.js';
-import { type Topology, rawCommand, startTopology } from '../harness/topology.js';
+import { type Topology, rawCommand, rawCommandWithin, startTopology } from '../harness/topology.js';
 
 const REQUEST_TIMEOUT_MS = 2000;
 const DOWN_AFTER_MS = 1000;
@@ -107,13 +107,21 @@ function expectSettledAfter(ledger: readonly LedgerEntry[], from: number): void 
   ).toBe(0);
 }
 
+/** Polls `check` until it holds; a check that throws (a node still starting) counts as not yet. */
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
   while (Date.now() < deadline) {
-    if (await check()) return;
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error('condition not met in time');
+  throw new Error(
+    `condition not met in time${lastError instanceof Error ? ` (last error: ${lastError.message})` : ''}`,
+  );
 }
 
 describe('master crash (kill -9) under load', () => {
@@ -204,7 +212,8 @@ describe('manual failover (SENTINEL FAILOVER), connections stay up', () => {
     const oldPort = await topology.masterPort();
     const load = startCacheLoad({ port, key, prefix: 'manual' });
     await new Promise((r) => setTimeout(r, 1000));
-    const reply = await rawCommand(
+    const reply = await rawCommandWithin(
+      5000,
       topology.sentinels[0]!.port,
       'SENTINEL',
       'FAILOVER',
