@@ -206,6 +206,30 @@ export function authorizeAll(principal: Principal, scope: string, what: string):
 }
 
 /**
+ * For a resource whose owner is known only once it has been read (a session by its id): passes
+ * when the principal holds `scope` without a glob (no read), or when `ownerOf()` names an owner
+ * its globs cover. An owner outside the globs, or no owner (the resource does not exist), throws
+ * `hidden()`, the resource's own not-found error: a confined key can neither act on nor learn of
+ * what lies outside its globs. Without `scope` at all, 403.
+ */
+export async function authorizeOwner(
+  principal: Principal,
+  scope: string,
+  ownerOf: () => Promise<string | undefined>,
+  hidden: () => Error,
+): Promise<void> {
+  const [capability, action] = splitScope(scope);
+  if (allowsAll(principal.scopes, capability, action)) return;
+  if (!hasCapability(principal.scopes, capability, action)) {
+    throw new AppError('SCOPE_MISSING', `This needs the "${scope}" scope.`);
+  }
+  const owner = await ownerOf();
+  if (owner === undefined || !allowsResource(principal.scopes, capability, action, owner)) {
+    throw hidden();
+  }
+}
+
+/**
  * Throws 403 unless the principal may act on this resource (scope globs such as `cache:read:ef:*`).
  * `field` names the request field holding the resource, for the problem body.
  */

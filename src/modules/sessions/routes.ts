@@ -4,11 +4,12 @@
  * the stored JSON of each data field spliced into the body, never re-encoded.
  *
  * Scopes: `session:read`, `session:write`. A resource glob (`session:read:tenant-a-*`) applies to
- * user ids: it covers create and the per-user routes; routes addressed by session id need the
- * scope without a glob (the id does not say whose session it is until it has been read).
+ * user ids. On a route addressed by session id, a key confined by a glob first reads the session's
+ * user (one HGET; a key without a glob skips it) and gets the same 404 as for an unknown id when
+ * the user is outside its globs, so nothing is read, written or revealed.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { authorizeAll, authorizeResource, principalOf } from '../../http/auth.js';
+import { type Principal, authorizeOwner, authorizeResource, principalOf } from '../../http/auth.js';
 import { emptyResponse, jsonResponse, problemResponses } from '../../http/openapi.js';
 import {
   CreateBody,
@@ -60,6 +61,15 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
   app,
   { service },
 ) => {
+  /** A route by session id: the key's globs must cover the session's user (see the header). */
+  const authorizeById = (principal: Principal, scope: string, id: string) =>
+    authorizeOwner(
+      principal,
+      scope,
+      () => service.ownerOf(principal.tenant, id),
+      () => service.notFound(),
+    );
+
   app.post(
     '/v1/sessions',
     {
@@ -112,10 +122,10 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      authorizeAll(
+      await authorizeById(
         principal,
         request.query.touch === true ? WRITE : READ,
-        'Reading a session by id',
+        request.params.id,
       );
       const s = await service.get(
         principal.tenant,
@@ -146,7 +156,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      authorizeAll(principal, WRITE, 'Changing a session by id');
+      await authorizeById(principal, WRITE, request.params.id);
       const s = await service.update(
         principal.tenant,
         request.params.id,
@@ -176,7 +186,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      authorizeAll(principal, WRITE, 'Touching a session by id');
+      await authorizeById(principal, WRITE, request.params.id);
       const s = await service.touch(principal.tenant, request.params.id);
       return reply.type(JSON_TYPE).send(renderTimes(s));
     },
@@ -201,7 +211,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      authorizeAll(principal, WRITE, 'Rotating a session by id');
+      await authorizeById(principal, WRITE, request.params.id);
       const s = await service.rotate(principal.tenant, request.params.id);
       return reply.type(JSON_TYPE).send(renderSession(s));
     },
@@ -224,7 +234,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      authorizeAll(principal, WRITE, 'Deleting a session by id');
+      await authorizeById(principal, WRITE, request.params.id);
       await service.delete(principal.tenant, request.params.id);
       return reply.code(204).send();
     },

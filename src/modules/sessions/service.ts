@@ -248,6 +248,18 @@ export function createSessionService(opts: SessionServiceOptions) {
       };
     },
 
+    /** The user a session belongs to (it never changes), or undefined when there is no such session. */
+    async ownerOf(tenant: string, id: string): Promise<string | undefined> {
+      const user = await redis.onMaster((r) => r.hget(sessionKey(tenant, id), 'u'));
+      return user ?? undefined;
+    },
+
+    /** The error for an unknown or expired session (also counted as a not-found event). */
+    notFound(): AppError {
+      event('not_found');
+      return notFound();
+    },
+
     /** Reads a session; `touch` also slides its idle expiry (one script call). */
     async get(tenant: string, id: string, touch: boolean): Promise<SessionRecord> {
       const key = sessionKey(tenant, id);

@@ -514,8 +514,48 @@ describe('isolation and scopes', () => {
         })
       ).statusCode,
     ).toBe(201);
-    // By session id the owner is unknown until read: a glob-restricted key is refused.
-    expectProblem(await get(glob, s.sessionId), 403, 'SCOPE_MISSING');
+    // By session id: the glob is checked against the session's user, read first.
+    const mine = await get(glob, s.sessionId, '?touch=true');
+    expect(mine.statusCode).toBe(200);
+    expect(mine.json()).toMatchObject({ sessionId: s.sessionId, userId: 'team-a-1' });
+  });
+
+  it("a user-glob key gets the unknown-id 404 on every by-id route of another user's session, and changes nothing", async () => {
+    const a = await newTenant(t.deps, SCOPES);
+    const other = await create(a, { userId: 'team-b-1', data: { cart: ['sku-1'] } });
+    const stored = keys.session(a.tenant, other.sessionId);
+    // The hash holds the last activity (a) and the expiry (e): any touch or merge shows here.
+    const before = await t.deps.redis.onMaster((r) => r.hgetall(stored));
+    const glob = await addKey(t.deps, a.tenant, [
+      'session:read:team-a-*',
+      'session:write:team-a-*',
+    ]);
+    const unknown = 'A'.repeat(43);
+    const byId = (id: string) => [
+      { method: 'GET' as const, url: `/v1/sessions/${id}` },
+      { method: 'GET' as const, url: `/v1/sessions/${id}?touch=true` },
+      { method: 'PATCH' as const, url: `/v1/sessions/${id}`, payload: { data: { cart: null } } },
+      { method: 'POST' as const, url: `/v1/sessions/${id}/_touch` },
+      { method: 'POST' as const, url: `/v1/sessions/${id}/_rotate` },
+      { method: 'DELETE' as const, url: `/v1/sessions/${id}` },
+    ];
+    for (const id of [other.sessionId, unknown]) {
+      for (const req of byId(id)) {
+        const res = await t.app.inject({ ...req, headers: glob.auth });
+        // The same answer as for an id that does not exist: the key learns nothing.
+        expectProblem(res, 404, 'SESSION_NOT_FOUND');
+      }
+    }
+    expect(await t.deps.redis.onMaster((r) => r.hgetall(stored))).toEqual(before);
+    // The owner's unrestricted key still has it, untouched.
+    const res = await get(a, other.sessionId);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ data: { cart: ['sku-1'] } });
+
+    // A glob on the read scope only: reads are confined, a touch needs session:write at all.
+    const reader = await addKey(t.deps, a.tenant, ['session:read:team-b-*']);
+    expect((await get(reader, other.sessionId)).statusCode).toBe(200);
+    expectProblem(await get(reader, other.sessionId, '?touch=true'), 403, 'SCOPE_MISSING');
   });
 });
 
