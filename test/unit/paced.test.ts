@@ -1,0 +1,66 @@
+/**
+ * The bench's open-loop generator (load/paced.ts): its HTTP answer parser, and one short run
+ * against a local node:http server (no Redis) checking that every due request is sent once, with
+ * its own setupRequest, and that statuses are counted. No timing is asserted.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { runPaced, takeResponses } from '../../load/paced.js';
+
+describe('takeResponses', () => {
+  it('splits answers that share a chunk and keeps an incomplete one for later', () => {
+    const a = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+    const b = 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n';
+    const c = 'HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nab';
+    const statuses: number[] = [];
+    const rest = takeResponses(Buffer.from(a + b + c), statuses);
+    expect(statuses).toEqual([200, 404]);
+    expect(rest.toString()).toBe(c);
+    expect(takeResponses(Buffer.concat([rest, Buffer.from('cde')]), statuses).length).toBe(0);
+    expect(statuses).toEqual([200, 404, 201]);
+  });
+
+  it('refuses an answer without Content-Length instead of miscounting', () => {
+    const chunked = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n';
+    expect(() => takeResponses(Buffer.from(chunked), [])).toThrow(/Content-Length/);
+  });
+});
+
+describe('runPaced', () => {
+  it('sends rate x duration requests, each built by setupRequest, and counts non-2xx', async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      const n = Number(req.url?.split('/').pop());
+      res.writeHead(n % 4 === 0 ? 404 : 200, { 'content-length': 2 }).end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      let i = 0;
+      const { port } = server.address() as AddressInfo;
+      const r = await runPaced({
+        url: `http://127.0.0.1:${port}`,
+        rate: 200,
+        durationSeconds: 1,
+        connections: 4,
+        request: {
+          method: 'POST',
+          path: '/x/0',
+          body: '{}',
+          setupRequest: (req) => ({ ...req, path: `/x/${++i}` }),
+        },
+      });
+      expect(r.total).toBe(200);
+      expect(r.unanswered).toBe(0);
+      expect(r.errors).toBe(0);
+      expect(r.non2xx).toBe(50);
+      expect(seen).toHaveLength(200);
+      expect(new Set(seen).size).toBe(200);
+      expect(seen.every((s) => s.startsWith('POST /x/'))).toBe(true);
+      expect(r.latency.p50).toBeGreaterThan(0);
+    } finally {
+      server.close();
+    }
+  });
+});
