@@ -119,6 +119,7 @@ const envShape = z.object({
   SESSION_MAX_LIFETIME_SECONDS: int(7 * 24 * 3600, 1, 10 * 365 * 24 * 3600),
   SESSION_MAX_DATA_BYTES: int(64 * 1024, 1, 16 * 1024 * 1024),
   SESSION_MAX_PER_USER: int(100, 1, 10_000),
+  SESSION_TOUCH_AFTER_SECONDS: int(0, 0, 24 * 3600),
 
   IDEMPOTENCY_TTL_SECONDS: int(24 * 3600, 1, 30 * 24 * 3600),
   IDEMPOTENCY_MAX_TTL_SECONDS: int(7 * 24 * 3600, 1, 365 * 24 * 3600),
@@ -272,6 +273,8 @@ export interface Config {
     readonly maxDataBytes: number;
     /** Live sessions one user may hold; creating one more revokes the least recently active. */
     readonly maxPerUser: number;
+    /** A touch this soon after the last recorded activity writes nothing (0: every touch writes). */
+    readonly touchAfterSeconds: number;
   };
   readonly idempotency: {
     readonly ttlSeconds: number;
@@ -389,6 +392,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       maxLifetimeSeconds: c.SESSION_MAX_LIFETIME_SECONDS,
       maxDataBytes: c.SESSION_MAX_DATA_BYTES,
       maxPerUser: c.SESSION_MAX_PER_USER,
+      touchAfterSeconds: c.SESSION_TOUCH_AFTER_SECONDS,
     },
     idempotency: {
       ttlSeconds: c.IDEMPOTENCY_TTL_SECONDS,

@@ -160,6 +160,7 @@ declare module 'ioredis' {
       indexPrefix: string,
       id: string,
       all: '0' | '1',
+      touchAfterMs: number,
     ): Result<string[] | null, Context>;
     /** See modules/sessions/lua/update-1.lua: [0], [-1, bytes] or [1, flat hash]. */
     sessionUpdate(

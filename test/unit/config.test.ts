@@ -96,6 +96,7 @@ describe('parseConfig', () => {
       maxLifetimeSeconds: 604_800,
       maxDataBytes: 65_536,
       maxPerUser: 100,
+      touchAfterSeconds: 0,
     });
     expect(c.idempotency.ttlSeconds).toBe(86_400);
     expect(c.idempotency.keyScope).toBe('api-key');
@@ -107,6 +108,16 @@ describe('parseConfig', () => {
     expect(parseConfig({ RATELIMIT_BATCH_MAX: '1' }).ratelimit.batchMax).toBe(1);
     for (const bad of ['0', '1001', 'many']) {
       expect(() => parseConfig({ RATELIMIT_BATCH_MAX: bad })).toThrow(/RATELIMIT_BATCH_MAX/);
+    }
+  });
+
+  it('writes every session touch unless SESSION_TOUCH_AFTER_SECONDS says otherwise', () => {
+    expect(parseConfig({}).sessions.touchAfterSeconds).toBe(0);
+    expect(parseConfig({ SESSION_TOUCH_AFTER_SECONDS: '60' }).sessions.touchAfterSeconds).toBe(60);
+    for (const bad of ['-1', '86401', '1.5', 'often']) {
+      expect(() => parseConfig({ SESSION_TOUCH_AFTER_SECONDS: bad })).toThrow(
+        /SESSION_TOUCH_AFTER_SECONDS/,
+      );
     }
   });
 

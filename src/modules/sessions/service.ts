@@ -18,6 +18,11 @@ export interface SessionLimits {
   maxLifetimeSeconds: number;
   maxDataBytes: number;
   maxPerUser: number;
+  /**
+   * A touch within this many seconds of the session's last recorded activity writes nothing (0:
+   * every touch writes). Capped per session at half its idle ttl (see touch-1.lua).
+   */
+  touchAfterSeconds: number;
 }
 
 export type SessionEventName =
@@ -25,6 +30,7 @@ export type SessionEventName =
   | 'evicted'
   | 'read'
   | 'touched'
+  | 'touch_throttled'
   | 'updated'
   | 'rotated'
   | 'deleted'
@@ -166,6 +172,7 @@ export function parseSessionHash(id: string, flat: readonly (string | number)[])
 
 export function createSessionService(opts: SessionServiceOptions) {
   const { redis, clock, limits } = opts;
+  const touchAfterMs = limits.touchAfterSeconds * 1000;
   const event = (e: SessionEventName, n = 1) => opts.onEvent?.(e, n);
 
   /** The key of a session id presented by a caller; a malformed id is simply unknown. */
@@ -267,11 +274,12 @@ export function createSessionService(opts: SessionServiceOptions) {
         const now = clock.nowMs();
         const flat = found(
           await redis.onMaster((r) =>
-            r.sessionTouch(key, now, keys.userSessionsPrefix(tenant), id, '1'),
+            r.sessionTouch(key, now, keys.userSessionsPrefix(tenant), id, '1', touchAfterMs),
           ),
         );
-        event('touched');
-        return parseSessionHash(id, flat);
+        const s = parseSessionHash(id, flat);
+        event(s.lastActivityAt === now ? 'touched' : 'touch_throttled');
+        return s;
       }
       const flat = await redis.onMaster((r) => r.hgetall(key));
       if (flat.u === undefined) found(null);
@@ -285,11 +293,12 @@ export function createSessionService(opts: SessionServiceOptions) {
       const now = clock.nowMs();
       const flat = found(
         await redis.onMaster((r) =>
-          r.sessionTouch(key, now, keys.userSessionsPrefix(tenant), id, '0'),
+          r.sessionTouch(key, now, keys.userSessionsPrefix(tenant), id, '0', touchAfterMs),
         ),
       );
-      event('touched');
-      return parseSessionHash(id, flat);
+      const s = parseSessionHash(id, flat);
+      event(s.lastActivityAt === now ? 'touched' : 'touch_throttled');
+      return s;
     },
 
     /** Merges top-level fields (null deletes one); `touch` also slides the expiry. */
