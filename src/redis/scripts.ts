@@ -92,7 +92,7 @@ declare module 'ioredis' {
     cachePut(
       entryKey: string,
       leaseKey: string,
-      envelope: Buffer,
+      envelope: Buffer | string,
       expireAtMs: number,
       condition: '' | 'match' | 'absent',
       expectedEtag: string,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import {
@@ -70,6 +70,40 @@ describe('cache envelope v1', () => {
     expect(etagOf('json', Buffer.from('[1]'))).toBe(etagOf('json', Buffer.from('[1]')));
     expect(etagOf('json', Buffer.from('[1]'))).not.toBe(etagOf('json', Buffer.from('[2]')));
     expect(etagOf('json', Buffer.from('[1]'))).not.toBe(etagOf('binary', Buffer.from('[1]')));
+  });
+
+  it('stores JSON given as text byte for byte as the same JSON given as bytes, compressed or not', () => {
+    const small = '{"a":"é€\\n,|","n":[1,2,3]}';
+    const big = JSON.stringify({
+      rows: Array.from({ length: 200 }, (_, i) => ({ id: i, x: 'é' })),
+    });
+    for (const text of [small, big]) {
+      const bytes = Buffer.from(text, 'utf8');
+      const m = meta({ etag: etagOf('json', text), tags: ['org:42'] });
+      const fromText = encodeEnvelope(m, text, 1024);
+      const fromBytes = encodeEnvelope(m, bytes, 1024);
+      expect(fromText.savedBytes).toBe(fromBytes.savedBytes);
+      const stored =
+        typeof fromText.stored === 'string'
+          ? Buffer.from(fromText.stored, 'utf8')
+          : fromText.stored;
+      expect(stored.equals(fromBytes.stored)).toBe(true);
+      expect(decodeEnvelope(stored).payload.equals(bytes)).toBe(true);
+    }
+    // Small text stays a string (handed to Redis as is); big text is compressed into bytes.
+    expect(typeof encodeEnvelope(meta(), small, 1024).stored).toBe('string');
+    expect(Buffer.isBuffer(encodeEnvelope(meta(), big, 1024).stored)).toBe(true);
+  });
+
+  it('keeps the ETag of earlier versions: SHA-256 of the encoding letter and the bytes, text or not', () => {
+    const text = '{"price":42.5,"name":"é"}';
+    const before = createHash('sha256')
+      .update('j')
+      .update(Buffer.from(text))
+      .digest('base64url')
+      .slice(0, 22);
+    expect(etagOf('json', text)).toBe(before);
+    expect(etagOf('json', Buffer.from(text))).toBe(before);
   });
 
   it('refuses unknown versions, encodings, compressions and damaged data as STORED_FORMAT_UNSUPPORTED', () => {

@@ -176,14 +176,14 @@ export function createCacheService(opts: CacheServiceOptions) {
         'CACHE_MAX_TTL_SECONDS',
       );
     }
-    const payload =
-      item.encoding === 'json'
-        ? Buffer.from(JSON.stringify(item.value), 'utf8')
-        : (item.value as Buffer);
-    if (payload.length > limits.maxValueBytes) {
+    // JSON stays text (its UTF-8 length measured, not encoded) until the envelope needs bytes.
+    const payload: Buffer | string =
+      item.encoding === 'json' ? JSON.stringify(item.value) : (item.value as Buffer);
+    const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (bytes > limits.maxValueBytes) {
       throw new AppError(
         'VALUE_TOO_LARGE',
-        `${field}.value is ${payload.length} bytes; the limit is ${limits.maxValueBytes}.`,
+        `${field}.value is ${bytes} bytes; the limit is ${limits.maxValueBytes}.`,
         {
           errors: [
             {
@@ -203,12 +203,13 @@ export function createCacheService(opts: CacheServiceOptions) {
       { encoding: item.encoding, freshUntilMs, expiresAtMs, etag, tags },
       payload,
       limits.compressMinBytes,
+      bytes,
     );
     const condition =
       item.condition === undefined ? '' : 'match' in item.condition ? 'match' : 'absent';
     const expected =
       item.condition !== undefined && 'match' in item.condition ? item.condition.match : '';
-    opts.onStored?.(payload.length, savedBytes);
+    opts.onStored?.(bytes, savedBytes);
     const entryKey = keys.cache(tenant, item.key);
     return {
       args: [
