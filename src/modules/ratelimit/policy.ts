@@ -9,7 +9,7 @@
  * the API-gateway hook limits: the client address or a request header) and `overrides` (another
  * definition for identifiers matching a glob; the first match wins).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -197,7 +197,7 @@ function limiterOf(def: BaseDefinition): Limiter {
 
 function limiterParams(def: BaseDefinition): Omit<Limiter, 'args'> {
   const fp = (...parts: (string | number)[]) =>
-    createHash('sha256').update(parts.join('|')).digest('base64url').slice(0, 16);
+    hash('sha256', parts.join('|'), 'base64url').slice(0, 16);
   switch (def.algorithm) {
     case 'token_bucket': {
       const refillPerMs = def.refillPerSecond / 1000;

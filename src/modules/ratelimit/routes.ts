@@ -3,7 +3,7 @@
  * call (/v1/ratelimit/hook/{policy}/...), and the per-tenant policies of the admin API
  * (/v1/admin/tenants/{tenant}/policies).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -194,7 +194,7 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
         const value = Array.isArray(v) ? v.join(',') : v;
         if (value !== undefined && value !== '') {
           // Hashed: credentials in headers never reach Redis keys in clear.
-          return `h:${createHash('sha256').update(value).digest('base64url').slice(0, 22)}`;
+          return `h:${hash('sha256', value, 'base64url').slice(0, 22)}`;
         }
       }
       return `ip:${request.ip}`;
