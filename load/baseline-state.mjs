@@ -3,7 +3,8 @@
 // storage design costs on this machine without the service around it: no auth, no validation,
 // no tenants, no problem answers, no metrics, no logging.
 //   GET  /session/<id>  the gateway's touch script on the session `bench:session:<id>` (the ones
-//                       the benchmark creates through the gateway), answering the hash as JSON
+//                       the benchmark creates through the gateway; every touch writes, as with
+//                       the gateway's default SESSION_TOUCH_AFTER_SECONDS=0), answering the hash
 //   POST /idem/<key>    the gateway's idempotency `_begin` script on `bare:idem:<key>`, 201
 // Connected through the same sentinels as the gateway.
 /* global process, console, URL, Buffer */
@@ -55,7 +56,7 @@ const server = createServer((req, res) => {
   const fail = () => res.writeHead(503).end();
   if (req.method === 'GET' && req.url.startsWith('/session/')) {
     const id = req.url.slice('/session/'.length);
-    redis.touch(`bench:session:${id}`, Date.now(), 'bench:usess:', id, '1').then((flat) => {
+    redis.touch(`bench:session:${id}`, Date.now(), 'bench:usess:', id, '1', 0).then((flat) => {
       if (flat === null) return res.writeHead(404).end();
       const session = {};
       for (let i = 0; i < flat.length; i += 2) session[flat[i]] = flat[i + 1];
