@@ -221,7 +221,7 @@ export async function authorizeOwner(
   const [capability, action] = splitScope(scope);
   if (allowsAll(principal.scopes, capability, action)) return;
   if (!hasCapability(principal.scopes, capability, action)) {
-    throw new AppError('SCOPE_MISSING', `This needs the "${scope}" scope.`);
+    throw new AppError('SCOPE_MISSING', `The API key lacks the "${scope}" scope.`);
   }
   const owner = await ownerOf();
   if (owner === undefined || !allowsResource(principal.scopes, capability, action, owner)) {
