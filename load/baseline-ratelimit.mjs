@@ -1,22 +1,12 @@
 // The baseline for the rate-limit benchmark: a bare node:http server that reads {"key": ...},
 // runs a textbook token-bucket Lua script through ioredis (EVALSHA) and answers JSON. No auth,
 // no validation, no policies, no headers, no metrics. Connected through the same sentinels.
-/* global process, console, URL, Buffer */
+/* global URL, Buffer */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { Redis } from 'ioredis';
+import { connectBaselineRedis, listenBaseline } from './baseline-common.mjs';
 
-const sentinels = process.env.REDIS_SENTINELS.split(',').map((s) => {
-  const [host, port] = s.split(':');
-  return { host, port: Number(port) };
-});
-const redis = new Redis({
-  sentinels,
-  name: process.env.REDIS_MASTER_NAME ?? 'mymaster',
-  username: process.env.REDIS_USERNAME,
-  password: process.env.REDIS_PASSWORD,
-  enableAutoPipelining: true,
-});
+const redis = await connectBaselineRedis({ enableAutoPipelining: true });
 redis.defineCommand('tokenBucket', {
   numberOfKeys: 1,
   lua: readFileSync(new URL('./baseline-token-bucket.lua', import.meta.url), 'utf8'),
@@ -51,11 +41,4 @@ const server = createServer((req, res) => {
   });
 });
 
-await new Promise((resolve) => redis.once('ready', resolve));
-server.keepAliveTimeout = 72_000;
-server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('baseline ready'));
-process.once('SIGTERM', () => {
-  server.close();
-  redis.disconnect();
-  process.exit(0);
-});
+listenBaseline(server, redis);

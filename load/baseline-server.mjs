@@ -3,18 +3,9 @@
 // through the same sentinels as the gateway. Plain JS, run with plain node, like dist/main.js.
 /* global process, console */
 import Fastify from 'fastify';
-import { Redis } from 'ioredis';
+import { connectBaselineRedis } from './baseline-common.mjs';
 
-const sentinels = process.env.REDIS_SENTINELS.split(',').map((s) => {
-  const [host, port] = s.split(':');
-  return { host, port: Number(port) };
-});
-const redis = new Redis({
-  sentinels,
-  name: process.env.REDIS_MASTER_NAME ?? 'mymaster',
-  username: process.env.REDIS_USERNAME,
-  password: process.env.REDIS_PASSWORD,
-});
+const redis = await connectBaselineRedis();
 const app = Fastify({ logger: false });
 
 app.get('/bare/:key', async (request, reply) => {
@@ -23,7 +14,6 @@ app.get('/bare/:key', async (request, reply) => {
   return reply.type('application/json').send(value);
 });
 
-await new Promise((resolve) => redis.once('ready', resolve));
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
 console.log('baseline ready');
 process.once('SIGTERM', () => {

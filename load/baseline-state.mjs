@@ -7,23 +7,13 @@
 //                       the gateway's default SESSION_TOUCH_AFTER_SECONDS=0), answering the hash
 //   POST /idem/<key>    the gateway's idempotency `_begin` script on `bare:idem:<key>`, 201
 // Connected through the same sentinels as the gateway.
-/* global process, console, URL, Buffer */
+/* global URL, Buffer */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { Redis } from 'ioredis';
+import { connectBaselineRedis, listenBaseline } from './baseline-common.mjs';
 
-const sentinels = process.env.REDIS_SENTINELS.split(',').map((s) => {
-  const [host, port] = s.split(':');
-  return { host, port: Number(port) };
-});
-const redis = new Redis({
-  sentinels,
-  name: process.env.REDIS_MASTER_NAME ?? 'mymaster',
-  username: process.env.REDIS_USERNAME,
-  password: process.env.REDIS_PASSWORD,
-  enableAutoPipelining: true,
-});
+const redis = await connectBaselineRedis({ enableAutoPipelining: true });
 
 /** A gateway script, with its library file spliced in at `-- @include` as src/redis/scripts.ts does. */
 function script(file, include) {
@@ -78,11 +68,4 @@ const server = createServer((req, res) => {
   res.writeHead(404).end();
 });
 
-await new Promise((resolve) => redis.once('ready', resolve));
-server.keepAliveTimeout = 72_000;
-server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('baseline ready'));
-process.once('SIGTERM', () => {
-  server.close();
-  redis.disconnect();
-  process.exit(0);
-});
+listenBaseline(server, redis);
