@@ -35,6 +35,8 @@ export interface PacedOptions {
   /** Sockets in the pool: the most requests in flight at once. */
   connections: number;
   request: PacedRequest;
+  /** How long to wait for the last answers once every request is sent (default 1000 ms). */
+  drainMs?: number;
 }
 
 export interface PacedResult {
@@ -179,8 +181,8 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
     };
     tick();
   });
-  // Give the last requests up to a second to be answered, then stop.
-  const deadline = performance.now() + 1000;
+  // Give the last requests a moment to be answered, then stop.
+  const deadline = performance.now() + (opts.drainMs ?? 1000);
   while (latencies.length + errors < total && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -44,6 +44,8 @@ describe('runPaced', () => {
         rate: 200,
         durationSeconds: 1,
         connections: 4,
+        // A loaded CI machine may stall: wait for every answer rather than count stragglers.
+        drainMs: 10_000,
         request: {
           method: 'POST',
           path: '/x/0',
