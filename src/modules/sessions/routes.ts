@@ -111,7 +111,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
         tags: TAGS,
         summary: 'Read a session',
         description:
-          'The session with its data. `?touch=true` also slides the idle expiry in the same Redis round trip. Unknown and expired ids get the same 404.',
+          'The session with its data. `?touch=true` also slides the idle expiry in the same Redis round trip (where the deployment throttles touches, SESSION_TOUCH_AFTER_SECONDS, a touch soon after the last recorded activity writes nothing and `lastActivityAt` stays as it was). Unknown and expired ids get the same 404.',
         params: IdParams,
         querystring: GetQuery,
         response: {
@@ -176,7 +176,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<SessionRoutesOptions> = async 
         tags: TAGS,
         summary: 'Slide the idle expiry',
         description:
-          "Moves the expiry to now + the session's idle ttl, never past its absolute lifetime.",
+          "Moves the expiry to now + the session's idle ttl, never past its absolute lifetime (subject to the deployment's touch throttling, SESSION_TOUCH_AFTER_SECONDS, as for `?touch=true`).",
         params: IdParams,
         response: {
           200: jsonResponse('The new expiry.', SessionTimesResult),
