@@ -222,6 +222,8 @@ export interface Topology {
   readonly sentinels: { host: string; port: number }[];
   readonly downAfterMs: number;
   node(name: string): RedisNode;
+  /** The last `lines` lines of every node's log, labelled: for the message of a failed test. */
+  logTails(lines?: number): string;
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
   pause(name: string): void;
   resume(name: string): void;
@@ -353,7 +355,9 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     const exited = running.map((p) => new Promise((r) => p.once('exit', r)));
     for (const p of running) p.kill('SIGKILL');
     await Promise.all(exited);
-    rmSync(dir, { recursive: true, force: true });
+    // HARNESS_KEEP=1 keeps the nodes' logs and data for a post-mortem (the path goes to stderr).
+    if (process.env.HARNESS_KEEP === '1') console.error(`harness topology kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   };
 
   try {
@@ -443,6 +447,19 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       }
       launch(n);
       await waitUp(n);
+    },
+    logTails(lines = 40) {
+      return all
+        .map((n) => {
+          let text: string;
+          try {
+            text = readFileSync(join(dir, `${n.name}.log`), 'utf8');
+          } catch (e) {
+            text = `(no log: ${(e as Error).message})`;
+          }
+          return `--- ${n.name} :${n.port}\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`;
+        })
+        .join('\n');
     },
     masterPort: masterPortNow,
     async waitForNewMaster(oldPort, timeoutMs = 20_000) {

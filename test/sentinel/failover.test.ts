@@ -6,7 +6,7 @@
  * Retry-After (never a 500, never a hang past the request deadline), and the gateway serves again
  * on the new master without a restart.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
 import { type LedgerEntry, describeLedger, startCacheLoad, timeline } from '../harness/ledger.js';
 import { type Topology, rawCommand, rawCommandWithin, startTopology } from '../harness/topology.js';
@@ -31,6 +31,14 @@ beforeAll(async () => {
   await gw.app.listen({ port: 0, host: '127.0.0.1' });
   port = (gw.app.server.address() as { port: number }).port;
   key = (await newTenant(gw.deps, ['cache:read', 'cache:write'])).key;
+});
+
+// A failover test that fails on a loaded CI machine is hard to reproduce: its message carries
+// what Redis and the sentinels logged (promotion, replica resync, NOREPLICAS causes).
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail') {
+    console.error(`Redis and sentinel logs after "${ctx.task.name}":\n${topology.logTails()}`);
+  }
 });
 
 afterAll(async () => {
