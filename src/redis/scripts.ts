@@ -54,6 +54,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
   ...(
     [
       ['sessionCreate', 'create-2.lua', 2, true],
+      ['sessionRead', 'read-1.lua', 1, true],
       ['sessionTouch', 'touch-1.lua', 1, true],
       ['sessionUpdate', 'update-1.lua', 1, true],
       ['sessionRotate', 'rotate-2.lua', 2, true],
@@ -66,6 +67,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
     file: `modules/sessions/lua/${file}`,
     numberOfKeys,
     ...(common ? { include: [SESSION_COMMON] } : {}),
+    ...(name === 'sessionRead' ? { readOnly: true } : {}),
   })),
   ...(
     [
@@ -153,7 +155,9 @@ declare module 'ioredis' {
       indexKey: string,
       ...args: (string | number)[]
     ): Result<[number, number], Context>;
-    /** See modules/sessions/lua/touch-1.lua: the hash as a flat list, or null. */
+    /** See modules/sessions/lua/read-1.lua: the session as a flat list, or null. */
+    sessionRead(sessionKey: string): Result<(string | number)[] | null, Context>;
+    /** See modules/sessions/lua/touch-1.lua: the session as a flat list, or null. */
     sessionTouch(
       sessionKey: string,
       now: number,
@@ -161,12 +165,12 @@ declare module 'ioredis' {
       id: string,
       all: '0' | '1',
       touchAfterMs: number,
-    ): Result<string[] | null, Context>;
+    ): Result<(string | number)[] | null, Context>;
     /** See modules/sessions/lua/update-1.lua: [0], [-1, bytes] or [1, flat hash]. */
     sessionUpdate(
       sessionKey: string,
       ...args: (string | number)[]
-    ): Result<[number, (string[] | number)?], Context>;
+    ): Result<[number, ((string | number)[] | number)?], Context>;
     /** See modules/sessions/lua/rotate-2.lua: the new hash as a flat list, [-1], or null. */
     sessionRotate(
       oldKey: string,

@@ -3,8 +3,9 @@
  * field its own hash field holding that field's JSON text (a merge rewrites only the fields it
  * names; values are never re-encoded), and a per-user sorted set of ids scored by expiry (trailing
  * it by up to a tenth of the idle ttl, see lua/common.lua), kept in step by the scripts in lua/.
- * A plain read is one HGETALL on the master (a replica could still hold a session that was just
- * deleted or rotated away); everything else is one script call.
+ * A session's expiry is its key's, and its last activity is derived from that (common.lua), so a
+ * touch writes one thing. Every operation is one script call on the master (a replica could
+ * still hold a session that was just deleted or rotated away); a plain read's is read-only.
  */
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
@@ -116,7 +117,10 @@ function dataPairs(data: Record<string, unknown>, nullDeletes: boolean): [string
   return [out, bytes];
 }
 
-/** A session hash as returned by HGETALL (flat field, value list) turned into a record. */
+/**
+ * A session as the scripts return it (the hash as a flat field, value list, with the derived last
+ * activity and expiry appended) turned into a record. A field given twice takes its last value.
+ */
 export function parseSessionHash(id: string, flat: readonly (string | number)[]): SessionRecord {
   let userId = '';
   let c = 0;
@@ -281,10 +285,9 @@ export function createSessionService(opts: SessionServiceOptions) {
         event(s.lastActivityAt === now ? 'touched' : 'touch_throttled');
         return s;
       }
-      const flat = await redis.onMaster((r) => r.hgetall(key));
-      if (flat.u === undefined) found(null);
+      const flat = found(await redis.onMaster((r) => r.sessionRead(key)));
       event('read');
-      return parseSessionHash(id, Object.entries(flat).flat());
+      return parseSessionHash(id, flat);
     },
 
     /** Slides the idle expiry (never past the absolute expiry). */
@@ -325,7 +328,7 @@ export function createSessionService(opts: SessionServiceOptions) {
       if (res[0] === 0) found(null);
       if (res[0] === -1) throw tooLarge(Number(res[1]), limits.maxDataBytes);
       event('updated');
-      return parseSessionHash(id, res[1] as string[]);
+      return parseSessionHash(id, res[1] as (string | number)[]);
     },
 
     /** A new id for the same session; the old id stops working in the same step. */

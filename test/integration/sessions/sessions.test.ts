@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../../src/app.js';
 import { parseConfig } from '../../../src/config.js';
 import { createDeps } from '../../../src/deps.js';
+import { parseSessionHash } from '../../../src/modules/sessions/service.js';
 import { keys } from '../../../src/redis/keys.js';
 import {
   type TestTenant,
@@ -320,6 +321,87 @@ describe('expiry', () => {
       404,
       'SESSION_NOT_FOUND',
     );
+  });
+});
+
+describe('storage of the last activity and expiry', () => {
+  // Driven through the touch script with chosen clocks (a gateway's `now`), so no test sleeps.
+  it('a slide writes only the key expiry; once capped, only the `a` field; never backwards', async () => {
+    const a = await newTenant(t.deps, SCOPES);
+    const s = await create(a, { userId: 'u', ttl: 10, maxLifetime: 30 });
+    const t0 = Date.parse(s.createdAt);
+    const abs = Date.parse(s.absoluteExpiresAt);
+    const key = keys.session(a.tenant, s.sessionId);
+    const redis = await adminRedis(t);
+    const touch = async (now: number) => {
+      const flat = await t.deps.redis.primary.sessionTouch(
+        key,
+        now,
+        keys.userSessionsPrefix(a.tenant),
+        s.sessionId,
+        '0',
+        0,
+      );
+      const rec = parseSessionHash(s.sessionId, flat ?? []);
+      return [rec.lastActivityAt, rec.expiresAt];
+    };
+    try {
+      const hash = await redis.hgetall(key);
+      // `e` is the expiry at create, kept for older versions during a rolling upgrade.
+      expect(hash.e).toBe(String(t0 + 10_000));
+      expect(await redis.pexpiretime(key)).toBe(t0 + 10_000);
+
+      // Uncapped: the expiry moves, the hash stays as it was.
+      expect(await touch(t0 + 500)).toEqual([t0 + 500, t0 + 10_500]);
+      expect(await redis.pexpiretime(key)).toBe(t0 + 10_500);
+      expect(await redis.hgetall(key)).toEqual(hash);
+
+      // A gateway whose clock is behind cannot shorten the session.
+      expect(await touch(t0 + 200)).toEqual([t0 + 500, t0 + 10_500]);
+      expect(await redis.pexpiretime(key)).toBe(t0 + 10_500);
+
+      // Capped at the absolute expiry: the expiry cannot tell the last activity any more.
+      expect(await touch(t0 + 25_000)).toEqual([t0 + 25_000, abs]);
+      expect(await redis.pexpiretime(key)).toBe(abs);
+      expect(await redis.hget(key, 'a')).toBe(String(t0 + 25_000));
+      expect(await touch(t0 + 26_000)).toEqual([t0 + 26_000, abs]);
+      expect(await redis.hget(key, 'a')).toBe(String(t0 + 26_000));
+
+      // Readers derive both, also past stale `a`/`e` fields an older version left in the hash.
+      await redis.hset(key, 'e', '1', 'z', String(t0 + 10_000));
+      const read = body<Session>(await get(a, s.sessionId));
+      expect([read.lastActivityAt, read.expiresAt]).toEqual([
+        new Date(t0 + 26_000).toISOString(),
+        s.absoluteExpiresAt,
+      ]);
+      const [listed] = (await list(a, 'u')).sessions as unknown as Session[];
+      expect([listed?.lastActivityAt, listed?.expiresAt]).toEqual([
+        read.lastActivityAt,
+        read.expiresAt,
+      ]);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('an uncapped session stored by an older version (with `a` and `e` fields) reads alike', async () => {
+    const a = await newTenant(t.deps, SCOPES);
+    const s = await create(a, { userId: 'u', ttl: 60 });
+    const key = keys.session(a.tenant, s.sessionId);
+    const redis = await adminRedis(t);
+    try {
+      // What an older version's slide left: a and e written with the expiry.
+      const t1 = Date.parse(s.createdAt) + 1000;
+      await redis.hset(key, 'a', String(t1), 'e', String(t1 + 60_000));
+      await redis.pexpireat(key, t1 + 60_000);
+      const read = body<Session>(await get(a, s.sessionId));
+      expect([read.lastActivityAt, read.expiresAt]).toEqual([
+        new Date(t1).toISOString(),
+        new Date(t1 + 60_000).toISOString(),
+      ]);
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

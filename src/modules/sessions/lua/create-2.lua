@@ -26,10 +26,12 @@ prune_index(KEYS[2], ARGV[8], now)
 local evicted = 0
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[7]) + 1
 if over > 0 then
-  -- The least recently active by their `a` fields (index scores trail activity).
+  -- The least recently active by their last activity (index scores trail it).
   local by = {}
   for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    by[#by + 1] = {id, tonumber(redis.call('HGET', ARGV[8] .. id, 'a')) or 0}
+    local key = ARGV[8] .. id
+    local h = redis.call('HMGET', key, 'i', 'x', 'a')
+    by[#by + 1] = {id, h[1] and times(key, h[1], h[2], h[3]) or 0}
   end
   table.sort(by, function(p, q)
     if p[2] ~= q[2] then return p[2] < q[2] end
@@ -41,6 +43,7 @@ if over > 0 then
   end
 end
 
+-- `e` only for older gateway versions during a rolling upgrade (see common.lua).
 local fields = {'u', ARGV[4], 'c', now, 'a', now, 'i', ARGV[2], 'x', ARGV[3], 'e', exp,
   'z', exp, 'm', ARGV[5], 's', ARGV[6]}
 for i = 10, #ARGV, 2 do

@@ -1,7 +1,7 @@
 --[[
   One page of a user's live sessions, most recently active first (ties by id); prunes expired
   index entries. Reads every entry of the index (at most SESSION_MAX_PER_USER live ones, as
-  revoke-all does): index scores trail activity (see common.lua), the hashes' `a` fields do not.
+  revoke-all does): index scores trail activity (see common.lua), the sessions' expiries do not.
 
   KEYS[1]  the user's index: <tenant>:usess:<userId>
   ARGV[1]  now (Unix ms)
@@ -17,9 +17,11 @@ local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - INDEX_LAG_MAX))
 local live = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = redis.call('HMGET', ARGV[2] .. id, 'c', 'a', 'e', 'm')
+  local key = ARGV[2] .. id
+  local h = redis.call('HMGET', key, 'c', 'i', 'x', 'a', 'm')
   if h[1] then
-    live[#live + 1] = {id, h[1], h[2], h[3], h[4], tonumber(h[2])}
+    local last, exp = times(key, h[2], h[3], h[4])
+    live[#live + 1] = {id, h[1], last, exp, h[5], last}
   else
     redis.call('ZREM', KEYS[1], id)
   end

@@ -10,17 +10,19 @@
   ARGV[4]  the new id
 
   Returns  false when the session does not exist; {-1} the new id exists (never expected);
-           else the new session as field, value, ...
+           else the new session as field, value, ..., its last activity and
+           expiry last (see common.lua)
 ]]
 -- @include
-local user = redis.call('HGET', KEYS[1], 'u')
+local cur = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 'a')
+local user = cur[1]
 if not user then return false end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1} end
-redis.call('RENAME', KEYS[1], KEYS[2])
-local exp = redis.call('HGET', KEYS[2], 'e')
+redis.call('RENAME', KEYS[1], KEYS[2]) -- keeps the expiry
+local last, exp = times(KEYS[2], cur[2], cur[3], cur[4])
 redis.call('HSET', KEYS[2], 'r', ARGV[1], 'z', exp)
 local index = ARGV[2] .. user
 redis.call('ZREM', index, ARGV[3])
 redis.call('ZADD', index, exp, ARGV[4])
 expire_index(index) -- the ZREM may have emptied (deleted) the index: ZADD made it anew
-return redis.call('HGETALL', KEYS[2])
+return with_times(redis.call('HGETALL', KEYS[2]), last, exp)

@@ -12,10 +12,11 @@
   ARGV[6..] field name, JSON text or '' (delete), ...
 
   Returns  {0} no such session; {-1, bytes} the merged data would be `bytes` long (over the
-           cap; nothing changed); {1, {field, value, ...}} the whole session after the merge.
+           cap; nothing changed); {1, {field, value, ...}} the whole session after the merge, its last
+           activity and expiry last (see common.lua).
 ]]
 -- @include
-local cur = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 's', 'z')
+local cur = redis.call('HMGET', KEYS[1], 'u', 'i', 'x', 's', 'z', 'a')
 if not cur[1] then return {0} end
 local size = tonumber(cur[4] or '0')
 for i = 6, #ARGV, 2 do
@@ -39,5 +40,8 @@ for i = 1, #dels, 1000 do
   redis.call('HDEL', KEYS[1], unpack(dels, i, math.min(i + 999, #dels)))
 end
 hset_all(KEYS[1], sets)
-if ARGV[5] == '1' then slide(KEYS[1], ARGV[2], ARGV[3], tonumber(ARGV[1]), cur[1], cur[2], cur[3], cur[5]) end
-return {1, redis.call('HGETALL', KEYS[1])}
+local last, exp = times(KEYS[1], cur[2], cur[3], cur[6])
+if ARGV[5] == '1' then
+  last, exp = slide(KEYS[1], ARGV[2], ARGV[3], tonumber(ARGV[1]), cur[1], cur[2], cur[3], cur[5], exp)
+end
+return {1, with_times(redis.call('HGETALL', KEYS[1]), last, exp)}
