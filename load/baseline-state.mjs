@@ -27,7 +27,7 @@ redis.defineCommand('touch', {
 });
 redis.defineCommand('begin', {
   numberOfKeys: 1,
-  lua: script('modules/idempotency/lua/begin-1.lua'),
+  lua: script('modules/idempotency/lua/begin-1.lua', 'modules/idempotency/lua/common.lua'),
 });
 
 const LOCK_MS = 30_000;

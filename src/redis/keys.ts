@@ -112,7 +112,8 @@ export const keys = {
   userSessionsPrefix: (tenant: string): string => tenantPrefix(tenant, 'usess'),
 
   /**
-   * One idempotency record, a hash: `<tenant>:idem:<owner>:<key>`, where the owner is the API key
+   * One idempotency record, a string (modules/idempotency/lua/common.lua; a hash when written by
+   * an earlier version): `<tenant>:idem:<owner>:<key>`, where the owner is the API key
    * id (records of one key are invisible to the tenant's other keys) or `*` when the tenant's keys
    * share them (IDEMPOTENCY_KEY_SCOPE=tenant). Key ids never contain ':'.
    */

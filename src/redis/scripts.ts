@@ -35,6 +35,7 @@ const RATELIMIT_ALGORITHMS = [
 
 const SESSION_COMMON = 'modules/sessions/lua/common.lua';
 const QUEUE_COMMON = 'modules/queues/lua/common.lua';
+const IDEMPOTENCY_COMMON = 'modules/idempotency/lua/common.lua';
 
 export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'cachePut', file: 'modules/cache/lua/put-2.lua', numberOfKeys: 2 },
@@ -83,9 +84,18 @@ export const SCRIPTS: readonly ScriptDef[] = [
     numberOfKeys,
     ...(common ? { include: [QUEUE_COMMON] } : {}),
   })),
-  { name: 'idempotencyBegin', file: 'modules/idempotency/lua/begin-1.lua', numberOfKeys: 1 },
-  { name: 'idempotencyComplete', file: 'modules/idempotency/lua/complete-1.lua', numberOfKeys: 1 },
-  { name: 'idempotencyRelease', file: 'modules/idempotency/lua/release-1.lua', numberOfKeys: 1 },
+  ...(
+    [
+      ['idempotencyBegin', 'begin-1.lua'],
+      ['idempotencyComplete', 'complete-1.lua'],
+      ['idempotencyRelease', 'release-1.lua'],
+    ] as const
+  ).map(([name, file]) => ({
+    name,
+    file: `modules/idempotency/lua/${file}`,
+    numberOfKeys: 1,
+    include: [IDEMPOTENCY_COMMON],
+  })),
 ];
 
 declare module 'ioredis' {

@@ -4,9 +4,11 @@
  * input, per-API-key and per-tenant scoping, durable writes.
  */
 import { describe, expect, it } from 'vitest';
+import { keys } from '../../../src/redis/keys.js';
 import {
   type TestTenant,
   addKey,
+  adminRedis,
   body,
   buildTestApp,
   expectProblem,
@@ -130,6 +132,107 @@ describe('begin, complete, replay', () => {
       404,
       'IDEMPOTENCY_KEY_NOT_FOUND',
     );
+  });
+});
+
+describe('the stored record', () => {
+  it('is one string; a fingerprint and a response holding the separator round-trip', async () => {
+    const a = await newTenant(t.deps, USE);
+    const key = freshKey();
+    const record = keys.idempotency(a.tenant, a.keyId, key);
+    const fingerprint = 'sha256:a|b|7|\n|';
+    const response = { status: 200, body: { note: '|i1|s|x|1|2|', lines: 'a\nb' } };
+    const started = body<Begin>(await begin(a, key, { fingerprint, lockTtl: 30, ttl: 600 }));
+    const redis = await adminRedis(t);
+    try {
+      expect(await redis.type(record)).toBe('string');
+      const pttl = await redis.pttl(record);
+      expect(pttl).toBeGreaterThan(590_000);
+      expect(pttl).toBeLessThanOrEqual(600_000);
+      const stored = String(await redis.get(record));
+      expect(stored).toMatch(
+        new RegExp(`^i1\\|s\\|${started.token}\\|\\d{13}\\|\\d{13}\\|600000\\|\\|15\\|`),
+      );
+      expect(stored.endsWith(fingerprint)).toBe(true);
+
+      expectProblem(
+        await begin(a, key, { fingerprint: 'sha256:a|b' }),
+        422,
+        'IDEMPOTENCY_KEY_REUSED',
+      );
+      expectProblem(await begin(a, key, { fingerprint }), 409, 'IDEMPOTENCY_IN_PROGRESS');
+      const done = await complete(a, key, { token: started.token, response });
+      expect(done.statusCode, done.body).toBe(200);
+      expect(await redis.type(record)).toBe('string');
+      const replay = await begin(a, key, { fingerprint });
+      expect(replay.statusCode).toBe(200);
+      expect(body(replay)).toEqual({ state: 'completed', response });
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('a record an earlier version stored as a hash is honoured, then rewritten as a string', async () => {
+    const a = await newTenant(t.deps, USE);
+    const redis = await adminRedis(t);
+    const legacy = async (key: string, fields: Record<string, string>) => {
+      const record = keys.idempotency(a.tenant, a.keyId, key);
+      await redis.hset(record, fields);
+      await redis.pexpire(record, 600_000);
+      return record;
+    };
+    const now = Date.now();
+    const held = { st: 'started', f: 'fp', c: String(now), ttl: '600000' };
+    try {
+      // Held by a live lock: another caller waits; the holder completes it.
+      const k1 = freshKey();
+      const r1 = await legacy(k1, { ...held, t: 'legacy-token-1', l: String(now + 60_000) });
+      expectProblem(await begin(a, k1, { fingerprint: 'fp' }), 409, 'IDEMPOTENCY_IN_PROGRESS');
+      expectProblem(await begin(a, k1, { fingerprint: 'other' }), 422, 'IDEMPOTENCY_KEY_REUSED');
+      const done = await complete(a, k1, { token: 'legacy-token-1', response: RESPONSE });
+      expect(done.statusCode, done.body).toBe(200);
+      expect(await redis.type(r1)).toBe('string');
+      expect(body(await begin(a, k1, { fingerprint: 'fp' }))).toEqual({
+        state: 'completed',
+        response: RESPONSE,
+      });
+
+      // Completed: replayed, never released.
+      const k2 = freshKey();
+      await legacy(k2, {
+        ...held,
+        st: 'completed',
+        t: 'legacy-token-2',
+        r: JSON.stringify(RESPONSE),
+        ca: String(now),
+      });
+      expect(body(await begin(a, k2, { fingerprint: 'fp' }))).toEqual({
+        state: 'completed',
+        response: RESPONSE,
+      });
+      expectProblem(await release(a, k2, 'legacy-token-2'), 409, 'CONFLICT');
+
+      // A dead holder's lock: taken over (the record's ttl kept), the old token is void.
+      const k3 = freshKey();
+      const r3 = await legacy(k3, { ...held, t: 'legacy-token-3', l: String(now - 1) });
+      const taken = await begin(a, k3, { fingerprint: 'fp' });
+      expect(taken.statusCode, taken.body).toBe(201);
+      expect(await redis.type(r3)).toBe('string');
+      expect(await redis.pttl(r3)).toBeGreaterThan(590_000);
+      expectProblem(
+        await complete(a, k3, { token: 'legacy-token-3', response: RESPONSE }),
+        409,
+        'IDEMPOTENCY_TOKEN_MISMATCH',
+      );
+
+      // Released by its holder.
+      const k4 = freshKey();
+      const r4 = await legacy(k4, { ...held, t: 'legacy-token-4', l: String(now + 60_000) });
+      expect((await release(a, k4, 'legacy-token-4')).statusCode).toBe(204);
+      expect(await redis.exists(r4)).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

@@ -1,8 +1,6 @@
 --[[
   Begins a request under an idempotency key (the IETF Idempotency-Key draft, Stripe-style).
-  The record is a hash: st state ('started' | 'completed'), t the token of the holder, f the
-  request fingerprint ('' when none was given), l lock expiry (Unix ms), c created (Unix ms),
-  ttl record ttl (ms), r the stored response JSON (once completed).
+  The record is one string (see common.lua).
 
   KEYS[1]  the record: <tenant>:idem:<owner>:<key>
   ARGV[1]  now (Unix ms)
@@ -17,21 +15,25 @@
            {'in_progress', lockExpiresAt}: another caller holds it;
            {'mismatch'}: the key was begun with another fingerprint.
 ]]
+-- @include
 local now = tonumber(ARGV[1])
-local h = redis.call('HMGET', KEYS[1], 'st', 'f', 'l', 'r')
-if not h[1] then
-  local lock = now + tonumber(ARGV[4])
-  redis.call('HSET', KEYS[1], 'st', 'started', 't', ARGV[2], 'f', ARGV[3], 'l', lock, 'c', now,
-    'ttl', ARGV[5])
-  redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[5]), tonumber(ARGV[4])))
+local lock_ms = tonumber(ARGV[4])
+local rec = load(KEYS[1])
+if not rec then
+  local lock = now + lock_ms
+  rec = {st = 's', t = ARGV[2], f = ARGV[3], l = lock, c = now, ttl = ARGV[5], ca = '', r = ''}
+  redis.call('SET', KEYS[1], encode(rec), 'PX', math.max(tonumber(ARGV[5]), lock_ms))
   return {'started', ARGV[2], tostring(lock)}
 end
-if h[2] ~= ARGV[3] then return {'mismatch'} end
-if h[1] == 'completed' then return {'completed', h[4]} end
-if now < tonumber(h[3]) then return {'in_progress', h[3]} end
-local lock = now + tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'l', lock)
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+if rec.f ~= ARGV[3] then return {'mismatch'} end
+if rec.st == 'c' then return {'completed', rec.r} end
+if now < tonumber(rec.l) then return {'in_progress', rec.l} end
+local lock = now + lock_ms
+rec.t = ARGV[2]
+rec.l = lock
+if redis.call('PTTL', KEYS[1]) < lock_ms then
+  redis.call('SET', KEYS[1], encode(rec), 'PX', lock_ms)
+else
+  redis.call('SET', KEYS[1], encode(rec), 'KEEPTTL')
 end
 return {'taken_over', ARGV[2], tostring(lock)}

@@ -1,5 +1,6 @@
 --[[
-  Completes an idempotency key with the response to replay (write-once).
+  Completes an idempotency key with the response to replay (write-once). The record is one
+  string (see common.lua).
 
   KEYS[1]  the record: <tenant>:idem:<owner>:<key>
   ARGV[1]  now (Unix ms)
@@ -10,11 +11,14 @@
            0 no such record (never begun, released or expired); -1 the token does not hold it
            (wrong, taken over after the lock expired, or completed by another holder).
 ]]
-local h = redis.call('HMGET', KEYS[1], 'st', 't', 'ttl')
-if not h[1] then return 0 end
-if h[2] ~= ARGV[2] then return -1 end
-if h[1] == 'completed' then return 2 end
-redis.call('HSET', KEYS[1], 'st', 'completed', 'r', ARGV[3], 'ca', ARGV[1])
-redis.call('HDEL', KEYS[1], 'l')
-redis.call('PEXPIRE', KEYS[1], h[3])
+-- @include
+local rec = load(KEYS[1])
+if not rec then return 0 end
+if rec.t ~= ARGV[2] then return -1 end
+if rec.st == 'c' then return 2 end
+rec.st = 'c'
+rec.r = ARGV[3]
+rec.ca = ARGV[1]
+rec.l = ''
+redis.call('SET', KEYS[1], encode(rec), 'PX', rec.ttl)
 return 1

@@ -7,9 +7,10 @@
   Returns  1 released (the record is gone); 0 no such record; -1 the token does not hold it;
            -2 it is completed (a completed key is never released: its response is replayed).
 ]]
-local h = redis.call('HMGET', KEYS[1], 'st', 't')
-if not h[1] then return 0 end
-if h[2] ~= ARGV[1] then return -1 end
-if h[1] == 'completed' then return -2 end
+-- @include
+local rec = load(KEYS[1])
+if not rec then return 0 end
+if rec.t ~= ARGV[1] then return -1 end
+if rec.st == 'c' then return -2 end
 redis.call('UNLINK', KEYS[1])
 return 1
