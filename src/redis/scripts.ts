@@ -19,7 +19,10 @@ export interface ScriptDef {
   readonly file: string;
   /** undefined: variadic, the caller passes the number of keys first. */
   readonly numberOfKeys: number | undefined;
-  /** Scripts that never write may run on replicas (EVALSHA_RO). */
+  /**
+   * Passed to ioredis's defineCommand, which only marks the command read-only for its cluster
+   * routing: it is still sent as EVALSHA (the ACL has no EVALSHA_RO), so it runs where it is sent.
+   */
   readonly readOnly?: boolean;
   /** Library files spliced in, in order, at the script's `-- @include` line. */
   readonly include?: readonly string[];
@@ -68,7 +71,6 @@ export const SCRIPTS: readonly ScriptDef[] = [
     file: `modules/sessions/lua/${file}`,
     numberOfKeys,
     ...(common ? { include: [SESSION_COMMON] } : {}),
-    ...(name === 'sessionRead' ? { readOnly: true } : {}),
   })),
   ...(
     [

@@ -5,7 +5,7 @@
  * it by up to a tenth of the idle ttl, see lua/common.lua), kept in step by the scripts in lua/.
  * A session's expiry is its key's, and its last activity is derived from that (common.lua), so a
  * touch writes one thing. Every operation is one script call on the master (a replica could
- * still hold a session that was just deleted or rotated away); a plain read's is read-only.
+ * still hold a session that was just deleted or rotated away); a plain read's writes nothing.
  */
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';

@@ -1,6 +1,6 @@
 --[[
   Reads a session (GET without touch): its hash, with its last activity and expiry derived from
-  the key's expiry (see common.lua). Writes nothing; runs as EVALSHA_RO.
+  the key's expiry (see common.lua). Writes nothing.
 
   KEYS[1]  the session: <tenant>:session:<id>
 
