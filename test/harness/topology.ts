@@ -232,6 +232,11 @@ export interface Topology {
   masterPort(): Promise<number>;
   /** Waits until the sentinels name a master other than `oldPort`, and it accepts writes. */
   waitForNewMaster(oldPort: number, timeoutMs?: number): Promise<number>;
+  /**
+   * Waits until the current master has `count` replicas online (default: every other data
+   * node), so that a test starts from a whole topology and not from the last test's resync.
+   */
+  waitForReplicas(count?: number, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -475,6 +480,17 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
         timeoutMs,
       );
       return port;
+    },
+    async waitForReplicas(count = replicaCount, timeoutMs = 30_000) {
+      await waitFor(
+        `${count} replicas online`,
+        async () => {
+          const info = await rawText(await masterPortNow(), 'INFO', 'replication');
+          if (!info.includes('role:master')) return false;
+          return (info.match(/^slave\d+:.*state=online/gm) ?? []).length >= count;
+        },
+        timeoutMs,
+      );
     },
     stop,
   };

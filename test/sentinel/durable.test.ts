@@ -4,7 +4,7 @@
  * idempotency records acknowledged just before `kill -9` of the master are all readable once a
  * replica has been promoted.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type TestApp,
   type TestTenant,
@@ -34,6 +34,11 @@ beforeAll(async () => {
     'queue:consume',
     'queue:admin',
   ]);
+});
+
+// Each test starts with both replicas online (the first one pauses them).
+beforeEach(async () => {
+  await topology.waitForReplicas();
 });
 
 afterAll(async () => {

@@ -6,7 +6,7 @@
  * Retry-After (never a 500, never a hang past the request deadline), and the gateway serves again
  * on the new master without a restart.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
 import { type LedgerEntry, describeLedger, startCacheLoad, timeline } from '../harness/ledger.js';
 import { type Topology, rawCommand, rawCommandWithin, startTopology } from '../harness/topology.js';
@@ -31,6 +31,12 @@ beforeAll(async () => {
   await gw.app.listen({ port: 0, host: '127.0.0.1' });
   port = (gw.app.server.address() as { port: number }).port;
   key = (await newTenant(gw.deps, ['cache:read', 'cache:write'])).key;
+});
+
+// Each test starts from a whole topology: the master of the moment with both replicas online (the
+// last test's demoted master may still be resyncing). Not part of what a test measures.
+beforeEach(async () => {
+  await topology.waitForReplicas();
 });
 
 // A failover test that fails on a loaded CI machine is hard to reproduce: its message carries
