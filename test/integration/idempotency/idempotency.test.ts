@@ -140,7 +140,8 @@ describe('the stored record', () => {
     const a = await newTenant(t.deps, USE);
     const key = freshKey();
     const record = keys.idempotency(a.tenant, a.keyId, key);
-    const fingerprint = 'sha256:a|b|7|\n|';
+    // Separators, a newline and a two-byte character: the stored length counts bytes.
+    const fingerprint = 'sha256:a|b|7|\n|é';
     const response = { status: 200, body: { note: '|i1|s|x|1|2|', lines: 'a\nb' } };
     const started = body<Begin>(await begin(a, key, { fingerprint, lockTtl: 30, ttl: 600 }));
     const redis = await adminRedis(t);
@@ -151,7 +152,7 @@ describe('the stored record', () => {
       expect(pttl).toBeLessThanOrEqual(600_000);
       const stored = String(await redis.get(record));
       expect(stored).toMatch(
-        new RegExp(`^i1\\|s\\|${started.token}\\|\\d{13}\\|\\d{13}\\|600000\\|\\|15\\|`),
+        new RegExp(`^i1\\|s\\|${started.token}\\|\\d{13}\\|\\d{13}\\|600000\\|\\|17\\|`),
       );
       expect(stored.endsWith(fingerprint)).toBe(true);
 
