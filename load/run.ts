@@ -82,6 +82,8 @@ interface Measured {
   cpuPerReq: number[];
   /** CPU µs the Redis master spent per request (it shares the machine's cores too). */
   redisCpuPerReq: number[];
+  /** CPU µs both replicas together spent per request: what replicating the writes costs. */
+  replicaCpuPerReq: number[];
   /** Write syscalls of the serving process per request (the answer, plus its Redis writes). */
   writesPerReq: number[];
   rps: number[];
@@ -331,6 +333,17 @@ async function main(): Promise<void> {
       password: HARNESS_ADMIN.password,
     });
     await direct.set('bare:hit', JSON.stringify({ key: 'hit', value: VALUE, ttl: 3600 }));
+    const replicaClients = topology.replicas.map(
+      (n) =>
+        new Redis({
+          host: '127.0.0.1',
+          port: n.port,
+          username: HARNESS_ADMIN.username,
+          password: HARNESS_ADMIN.password,
+        }),
+    );
+    const replicaCpuMicros = async () =>
+      (await Promise.all(replicaClients.map(redisCpuMicros))).reduce((a, b) => a + b, 0);
 
     const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));
     // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
@@ -343,15 +356,18 @@ async function main(): Promise<void> {
       const cpu0 = cpuMicros(pid);
       const writes0 = writeCalls(pid);
       const redis0 = await redisCpuMicros(direct);
+      const replicas0 = await replicaCpuMicros();
       const r = await run(url, s, ctx);
       const cpu1 = cpuMicros(pid);
       const writes1 = writeCalls(pid);
       const redis1 = await redisCpuMicros(direct);
+      const replicas1 = await replicaCpuMicros();
       const m = results.get(s.id) ?? {
         id: s.id,
         name: s.name,
         cpuPerReq: [],
         redisCpuPerReq: [],
+        replicaCpuPerReq: [],
         writesPerReq: [],
         rps: [],
         p50: [],
@@ -361,6 +377,7 @@ async function main(): Promise<void> {
       };
       m.cpuPerReq.push((cpu1 - cpu0) / Math.max(1, r.total));
       m.redisCpuPerReq.push((redis1 - redis0) / Math.max(1, r.total));
+      m.replicaCpuPerReq.push((replicas1 - replicas0) / Math.max(1, r.total));
       m.writesPerReq.push((writes1 - writes0) / Math.max(1, r.total));
       m.rps.push(r.rps);
       m.p50.push(r.p50);
@@ -386,6 +403,7 @@ async function main(): Promise<void> {
         'p99 ms': median(m.p99),
         'CPU µs/req': Math.round(median(m.cpuPerReq)),
         'Redis µs/req': Math.round(median(m.redisCpuPerReq)),
+        'replicas µs/req': Math.round(median(m.replicaCpuPerReq)),
         'writes/req': Number(median(m.writesPerReq).toFixed(2)),
         'vs baseline': ref ? `${median(ratios).toFixed(2)}x` : '',
         'CPU vs baseline': ref ? `${median(cpuRatios).toFixed(2)}x` : '',
@@ -410,6 +428,7 @@ async function main(): Promise<void> {
       console.table(oneShots);
     }
     direct.disconnect();
+    for (const c of replicaClients) c.disconnect();
     mkdirSync('load/results', { recursive: true });
     const file = `load/results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
     writeFileSync(
