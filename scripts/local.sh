@@ -4,4 +4,4 @@ set -eu
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
 sh scripts/ensure-redis.sh
-exec npx tsx scripts/local.ts
+exec node --import tsx scripts/local.ts
