@@ -1,9 +1,12 @@
 /**
  * The request-path client writes the commands of one event-loop turn in one socket write, and
- * `atEndOfTurn` tasks send theirs in that same write, against real Redis.
+ * `atEndOfTurn` tasks send theirs in that same write; script calls send the script's text once per
+ * connection and survive a flushed script cache; against real Redis.
  */
+import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { useTestApp } from '../harness/app.js';
+import { type LoadedScript, defineScripts } from '../../src/redis/scripts.js';
+import { adminRedis, useTestApp } from '../harness/app.js';
 
 const t = useTestApp();
 
@@ -99,6 +102,92 @@ describe('request-path client', () => {
     } finally {
       process.off('uncaughtException', onUncaught);
       for (const l of listeners) process.on('uncaughtException', l);
+    }
+  });
+});
+
+const ECHO = 'return {KEYS[1], #KEYS, #ARGV, ARGV[1], ARGV[2], ARGV[3]}';
+const TEST_SCRIPTS: LoadedScript[] = [
+  { name: 'testEcho', file: 'test/echo-1.lua', numberOfKeys: 1, lua: `-- echo\n${ECHO}` },
+  { name: 'testEchoN', file: 'test/echo-n.lua', numberOfKeys: undefined, lua: `-- n\n${ECHO}` },
+  {
+    name: 'testFail',
+    file: 'test/fail-1.lua',
+    numberOfKeys: 1,
+    lua: "return redis.error_reply('ERR boom ' .. ARGV[1])",
+  },
+];
+type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
+const call = (c: Redis, name: string): Call => (c as unknown as Record<string, Call>)[name] as Call;
+
+/** What the client writes to its socket, as text, while `fn` runs. */
+async function written(c: Redis, fn: () => Promise<unknown>): Promise<string> {
+  const stream = c.stream as unknown as { write: (...a: unknown[]) => boolean };
+  const write = stream.write;
+  let out = '';
+  stream.write = function (this: unknown, chunk: unknown, ...rest: unknown[]) {
+    out += Buffer.isBuffer(chunk) ? chunk.toString('latin1') : String(chunk);
+    return write.call(this, chunk, ...rest);
+  };
+  try {
+    await fn();
+  } finally {
+    stream.write = write;
+  }
+  return out;
+}
+
+describe('script calls', () => {
+  it('pass keys and arguments (numbers and Buffers too), fixed or variadic key counts', async () => {
+    const c = await adminRedis(t);
+    try {
+      defineScripts([c], TEST_SCRIPTS);
+      expect(await call(c, 'testEcho')('sc:k', 42, Buffer.from('bytes'), 'x')).toEqual([
+        'sc:k',
+        1,
+        3,
+        '42',
+        'bytes',
+        'x',
+      ]);
+      expect(await call(c, 'testEchoN')(2, 'sc:a', 'sc:b', 1.5)).toEqual(['sc:a', 2, 1, '1.5']);
+      // A script's own error is the caller's, sent once.
+      const w = await written(c, () =>
+        expect(call(c, 'testFail')('sc:k', 'now')).rejects.toThrow('ERR boom now'),
+      );
+      expect(w.match(/\r\neval(sha)?\r\n/g)).toHaveLength(1);
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  it('send the text once per connection, then the digest, and survive a flushed script cache', async () => {
+    const c = await adminRedis(t);
+    try {
+      defineScripts([c], TEST_SCRIPTS);
+      const echo = call(c, 'testEcho');
+      const first = await written(c, () => echo('sc:k', 1));
+      expect(first).toContain('\r\neval\r\n');
+      expect(first).toContain(ECHO);
+      const second = await written(c, () => echo('sc:k', 2));
+      expect(second).toContain('\r\nevalsha\r\n');
+      expect(second).not.toContain(ECHO);
+
+      // The server forgets every script (a restart or a failover to a fresh master does too):
+      // the digest gets NOSCRIPT, and the call is sent again with the text, once.
+      await c.call('SCRIPT', 'FLUSH');
+      let answer: unknown;
+      const third = await written(c, async () => {
+        answer = await echo('sc:k', 3);
+      });
+      expect(answer).toEqual(['sc:k', 1, 1, '3']);
+      expect(third.match(/\r\nevalsha\r\n/g)).toHaveLength(1);
+      expect(third.match(/\r\neval\r\n/g)).toHaveLength(1);
+      const fourth = await written(c, () => echo('sc:k', 4));
+      expect(fourth).toContain('\r\nevalsha\r\n');
+      expect(fourth).not.toContain(ECHO);
+    } finally {
+      c.disconnect();
     }
   });
 });
