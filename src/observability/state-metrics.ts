@@ -51,7 +51,7 @@ export function createStateMetrics(registry: Registry): StateMetrics {
   const sessions = seriesCache(
     new FastCounter(
       'gateway_session_events_total',
-      'Session events: created, evicted (the least recently active session of a user at SESSION_MAX_PER_USER), read, touched, touch_throttled (a touch within SESSION_TOUCH_AFTER_SECONDS of the last one, nothing written), updated, rotated, deleted, revoked (by a revoke-all), not_found (unknown or expired id presented).',
+      'Session events: created, evicted (the least recently active session of a user at SESSION_MAX_PER_USER), read, touched, touch_throttled (a touch that wrote nothing: within SESSION_TOUCH_AFTER_SECONDS of the last one, or from a gateway whose clock runs behind the one that last slid the session), updated, rotated, deleted, revoked (by a revoke-all), not_found (unknown or expired id presented).',
       ['event'] as const,
     ).register(registry),
   );
