@@ -21,6 +21,7 @@ import {
 import type { Deps } from './deps.js';
 import { AppError } from './errors.js';
 import { createAuthHook } from './http/auth.js';
+import { memoizedTrust } from './http/trust-proxy.js';
 import { swaggerOptions } from './http/openapi.js';
 import { GatewayLogController, lazyChildLoggerFactory } from './http/logging.js';
 import { clientErrorHandler, registerProblemHandlers, sendProblem } from './http/problem.js';
@@ -70,7 +71,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    trustProxy: config.http.trustProxy === false ? false : config.http.trustProxy,
+    trustProxy: config.http.trustProxy === false ? false : memoizedTrust(config.http.trustProxy),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     clientErrorHandler,

@@ -202,3 +202,32 @@ describe('identity and modes', () => {
     expect(Number(/ (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(3);
   });
 });
+
+describe('TRUSTED_PROXIES', () => {
+  // The test client connects from 127.0.0.1, which this app does not trust.
+  const strict = useTestApp({ env: { TRUSTED_PROXIES: '10.9.0.0/16' } });
+
+  it('ignores X-Forwarded-For from a peer it does not trust, and limits the peer', async () => {
+    const a = await newTenant(strict.deps, ['ratelimit:check']);
+    const res = await strict.app.inject({
+      method: 'PUT',
+      url: `/v1/admin/tenants/${a.tenant}/policies/edge`,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: { algorithm: 'fixed_window', limit: 1, windowMs: 60000 },
+    });
+    expect(res.statusCode).toBe(201);
+    const hit = (forwardedFor: string) =>
+      strict.app.inject({
+        method: 'GET',
+        url: '/v1/ratelimit/hook/edge',
+        remoteAddress: '127.0.0.1',
+        headers: { 'x-gateway-key': a.key, 'x-forwarded-for': forwardedFor },
+      });
+    const first = await hit('192.0.2.30');
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['x-ratelimit-identity']).toBe('ip:127.0.0.1');
+    // Another forwarded address is the same peer, already limited; asked again, same answer.
+    expect((await hit('192.0.2.31')).statusCode).toBe(429);
+    expect((await hit('192.0.2.32')).statusCode).toBe(429);
+  });
+});
