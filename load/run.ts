@@ -8,6 +8,10 @@
  * BENCH_ROUNDS (default 2), BENCH_ONLY (comma-separated scenario ids), BENCH_SKIP_BUILD=1,
  * BENCH_RATE (requests/s for a fixed-rate, open-loop run, see load/paced.ts; default 0 = as fast
  * as possible with autocannon).
+ * BENCH_AB=<dir>: compare this build with another checkout's (its dist/ built): both gateways run
+ * on the same topology and each gateway scenario drives both at once, so the host's drift hits
+ * both alike; the table gives each one's CPU per request and their difference, round by round.
+ * On a shared host this resolves changes of a few µs per request that alternating runs cannot.
  * Loopback only; every run is bounded by its duration. Results: load/results/<timestamp>.json.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -30,6 +34,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const RATE = Number(process.env.BENCH_RATE ?? 0);
+const AB_DIR = process.env.BENCH_AB;
 
 const scenarios: Scenario[] = [
   ...cacheScenarios,
@@ -93,8 +98,9 @@ interface Measured {
   errors: number;
 }
 
-function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
+function spawnNode(args: string[], env: Record<string, string>, cwd?: string): ChildProcess {
   const child = spawn(process.execPath, args, {
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -146,7 +152,12 @@ interface RunResult {
  * One run: as fast as 32 connections go (autocannon, closed loop), or at BENCH_RATE requests/s
  * (load/paced.ts, open loop: autocannon's own rate mode sends each second's share in a burst).
  */
-async function run(url: string, s: Scenario, ctx: ScenarioContext): Promise<RunResult> {
+async function run(
+  url: string,
+  s: Scenario,
+  ctx: ScenarioContext,
+  quiet = false,
+): Promise<RunResult> {
   if (RATE > 0) {
     const r = await runPaced({
       url,
@@ -169,7 +180,7 @@ async function run(url: string, s: Scenario, ctx: ScenarioContext): Promise<RunR
       errors: r.errors,
     };
   }
-  const r = await runAutocannon(url, s, ctx);
+  const r = await runAutocannon(url, s, ctx, quiet);
   return {
     total: r.requests.total,
     rps: r.requests.average,
@@ -180,7 +191,12 @@ async function run(url: string, s: Scenario, ctx: ScenarioContext): Promise<RunR
   };
 }
 
-function runAutocannon(url: string, s: Scenario, ctx: ScenarioContext): Promise<autocannon.Result> {
+function runAutocannon(
+  url: string,
+  s: Scenario,
+  ctx: ScenarioContext,
+  quiet: boolean,
+): Promise<autocannon.Result> {
   const r = s.request(ctx);
   return new Promise((resolve, reject) => {
     const instance = autocannon(
@@ -209,7 +225,7 @@ function runAutocannon(url: string, s: Scenario, ctx: ScenarioContext): Promise<
       (err: Error | null, result) => (err ? reject(err) : resolve(result)),
     );
     autocannon.track(instance, {
-      renderProgressBar: true,
+      renderProgressBar: !quiet,
       renderResultsTable: false,
       renderLatencyTable: false,
     });
@@ -221,6 +237,79 @@ const median = (xs: number[]) => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
+
+interface Target {
+  url: string;
+  pid: number | undefined;
+}
+
+/**
+ * BENCH_AB: each round runs every scenario against both gateways at once (which one is started
+ * first alternates by round) and takes each process's CPU per request. Reported: the medians, the
+ * median of the per-round differences, and in how many rounds this build used less.
+ */
+async function compareBuilds(
+  selected: Scenario[],
+  ctx: ScenarioContext,
+  self: Target,
+  other: Target,
+): Promise<void> {
+  const load = RATE > 0 ? `${RATE} req/s each` : `${CONNECTIONS} connections each`;
+  const per = new Map<
+    string,
+    { self: number[]; other: number[]; selfRps: number[]; otherRps: number[]; failed: number }
+  >();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of selected) {
+      console.log(`\n${s.name}: this build and ${AB_DIR} at once (${DURATION} s, ${load})`);
+      const sides = round % 2 === 0 ? [self, other] : [other, self];
+      const cpu0 = sides.map((t) => cpuMicros(t.pid));
+      const results = await Promise.all(sides.map((t) => run(t.url, s, ctx, true)));
+      const cpu = sides.map(
+        (t, i) => (cpuMicros(t.pid) - (cpu0[i] as number)) / Math.max(1, results[i]?.total ?? 0),
+      );
+      const m = per.get(s.id) ?? { self: [], other: [], selfRps: [], otherRps: [], failed: 0 };
+      const [mine, theirs] = sides[0] === self ? [0, 1] : [1, 0];
+      m.self.push(cpu[mine] as number);
+      m.other.push(cpu[theirs] as number);
+      m.selfRps.push(results[mine]?.rps ?? 0);
+      m.otherRps.push(results[theirs]?.rps ?? 0);
+      for (const r of results) m.failed += r.non2xx + r.errors;
+      per.set(s.id, m);
+      console.log(
+        `  CPU µs/req: this ${(cpu[mine] as number).toFixed(1)}, other ${(cpu[theirs] as number).toFixed(1)}`,
+      );
+    }
+  }
+  const rows = [...per.entries()].map(([id, m]) => {
+    const diffs = m.self.map((x, i) => x - (m.other[i] as number));
+    return {
+      id,
+      'this CPU µs/req': Number(median(m.self).toFixed(1)),
+      'other CPU µs/req': Number(median(m.other).toFixed(1)),
+      'this − other µs': Number(median(diffs).toFixed(1)),
+      'rounds this lower': `${diffs.filter((d) => d < 0).length}/${diffs.length}`,
+      'per round': diffs.map((d) => d.toFixed(1)).join(' / '),
+      'this req/s': Math.round(median(m.selfRps)),
+      'other req/s': Math.round(median(m.otherRps)),
+      'non-2xx + errors': m.failed,
+    };
+  });
+  console.log(`\nThis build against ${AB_DIR} (${ROUNDS} rounds of ${DURATION} s, ${load})`);
+  console.table(rows);
+  mkdirSync('load/results', { recursive: true });
+  const file = `load/results/ab-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  writeFileSync(
+    file,
+    JSON.stringify(
+      { at: new Date().toISOString(), other: AB_DIR, durationSeconds: DURATION, rate: RATE, rows },
+      null,
+      2,
+    ) + '\n',
+  );
+  console.log(`written to ${file}`);
+  if (rows.some((r) => r['non-2xx + errors'] > 0)) process.exitCode = 1;
+}
 
 async function main(): Promise<void> {
   if (process.env.BENCH_SKIP_BUILD !== '1') {
@@ -237,20 +326,21 @@ async function main(): Promise<void> {
     const rlBasePort = await freePort();
     const stateBasePort = await freePort();
     const adminToken = randomBytes(16).toString('hex');
+    const gwFlags = (process.env.GW_FLAGS ?? '').split(' ').filter(Boolean);
+    const gwEnv = {
+      HOST: '127.0.0.1',
+      METRICS_PORT: '0',
+      REDIS_SENTINELS: sentinels,
+      REDIS_USERNAME: GATEWAY_USER.username,
+      REDIS_PASSWORD: GATEWAY_USER.password,
+      ADMIN_TOKEN: adminToken,
+      LOG_LEVEL: 'warn',
+      // The per-key quota stays on (its cost is part of every request) but out of the way.
+      REQUEST_QUOTA_PER_MINUTE: '100000000',
+      ...GW_ENV,
+    };
     children.push(
-      spawnNode([...(process.env.GW_FLAGS ?? '').split(' ').filter(Boolean), 'dist/main.js'], {
-        PORT: String(gwPort),
-        HOST: '127.0.0.1',
-        METRICS_PORT: '0',
-        REDIS_SENTINELS: sentinels,
-        REDIS_USERNAME: GATEWAY_USER.username,
-        REDIS_PASSWORD: GATEWAY_USER.password,
-        ADMIN_TOKEN: adminToken,
-        LOG_LEVEL: 'warn',
-        // The per-key quota stays on (its cost is part of every request) but out of the way.
-        REQUEST_QUOTA_PER_MINUTE: '100000000',
-        ...GW_ENV,
-      }),
+      spawnNode([...gwFlags, 'dist/main.js'], { ...gwEnv, PORT: String(gwPort) }),
       spawnNode(['load/baseline-server.mjs'], {
         PORT: String(basePort),
         REDIS_SENTINELS: sentinels,
@@ -326,6 +416,27 @@ async function main(): Promise<void> {
         ttl: 3600,
       })),
     });
+    const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));
+
+    if (AB_DIR !== undefined) {
+      // The other build's gateway, on the same topology (it finds the tenant, key and data above).
+      const abPort = await freePort();
+      const abChild = spawnNode(
+        [...gwFlags, `${AB_DIR}/dist/main.js`],
+        { ...gwEnv, PORT: String(abPort) },
+        AB_DIR,
+      );
+      children.push(abChild);
+      const other = { url: `http://127.0.0.1:${abPort}`, pid: abChild.pid };
+      await waitHttp(`${other.url}/readyz`);
+      await compareBuilds(
+        selected.filter((s) => s.target === 'gateway'),
+        ctx,
+        targets.gateway,
+        other,
+      );
+      return;
+    }
     const direct = new Redis({
       host: '127.0.0.1',
       port: await topology.masterPort(),
@@ -345,7 +456,6 @@ async function main(): Promise<void> {
     const replicaCpuMicros = async () =>
       (await Promise.all(replicaClients.map(redisCpuMicros))).reduce((a, b) => a + b, 0);
 
-    const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));
     // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
     const plan: Scenario[] = [];
     for (let round = 0; round < ROUNDS; round++) plan.push(...selected);
