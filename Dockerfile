@@ -31,4 +31,6 @@ USER 65532:65532
 EXPOSE 8080 9464
 # node is PID 1 (distroless entrypoint): SIGTERM reaches the gateway, which drains and exits 0.
 STOPSIGNAL SIGTERM
-CMD ["dist/main.js"]
+# 64 MiB semi-spaces (V8's default is 16 MiB): the gateway allocates per request and keeps little,
+# so fewer scavenges cut its GC time by about 45 % (load/RESULTS.md). Same flags as `npm start`.
+CMD ["--max-semi-space-size=64", "dist/main.js"]

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: builds the gateway, starts a Sentinel topology on loopback, the gateway
- * (node dist/main.js) and the bare baseline server as separate processes, then runs every
+ * (dist/main.js with the node flags of `npm start`) and the bare baseline server as separate processes, then runs every
  * scenario with autocannon and prints req/s, p50, p99 and the ratio to the baseline. Baseline and
  * gateway GET runs alternate (ROUNDS times each) so that drift on a shared machine hits both.
  *
@@ -326,7 +326,12 @@ async function main(): Promise<void> {
     const rlBasePort = await freePort();
     const stateBasePort = await freePort();
     const adminToken = randomBytes(16).toString('hex');
-    const gwFlags = (process.env.GW_FLAGS ?? '').split(' ').filter(Boolean);
+    // Node flags as deployed (`npm start`, the Dockerfile's CMD), then any from GW_FLAGS.
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
+    const gwFlags = [
+      ...pkg.scripts.start.split(' ').filter((a) => a.startsWith('--')),
+      ...(process.env.GW_FLAGS ?? '').split(' ').filter(Boolean),
+    ];
     const gwEnv = {
       HOST: '127.0.0.1',
       METRICS_PORT: '0',

@@ -167,7 +167,15 @@ describe('Dockerfile', () => {
     expect(runStage).toMatch(/COPY --from=build \/app\/dist \.\/dist/);
     const defaults = readmeDefaults();
     expect(runStage).toContain(`EXPOSE ${defaults.get('PORT')} ${defaults.get('METRICS_PORT')}`);
-    expect(runStage).toMatch(/^CMD \["dist\/main\.js"\]$/m);
+    expect(runStage).toMatch(/^CMD \[(?:"--[a-z-]+=\d+", )*"dist\/main\.js"\]$/m);
+  });
+
+  it('starts node with the flags `npm start` uses (the benchmark runs the gateway with them too)', () => {
+    const cmd = /^CMD (\[.*\])$/m.exec(runStage)?.[1] ?? '[]';
+    const start = (readJson('package.json') as { scripts: { start: string } }).scripts.start;
+    expect(start).toMatch(/^node (--\S+ )*dist\/main\.js$/);
+    expect(JSON.parse(cmd)).toEqual(start.split(' ').slice(1));
+    expect(read('load/run.ts')).toContain('scripts.start');
   });
 
   it('keeps the build context to what the build stage copies', () => {
