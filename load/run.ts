@@ -157,12 +157,13 @@ async function run(
   s: Scenario,
   ctx: ScenarioContext,
   quiet = false,
+  seconds = DURATION,
 ): Promise<RunResult> {
   if (RATE > 0) {
     const r = await runPaced({
       url,
       rate: RATE,
-      durationSeconds: DURATION,
+      durationSeconds: seconds,
       connections: CONNECTIONS,
       request: s.request(ctx),
     });
@@ -180,7 +181,7 @@ async function run(
       errors: r.errors,
     };
   }
-  const r = await runAutocannon(url, s, ctx, quiet);
+  const r = await runAutocannon(url, s, ctx, quiet, seconds);
   return {
     total: r.requests.total,
     rps: r.requests.average,
@@ -196,6 +197,7 @@ function runAutocannon(
   s: Scenario,
   ctx: ScenarioContext,
   quiet: boolean,
+  seconds: number,
 ): Promise<autocannon.Result> {
   const r = s.request(ctx);
   return new Promise((resolve, reject) => {
@@ -219,7 +221,7 @@ function runAutocannon(
             }
           : {}),
         connections: CONNECTIONS,
-        duration: DURATION,
+        duration: seconds,
         title: s.name,
       },
       (err: Error | null, result) => (err ? reject(err) : resolve(result)),
@@ -259,6 +261,10 @@ async function compareBuilds(
     string,
     { self: number[]; other: number[]; selfRps: number[]; otherRps: number[]; failed: number }
   >();
+  // Both processes warm up (JIT, pools, caches) on every scenario before anything is measured.
+  console.log(`\nwarming up both gateways (3 s per scenario) ...`);
+  for (const s of selected)
+    await Promise.all([self, other].map((t) => run(t.url, s, ctx, true, 3)));
   for (let round = 0; round < ROUNDS; round++) {
     for (const s of selected) {
       console.log(`\n${s.name}: this build and ${AB_DIR} at once (${DURATION} s, ${load})`);
@@ -424,21 +430,26 @@ async function main(): Promise<void> {
     const selected = scenarios.filter((s) => ONLY === undefined || ONLY.includes(s.id));
 
     if (AB_DIR !== undefined) {
-      // The other build's gateway, on the same topology (it finds the tenant, key and data above).
-      const abPort = await freePort();
-      const abChild = spawnNode(
-        [...gwFlags, `${AB_DIR}/dist/main.js`],
-        { ...gwEnv, PORT: String(abPort) },
-        AB_DIR,
-      );
-      children.push(abChild);
-      const other = { url: `http://127.0.0.1:${abPort}`, pid: abChild.pid };
-      await waitHttp(`${other.url}/readyz`);
+      // Two fresh gateways, this build's and the other's, on the same topology (they find the
+      // tenant, key and data made above): neither did the setup, so neither carries its state.
+      const fresh = async (dir: string): Promise<Target> => {
+        const port = await freePort();
+        const child = spawnNode(
+          [...gwFlags, `${dir}/dist/main.js`],
+          { ...gwEnv, PORT: String(port) },
+          dir,
+        );
+        children.push(child);
+        const url = `http://127.0.0.1:${port}`;
+        await waitHttp(`${url}/readyz`);
+        return { url, pid: child.pid };
+      };
+      const [self, other] = await Promise.all([fresh(process.cwd()), fresh(AB_DIR)]);
       await compareBuilds(
         selected.filter((s) => s.target === 'gateway'),
         ctx,
-        targets.gateway,
-        other,
+        self as Target,
+        other as Target,
       );
       return;
     }
