@@ -12,6 +12,8 @@
  * on the same topology and each gateway scenario drives both at once, so the host's drift hits
  * both alike; the table gives each one's CPU per request and their difference, round by round.
  * On a shared host this resolves changes of a few µs per request that alternating runs cannot.
+ * BENCH_AB_FLAGS: node flags for the other build instead of this one's (`BENCH_AB=. BENCH_AB_FLAGS=`
+ * compares this build with and without the flags of `npm start`).
  * Loopback only; every run is bounded by its duration. Results: load/results/<timestamp>.json.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -432,10 +434,10 @@ async function main(): Promise<void> {
     if (AB_DIR !== undefined) {
       // Two fresh gateways, this build's and the other's, on the same topology (they find the
       // tenant, key and data made above): neither did the setup, so neither carries its state.
-      const fresh = async (dir: string): Promise<Target> => {
+      const fresh = async (dir: string, flags: string[]): Promise<Target> => {
         const port = await freePort();
         const child = spawnNode(
-          [...gwFlags, `${dir}/dist/main.js`],
+          [...flags, `${dir}/dist/main.js`],
           { ...gwEnv, PORT: String(port) },
           dir,
         );
@@ -444,7 +446,12 @@ async function main(): Promise<void> {
         await waitHttp(`${url}/readyz`);
         return { url, pid: child.pid };
       };
-      const [self, other] = await Promise.all([fresh(process.cwd()), fresh(AB_DIR)]);
+      // BENCH_AB_FLAGS: other node flags for the other build (compare runtime settings).
+      const otherFlags = process.env.BENCH_AB_FLAGS?.split(' ').filter(Boolean) ?? gwFlags;
+      const [self, other] = await Promise.all([
+        fresh(process.cwd(), gwFlags),
+        fresh(AB_DIR, otherFlags),
+      ]);
       await compareBuilds(
         selected.filter((s) => s.target === 'gateway'),
         ctx,
