@@ -455,8 +455,8 @@ async function main(): Promise<void> {
       await compareBuilds(
         selected.filter((s) => s.target === 'gateway'),
         ctx,
-        self as Target,
-        other as Target,
+        self,
+        other,
       );
       return;
     }
