@@ -5,6 +5,7 @@
  * long here, so the sentinels do not fail over during the pause.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compilePolicy } from '../../src/modules/ratelimit/policy.js';
 import { ADMIN_TOKEN, type TestApp, buildTestApp, newTenant, rawHttp } from '../harness/app.js';
 import { type Topology, startTopology } from '../harness/topology.js';
 
@@ -12,6 +13,7 @@ let topology: Topology;
 let gw: TestApp;
 let port: number;
 let key: string;
+let tenant: string;
 
 beforeAll(async () => {
   topology = await startTopology({ downAfterMs: 30_000 });
@@ -20,6 +22,7 @@ beforeAll(async () => {
   port = (gw.app.server.address() as { port: number }).port;
   const a = await newTenant(gw.deps, ['ratelimit:check']);
   key = a.key;
+  tenant = a.tenant;
   for (const [name, failureMode] of [
     ['open-p', 'open'],
     ['closed-p', 'closed'],
@@ -106,5 +109,43 @@ describe('Redis paused', () => {
     );
     expect(metrics).toMatch(/outcome="degraded_allowed"\} [1-9]/);
     expect(metrics).toMatch(/outcome="degraded_denied"\} [1-9]/);
+  });
+
+  it('checks sent in one script call keep their own timeouts', async () => {
+    const { ratelimit } = gw.deps;
+    const policy = (name: string, timeoutMs: number) =>
+      compilePolicy(name, 'inline', {
+        algorithm: 'token_bucket',
+        capacity: 1000,
+        refillPerSecond: 100,
+        failureMode: 'open',
+        timeoutMs,
+      });
+    const fast = policy('fast', 50);
+    const slow = policy('slow', 300);
+    // Warm (connection ready, script loaded), then the same pair in one turn: one script call.
+    await Promise.all([
+      ratelimit.check(tenant, { policy: fast, identifier: 'w', cost: 1 }),
+      ratelimit.check(tenant, { policy: slow, identifier: 'w', cost: 1 }),
+    ]);
+    topology.pause(topology.master.name);
+    try {
+      const started = performance.now();
+      const settledAt = (p: ReturnType<typeof ratelimit.check>) =>
+        Promise.resolve(p).then((d) => ({ d, ms: performance.now() - started }));
+      const [a, b] = await Promise.all([
+        settledAt(ratelimit.check(tenant, { policy: fast, identifier: 'x', cost: 1 })),
+        settledAt(ratelimit.check(tenant, { policy: slow, identifier: 'x', cost: 1 })),
+      ]);
+      expect(a.d).toMatchObject({ allowed: true, degraded: true });
+      expect(b.d).toMatchObject({ allowed: true, degraded: true });
+      // Each at its own deadline (plus scheduling noise on a busy 2-core host).
+      expect(a.ms).toBeGreaterThanOrEqual(49);
+      expect(a.ms).toBeLessThan(400);
+      expect(b.ms).toBeGreaterThanOrEqual(299);
+      expect(b.ms).toBeLessThan(1500);
+    } finally {
+      topology.resume(topology.master.name);
+    }
   });
 });

@@ -69,12 +69,60 @@ interface Denied {
   resetAt: number;
 }
 
-/** A single check waiting for the end of the event-loop turn. */
+/** A single check waiting for the end of the event-loop turn, then for its script call. */
 interface Queued {
   key: string;
   args: (string | number)[];
+  /** performance.now() when the caller stops waiting: its policy's timeoutMs after it began. */
+  deadline: number;
+  settled: boolean;
   resolve(r: number[]): void;
   reject(err: unknown): void;
+}
+
+/**
+ * The checks of one script call, and one timer for all their deadlines (a timer per check cost
+ * more than the rest of the batching saved): it fires at the earliest open deadline, fails the
+ * checks that have reached theirs, and waits for the next.
+ */
+class Batch {
+  private open: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly checks: Queued[]) {
+    this.open = checks.length;
+    this.arm();
+  }
+
+  resolve(q: Queued, r: number[]): void {
+    if (this.settle(q)) q.resolve(r);
+  }
+
+  reject(q: Queued, err: unknown): void {
+    if (this.settle(q)) q.reject(err);
+  }
+
+  private settle(q: Queued): boolean {
+    if (q.settled) return false;
+    q.settled = true;
+    if (--this.open === 0) clearTimeout(this.timer);
+    return true;
+  }
+
+  private arm(): void {
+    let next = Infinity;
+    for (const q of this.checks) if (!q.settled && q.deadline < next) next = q.deadline;
+    if (next === Infinity) return;
+    this.timer = setTimeout(
+      () => {
+        // Timers round to whole ms: anything due within the next ms is due now.
+        const now = performance.now() + 1;
+        for (const q of this.checks) if (!q.settled && q.deadline <= now) this.reject(q, TIMEOUT);
+        this.arm();
+      },
+      Math.max(0, next - performance.now()),
+    );
+  }
 }
 
 const TIMEOUT = new Error('rate-limit decision timed out');
@@ -118,6 +166,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     const now = clock.nowMs();
     for (let from = 0; from < all.length; from += opts.batchMax) {
       const part = all.slice(from, from + opts.batchMax);
+      const batch = new Batch(part);
       opts.onBatch?.(part.length);
       const keyArgs: string[] = [];
       const args: (string | number)[] = [];
@@ -128,21 +177,22 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       redis
         .onMaster((c) => c.ratelimitCheck(part.length, ...keyArgs, now, 0, ...args))
         .then(
-          (r) => part.forEach((q, j) => q.resolve(r.slice(j * 5, j * 5 + 5))),
+          (r) => part.forEach((q, j) => batch.resolve(q, r.slice(j * 5, j * 5 + 5))),
           (err: unknown) => {
             if (part.length === 1 || unavailableKind(err) !== undefined) {
-              part.forEach((q) => q.reject(err));
+              part.forEach((q) => batch.reject(q, err));
               return;
             }
             // A script error (say, a key of the wrong type) came from one check; the script reads
             // every key before it writes any, so nothing was applied: each check goes again alone
             // and only the faulty one fails.
             for (const q of part) {
+              if (q.settled) continue;
               redis
                 .onMaster((c) => c.ratelimitCheck(1, q.key, now, 1, ...q.args))
                 .then(
-                  (r) => q.resolve(r),
-                  (e: unknown) => q.reject(e),
+                  (r) => batch.resolve(q, r),
+                  (e: unknown) => batch.reject(q, e),
                 );
             }
           },
@@ -150,15 +200,27 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     }
   }
 
-  /** One check's script result: alone, or with the other checks of this turn. */
-  function runOne(key: string, now: number, args: (string | number)[]): Promise<number[]> {
+  /**
+   * One check's script result, alone or with the other checks of this turn; rejected with TIMEOUT
+   * when Redis has not answered within `timeoutMs`.
+   */
+  function runOne(
+    key: string,
+    now: number,
+    args: (string | number)[],
+    timeoutMs: number,
+  ): Promise<number[]> {
     if (opts.batchMax <= 1) {
       opts.onBatch?.(1);
-      return redis.onMaster((c) => c.ratelimitCheck(1, key, now, 1, ...args));
+      return withTimeout(
+        redis.onMaster((c) => c.ratelimitCheck(1, key, now, 1, ...args)),
+        timeoutMs,
+      );
     }
+    const deadline = performance.now() + timeoutMs;
     return new Promise<number[]>((resolve, reject) => {
       if (queued.length === 0) redis.atEndOfTurn(flush);
-      queued.push({ key, args, resolve, reject });
+      queued.push({ key, args, deadline, settled: false, resolve, reject });
     });
   }
 
@@ -278,8 +340,13 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
           denied.delete(key);
         }
       }
-      const call = runOne(key, now, [...limiter.args, cost, policy.shadow ? 1 : 0]);
-      return withTimeout(call, policy.timeoutMs).then(
+      const call = runOne(
+        key,
+        now,
+        [...limiter.args, cost, policy.shadow ? 1 : 0],
+        policy.timeoutMs,
+      );
+      return call.then(
         (r) => {
           const d = decision(policy, limiter, r, 0);
           // Only a unit-cost denial says when any request will next be allowed.
