@@ -87,11 +87,12 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
   // Inline definitions are compiled once per distinct text (bounded; oldest dropped first).
   const inline = new Map<string, Policy>();
 
-  async function policyOf(
+  /** The policy a request names or defines; synchronous unless the tenant's policies are loading. */
+  function policyOf(
     request: FastifyRequest,
     spec: string | PolicyDefinition,
     field: string,
-  ): Promise<Policy> {
+  ): Policy | Promise<Policy> {
     const principal = principalOf(request);
     if (typeof spec !== 'string') {
       authorizeAll(principal, SCOPE, 'An inline policy');
@@ -106,9 +107,14 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
     }
     authorizeResource(principal, SCOPE, spec, field);
     const found = store.resolve(principal.tenant, spec);
-    const p = found instanceof Promise ? await found : found;
+    return found instanceof Promise
+      ? found.then((p) => known(p, spec, field))
+      : known(found, spec, field);
+  }
+
+  function known(p: Policy | undefined, name: string, field: string): Policy {
     if (p === undefined) {
-      throw new AppError('POLICY_NOT_FOUND', `No rate-limit policy "${spec}" for this tenant.`, {
+      throw new AppError('POLICY_NOT_FOUND', `No rate-limit policy "${name}" for this tenant.`, {
         errors: [{ field, message: 'no such policy' }],
       });
     }
@@ -134,7 +140,8 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
     },
     async (request, reply) => {
       const { policy: spec, key, cost } = request.body;
-      const policy = await policyOf(request, spec, 'body.policy');
+      const p = policyOf(request, spec, 'body.policy');
+      const policy = p instanceof Promise ? await p : p;
       const d = await service.check(principalOf(request).tenant, {
         policy,
         identifier: key,
@@ -204,7 +211,8 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
       const { policy: name } = request.params as { policy: string };
       const { compat } = request.query as { compat?: 'nginx' };
       const principal = principalOf(request);
-      const policy = await policyOf(request, name, 'path.policy');
+      const p = policyOf(request, name, 'path.policy');
+      const policy = p instanceof Promise ? await p : p;
       const identifier = identify(request, policy);
       const d = await service.check(principal.tenant, { policy, identifier, cost: 1 });
       const headers = rateLimitHeaders([d], headerOptions);
