@@ -20,7 +20,8 @@ let gw: TestApp;
 let owner: TestTenant;
 
 beforeAll(async () => {
-  topology = await startTopology({ downAfterMs: 1000 });
+  // down-after 2500 ms, as in failover.test.ts (why not shorter: see there).
+  topology = await startTopology({ downAfterMs: 2500 });
   gw = await buildTestApp({
     sentinels: topology.sentinels,
     masterName: topology.masterName,
