@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: builds the gateway, starts a Sentinel topology on loopback, the gateway
- * (dist/main.js with the node flags of `npm start`) and the bare baseline server as separate processes, then runs every
- * scenario with autocannon and prints req/s, p50, p99 and the ratio to the baseline. Baseline and
- * gateway GET runs alternate (ROUNDS times each) so that drift on a shared machine hits both.
+ * (dist/main.js with the node flags of `npm start`) and the bare baseline servers as separate
+ * processes, then runs every scenario with autocannon and prints req/s, p50, p99 and the ratio
+ * to the baseline. Baseline and gateway runs alternate (ROUNDS times each) so that drift on a
+ * shared machine hits both.
  *
  * Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS (default 32),
  * BENCH_ROUNDS (default 2), BENCH_ONLY (comma-separated scenario ids), BENCH_SKIP_BUILD=1,
@@ -12,14 +13,15 @@
  * on the same topology and each gateway scenario drives both at once, so the host's drift hits
  * both alike; the table gives each one's CPU per request and their difference, round by round.
  * On a shared host this resolves changes of a few µs per request that alternating runs cannot.
- * BENCH_AB_FLAGS: node flags for the other build instead of this one's (`BENCH_AB=. BENCH_AB_FLAGS=`
- * compares this build with and without the flags of `npm start`).
+ * BENCH_AB_FLAGS: node flags for the other build instead of this one's (`BENCH_AB=.
+ * BENCH_AB_FLAGS=` compares this build with and without the flags of `npm start`).
  * Loopback only; every run is bounded by its duration. Results: load/results/<timestamp>.json.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/harness/topology.js';
@@ -36,7 +38,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const RATE = Number(process.env.BENCH_RATE ?? 0);
-const AB_DIR = process.env.BENCH_AB;
+const AB_DIR = process.env.BENCH_AB === undefined ? undefined : resolve(process.env.BENCH_AB);
 
 const scenarios: Scenario[] = [
   ...cacheScenarios,
