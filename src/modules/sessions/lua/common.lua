@@ -11,9 +11,9 @@
 -- MULTI/EXEC of HSET and PEXPIREAT. The scripts return the derived last activity and expiry
 -- after the stored fields (the gateway takes the last value of a field), so the `a` and `e` an
 -- older version wrote on every slide are ignored (a plain read, HGETALL and PEXPIRETIME, derives
--- them the same way in the gateway: service.ts, parseSessionHash). Create still writes `e`: during a rolling
--- upgrade, instances of the older version read it (they then answer with the expiry as of the
--- create or of their own last slide, until they are replaced).
+-- them the same way in the gateway: service.ts, parseSessionHash). Create still writes `e`:
+-- during a rolling upgrade, instances of the older version read it (they then answer with the
+-- expiry as of the create or of their own last slide, until they are replaced).
 
 -- The user's index scores each session by its expiry, but a slide rewrites that score only once
 -- the expiry has moved past it by more than a tenth of the idle ttl (at most INDEX_LAG_MAX ms):
