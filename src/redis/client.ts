@@ -182,6 +182,9 @@ function notSent(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith("Stream isn't writeable");
 }
 
+/** How soon a client that ioredis gave up (see wire()) is started again. */
+const RESTART_ENDED_CLIENT_MS = 100;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -361,6 +364,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   if (replica !== undefined) coalesceWrites(replica);
 
   let everReady = false;
+  let closing = false;
   let lastPrimaryAddress: string | undefined;
   let downSince: number | undefined = now();
   let waiters: { resolve(): void; reject(e: unknown): void; timer: NodeJS.Timeout }[] = [];
@@ -424,6 +428,22 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     });
     client.on('reconnecting', () => hooks.onReconnecting?.(role));
     client.on('error', (err: Error) => hooks.onError?.(role, err));
+    // ioredis can give a client up for good ('end') on its own: when a sentinel's +switch-master
+    // reaches its failover detector while the client is still asking the sentinels for the
+    // master after a lost connection, the detector disconnects the connector mid-connect and the
+    // connect fails with "Connection is closed." (seen after kill -9 of a master on a loaded
+    // machine: the request-path client stayed down until a restart, /readyz false, /livez up).
+    // The gateway ends a client only in close(); any other end is started again.
+    client.on('end', () => {
+      if (closing) return;
+      hooks.onError?.(role, new Error('the client stopped reconnecting; starting it again'));
+      const timer = setTimeout(() => {
+        if (closing || client.status !== 'end') return;
+        hooks.onReconnecting?.(role);
+        client.connect().catch(() => undefined);
+      }, RESTART_ENDED_CLIENT_MS);
+      timer.unref();
+    });
   };
   wire(primary, 'primary');
   wire(subscriber, 'subscriber');
@@ -579,6 +599,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
         : {}),
     }),
     async close() {
+      closing = true;
       for (const t of watchdogs) clearInterval(t);
       for (const w of waiters) {
         clearTimeout(w.timer);

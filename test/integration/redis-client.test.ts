@@ -191,3 +191,32 @@ describe('script calls', () => {
     }
   });
 });
+
+describe('a client that ioredis gives up', () => {
+  it('is started again: a failover detector cutting a reconnect short does not leave the gateway down', async () => {
+    const { redis } = t.deps;
+    const { primary } = redis;
+    await redis.onMaster((c) => c.ping());
+    // What ioredis's failover detector does on +switch-master: it disconnects the connector. If
+    // the client is at that moment asking the sentinels for the master (after a lost
+    // connection), ioredis fails the connect with "Connection is closed." and ends the client.
+    const connector = (primary as unknown as { connector: { disconnect(): void } }).connector;
+    let ended = 0;
+    const onEnd = () => ended++;
+    primary.on('end', onEnd);
+    primary.once('connecting', () => connector.disconnect());
+    try {
+      primary.disconnect(true);
+      const deadline = Date.now() + 5000;
+      while ((ended === 0 || primary.status !== 'ready') && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(ended).toBe(1);
+      expect(primary.status).toBe('ready');
+      expect(await redis.onMaster((c) => c.ping())).toBe('PONG');
+      expect((await t.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    } finally {
+      primary.off('end', onEnd);
+    }
+  });
+});

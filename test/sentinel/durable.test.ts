@@ -4,7 +4,7 @@
  * idempotency records acknowledged just before `kill -9` of the master are all readable once a
  * replica has been promoted.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type TestApp,
   type TestTenant,
@@ -40,6 +40,16 @@ beforeAll(async () => {
 // Each test starts with both replicas online (the first one pauses them).
 beforeEach(async () => {
   await topology.waitForReplicas();
+});
+
+// As in failover.test.ts: a failed run carries what Redis, the sentinels and the gateway's
+// connections were doing.
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail') {
+    console.error(
+      `Redis and sentinel logs after "${ctx.task.name}" (gateway connections: ${JSON.stringify(gw.deps.redis.state())}):\n${topology.logTails()}`,
+    );
+  }
 });
 
 afterAll(async () => {
