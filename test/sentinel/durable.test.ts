@@ -200,5 +200,15 @@ describe('durable writes', () => {
       state: 'completed',
       response: { status: 201, body: { id: 'pay-1' } },
     });
+    // Every connection followed the failover, not only those the requests above used: the
+    // subscriber (revocations, policy changes), the tracker of the near cache, the durable pool.
+    // ioredis can give one up on its own; client.ts starts it again.
+    const allReady = () =>
+      Object.values(gw.deps.redis.state()).every((v) =>
+        v.split(',').every((s) => s === 'ready' || s === 'active'),
+      );
+    const settled = Date.now() + 10_000;
+    while (!allReady() && Date.now() < settled) await new Promise((r) => setTimeout(r, 50));
+    expect(allReady(), JSON.stringify(gw.deps.redis.state())).toBe(true);
   });
 });
