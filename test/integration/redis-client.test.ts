@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { type LoadedScript, defineScripts } from '../../src/redis/scripts.js';
-import { adminRedis, useTestApp } from '../harness/app.js';
+import { adminRedis, buildTestApp, useTestApp } from '../harness/app.js';
 
 const t = useTestApp();
 
@@ -217,6 +217,44 @@ describe('a client that ioredis gives up', () => {
       expect((await t.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
     } finally {
       primary.off('end', onEnd);
+    }
+  });
+});
+
+describe('command deadline (REDIS_COMMAND_TIMEOUT_MS)', () => {
+  it('fails each pending command at its own deadline; late replies are ignored; the connection stays', async () => {
+    const app = await buildTestApp({ env: { REDIS_COMMAND_TIMEOUT_MS: '100' } });
+    try {
+      const { redis } = app.deps;
+      const { primary } = redis;
+      // A blocking read holds this connection only (not the shared server): every command behind
+      // it waits for its answer too.
+      const started = performance.now();
+      const settle = (p: Promise<unknown>) =>
+        p.then(
+          (v) => ({ value: v, at: performance.now() - started }),
+          (e: Error) => ({ error: e.message, at: performance.now() - started }),
+        );
+      const blocked = settle(
+        redis.onMaster((c) => c.xread('BLOCK', 400, 'STREAMS', `deadline:${started}`, '$')),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      const behind = settle(redis.onMaster((c) => c.ping('behind')));
+      const [a, b] = await Promise.all([blocked, behind]);
+      expect(a).toMatchObject({ error: 'Command timed out' });
+      expect(a.at).toBeGreaterThanOrEqual(95);
+      expect(a.at).toBeLessThan(380);
+      expect(b).toMatchObject({ error: 'Command timed out' });
+      expect(b.at).toBeGreaterThanOrEqual(145);
+      expect(b.at).toBeLessThan(380);
+      // The late replies (nil, PONG) arrive and are dropped; the same connection serves on.
+      const stream = primary.stream;
+      await new Promise((r) => setTimeout(r, 450 - (performance.now() - started)));
+      expect(await redis.onMaster((c) => c.ping('after'))).toBe('after');
+      expect(primary.stream).toBe(stream);
+      expect(primary.status).toBe('ready');
+    } finally {
+      await app.close();
     }
   });
 });
