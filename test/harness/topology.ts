@@ -59,17 +59,26 @@ export function missingRedisBinaries(): string | undefined {
   return `${missing.join(' and ')} not found on PATH. Install them (Debian/Ubuntu): ${INSTALL_HINT}`;
 }
 
+/** Ports this process has handed out: the kernel may well offer a just-closed port again. */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.unref();
+      srv.on('error', reject);
+      srv.listen(0, HOST, () => {
+        const addr = srv.address();
+        const p = typeof addr === 'object' && addr ? addr.port : 0;
+        srv.close(() => resolve(p));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 type Resp = string | number | null | Resp[] | Error;
@@ -276,10 +285,27 @@ function launch(node: RedisNode): void {
   node.proc = proc;
 }
 
+/**
+ * Waits until the process launched for `node` answers on its port. Its own process: a port taken
+ * by something else in the meantime (say another node, or a client's ephemeral port) answers too,
+ * while the launched server failed to bind and exited.
+ */
 async function waitUp(node: RedisNode): Promise<void> {
   await waitFor(
     `${node.name} on :${node.port}`,
-    async () => (await rawText(node.port, 'PING')) === 'PONG',
+    async () => {
+      const proc = node.proc;
+      if (proc === undefined) throw new Error(`${node.name} was not launched`);
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        throw new Error(`${node.name} exited (${proc.exitCode ?? proc.signalCode})`);
+      }
+      const info = await rawText(node.port, 'INFO', 'server');
+      const pid = /^process_id:(\d+)/m.exec(info)?.[1];
+      if (pid !== undefined && pid !== String(proc.pid)) {
+        throw new Error(`port ${node.port} is served by another process (pid ${pid})`);
+      }
+      return pid !== undefined;
+    },
     10_000,
   );
 }
@@ -355,6 +381,19 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
   }
 
   const all = [master, ...replicas, ...sentinelNodes];
+  const lastSeen = new Map<string, string>();
+  const tails = (nodes: RedisNode[], lines: number) =>
+    nodes
+      .map((n) => {
+        let text: string;
+        try {
+          text = readFileSync(join(dir, `${n.name}.log`), 'utf8');
+        } catch (e) {
+          text = `(no log: ${(e as Error).message})`;
+        }
+        return `--- ${n.name} :${n.port}\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`;
+      })
+      .join('\n');
   const stop = async () => {
     const running = all.map((n) => n.proc).filter(alive);
     const exited = running.map((p) => new Promise((r) => p.once('exit', r)));
@@ -385,9 +424,10 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     await Promise.all(
       sentinelNodes.map((s) =>
         waitFor(
-          `${s.name} to see ${replicaCount} replicas and ${sentinelCount - 1} sentinels`,
+          `${s.name} to see ${replicaCount} replicas and ${sentinelCount - 1} other sentinels`,
           async () => {
             const info = await rawText(s.port, 'INFO', 'sentinel');
+            lastSeen.set(s.name, /^master0:.*$/m.exec(info)?.[0] ?? info);
             const m = new RegExp(`slaves=(\\d+),sentinels=(\\d+)`).exec(info);
             return m !== null && Number(m[1]) === replicaCount && Number(m[2]) === sentinelCount;
           },
@@ -396,8 +436,11 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       ),
     );
   } catch (err) {
+    // A topology that did not come up says why: what each sentinel saw last, and the logs.
+    const seen = [...lastSeen].map(([name, line]) => `${name}: ${line}`).join('\n');
+    const message = `${(err as Error).message}\n${seen}\n${tails(all, 30)}`;
     await stop();
-    throw err;
+    throw new Error(message);
   }
 
   const byName = new Map(all.map((n) => [n.name, n]));
@@ -454,17 +497,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       await waitUp(n);
     },
     logTails(lines = 40) {
-      return all
-        .map((n) => {
-          let text: string;
-          try {
-            text = readFileSync(join(dir, `${n.name}.log`), 'utf8');
-          } catch (e) {
-            text = `(no log: ${(e as Error).message})`;
-          }
-          return `--- ${n.name} :${n.port}\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`;
-        })
-        .join('\n');
+      return tails(all, lines);
     },
     masterPort: masterPortNow,
     async waitForNewMaster(oldPort, timeoutMs = 20_000) {
