@@ -161,6 +161,14 @@ describe('Dockerfile', () => {
     expect(runStage).not.toMatch(/^RUN /m); // nothing to run it with: no shell
   });
 
+  it('is the Node major npm test runs the tests on a second time (scripts/node24.sh)', () => {
+    const major = /^ARG NODE_VERSION=(\d+)$/m.exec(dockerfile)?.[1];
+    const script = read('scripts/node24.sh');
+    expect(script).toContain(`"node-linux-$arch@${major}"`);
+    expect(script).toContain(`grep -q '^v${major}\\.'`);
+    expect(read('scripts/test.sh')).toMatch(/node24="\$\(sh scripts\/node24\.sh\)"/);
+  });
+
   it('ships production dependencies, dist/ (with the Lua scripts) and exposes both ports', () => {
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     expect(read('scripts/copy-lua.mjs')).toMatch(/\.lua/);
