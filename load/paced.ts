@@ -18,6 +18,9 @@
 import { type Socket, connect } from 'node:net';
 import type { Request } from 'autocannon';
 
+/** Answers slower than this are reported with when in the run they were sent. */
+export const SLOW_MS = 5;
+
 export interface PacedRequest {
   method: string;
   path: string;
@@ -46,6 +49,11 @@ export interface PacedResult {
   rps: number;
   /** Latency from each request's release to its answer, ms. */
   latency: { p50: number; p90: number; p99: number; max: number };
+  /**
+   * Answers slower than SLOW_MS, and the first and last second of the run in which such a request
+   * was sent: a tail from a start-up backlog, from one stall or spread over the run reads apart.
+   */
+  slow: { count: number; firstS: number; lastS: number };
   non2xx: number;
   errors: number;
   /** Requests still unanswered when the run ended (the server fell behind the rate). */
@@ -107,6 +115,8 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
   const { hostname, port } = new URL(opts.url);
   const host = `${hostname}:${port}`;
   const latencies: number[] = [];
+  const slow = { count: 0, firstS: Infinity, lastS: -Infinity };
+  let start = 0;
   let non2xx = 0;
   let errors = 0;
   const idle: Conn[] = [];
@@ -142,7 +152,14 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
             for (const status of statuses) {
               if (c.due === undefined) throw new Error('an answer nobody asked for');
               lastAnswerAt = performance.now();
-              latencies.push(lastAnswerAt - c.due);
+              const latency = lastAnswerAt - c.due;
+              latencies.push(latency);
+              if (latency > SLOW_MS) {
+                const at = (c.due - start) / 1000;
+                slow.count++;
+                slow.firstS = Math.min(slow.firstS, at);
+                slow.lastS = Math.max(slow.lastS, at);
+              }
               if (status < 200 || status >= 300) non2xx++;
               release(c);
             }
@@ -160,7 +177,7 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
     idle.push(c);
   }
 
-  const start = performance.now();
+  start = performance.now();
   const total = Math.floor(opts.rate * opts.durationSeconds);
   const interval = 1000 / opts.rate;
   let issued = 0;
@@ -202,6 +219,7 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
     total: latencies.length,
     rps: latencies.length / elapsed,
     latency: { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: pct(1 - 1e-12) },
+    slow,
     non2xx,
     errors,
     unanswered,

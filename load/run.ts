@@ -8,7 +8,10 @@
  * Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS (default 32),
  * BENCH_ROUNDS (default 2), BENCH_ONLY (comma-separated scenario ids), BENCH_SKIP_BUILD=1,
  * BENCH_RATE (requests/s for a fixed-rate, open-loop run, see load/paced.ts; default 0 = as fast
- * as possible with autocannon).
+ * as possible with autocannon). BENCH_WARMUP (s, default 3): before anything is measured, every
+ * server runs every selected scenario that long, closed loop, unmeasured (a cold process taking
+ * 10K req/s at once falls behind while V8 compiles and queues seconds of requests: at a fixed rate
+ * that start-up backlog alone set the p99 of earlier runs); 0 measures cold processes.
  * BENCH_AB=<dir>: compare this build with another checkout's (its dist/ built): both gateways run
  * on the same topology and each gateway scenario drives both at once, so the host's drift hits
  * both alike; the table gives each one's CPU per request and their difference, round by round.
@@ -25,7 +28,7 @@ import { resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/harness/topology.js';
-import { runPaced } from './paced.js';
+import { SLOW_MS, runPaced } from './paced.js';
 import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
 import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
 import { RATELIMIT_POLICIES, ratelimitScenarios } from './scenarios/ratelimit.js';
@@ -38,6 +41,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ONLY = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 const RATE = Number(process.env.BENCH_RATE ?? 0);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
 const AB_DIR = process.env.BENCH_AB === undefined ? undefined : resolve(process.env.BENCH_AB);
 
 const scenarios: Scenario[] = [
@@ -171,8 +175,11 @@ async function run(
       connections: CONNECTIONS,
       request: s.request(ctx),
     });
+    const { count, firstS, lastS } = r.slow;
     console.log(
       `  ${Math.round(r.rps)} req/s, p50 ${r.latency.p50} ms, p90 ${r.latency.p90} ms, p99 ${r.latency.p99} ms, max ${r.latency.max} ms` +
+        `, ${count} answers over ${SLOW_MS} ms` +
+        (count > 0 ? ` (sent ${firstS.toFixed(1)}–${lastS.toFixed(1)} s into the run)` : '') +
         (r.unanswered > 0 ? `, ${r.unanswered} unanswered` : ''),
     );
     return {
@@ -266,9 +273,11 @@ async function compareBuilds(
     { self: number[]; other: number[]; selfRps: number[]; otherRps: number[]; failed: number }
   >();
   // Both processes warm up (JIT, pools, caches) on every scenario before anything is measured.
-  console.log(`\nwarming up both gateways (3 s per scenario) ...`);
-  for (const s of selected)
-    await Promise.all([self, other].map((t) => run(t.url, s, ctx, true, 3)));
+  if (WARMUP > 0) {
+    console.log(`\nwarming up both gateways (${WARMUP} s per scenario) ...`);
+    for (const s of selected)
+      await Promise.all([self, other].map((t) => runAutocannon(t.url, s, ctx, true, WARMUP)));
+  }
   for (let round = 0; round < ROUNDS; round++) {
     for (const s of selected) {
       console.log(`\n${s.name}: this build and ${AB_DIR} at once (${DURATION} s, ${load})`);
@@ -482,6 +491,12 @@ async function main(): Promise<void> {
       (await Promise.all(replicaClients.map(redisCpuMicros))).reduce((a, b) => a + b, 0);
 
     // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
+    if (WARMUP > 0) {
+      console.log(
+        `\nwarming up every server on every scenario (${WARMUP} s each, not measured) ...`,
+      );
+      for (const s of selected) await runAutocannon(targets[s.target].url, s, ctx, true, WARMUP);
+    }
     const plan: Scenario[] = [];
     for (let round = 0; round < ROUNDS; round++) plan.push(...selected);
     const results = new Map<string, Measured>();
@@ -534,8 +549,8 @@ async function main(): Promise<void> {
         scenario: m.name,
         id: m.id,
         'req/s': Math.round(rps),
-        'p50 ms': median(m.p50),
-        'p99 ms': median(m.p99),
+        'p50 ms': Number(median(m.p50).toFixed(2)),
+        'p99 ms': Number(median(m.p99).toFixed(2)),
         'CPU µs/req': Math.round(median(m.cpuPerReq)),
         'Redis µs/req': Math.round(median(m.redisCpuPerReq)),
         'replicas µs/req': Math.round(median(m.replicaCpuPerReq)),

@@ -1,12 +1,13 @@
 /**
  * The bench's open-loop generator (load/paced.ts): its HTTP answer parser, and one short run
  * against a local node:http server (no Redis) checking that every due request is sent once, with
- * its own setupRequest, and that statuses are counted. No timing is asserted.
+ * its own setupRequest, and that statuses are counted; and that answers a server holds back are
+ * reported as slow. Only lower bounds on time are asserted (a loaded machine only adds delay).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { runPaced, takeResponses } from '../../load/paced.js';
+import { SLOW_MS, runPaced, takeResponses } from '../../load/paced.js';
 
 describe('takeResponses', () => {
   it('splits answers that share a chunk and keeps an incomplete one for later', () => {
@@ -61,6 +62,42 @@ describe('runPaced', () => {
       expect(new Set(seen).size).toBe(200);
       expect(seen.every((s) => s.startsWith('POST /x/'))).toBe(true);
       expect(r.latency.p50).toBeGreaterThan(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('reports the answers slower than SLOW_MS and when in the run they were sent', async () => {
+    // Requests 101-120 (due 0.5-0.6 s into the run) are answered 40 ms late: at least those 20
+    // are slow, and the last slow one was sent no earlier than request 120 was due.
+    const server = createServer((req, res) => {
+      const n = Number(req.url?.split('/').pop());
+      const answer = () => res.writeHead(200, { 'content-length': 2 }).end('ok');
+      if (n > 100 && n <= 120) setTimeout(answer, SLOW_MS + 35);
+      else answer();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      let i = 0;
+      const { port } = server.address() as AddressInfo;
+      const r = await runPaced({
+        url: `http://127.0.0.1:${port}`,
+        rate: 200,
+        durationSeconds: 1,
+        connections: 4,
+        drainMs: 10_000,
+        request: {
+          method: 'GET',
+          path: '/y/0',
+          setupRequest: (req) => ({ ...req, path: `/y/${++i}` }),
+        },
+      });
+      expect(r.total).toBe(200);
+      expect(r.slow.count).toBeGreaterThanOrEqual(20);
+      expect(r.slow.firstS).toBeGreaterThanOrEqual(0);
+      expect(r.slow.lastS).toBeGreaterThanOrEqual(119 / 200);
+      expect(r.slow.firstS).toBeLessThanOrEqual(r.slow.lastS);
+      expect(r.latency.max).toBeGreaterThan(SLOW_MS + 35);
     } finally {
       server.close();
     }
