@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints the directory of a Node 24 binary (the major the Docker image runs), installing it from
 # the npm registry's official per-platform package into node_modules/.cache/node24 when missing.
-# npm test runs the unit and integration tests once more with it; the machine's own Node is 20.
+# npm test runs its test projects once more with it; the machine's own Node is 20.
 set -eu
 cd "$(dirname "$0")/.."
 case "$(uname -m)" in
