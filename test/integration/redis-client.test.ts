@@ -241,12 +241,12 @@ describe('command deadline (REDIS_COMMAND_TIMEOUT_MS)', () => {
       await new Promise((r) => setTimeout(r, 50));
       const behind = settle(redis.onMaster((c) => c.ping('behind')));
       const [a, b] = await Promise.all([blocked, behind]);
+      // Timed out rather than answered: the reply (nil after 400 ms) would have settled them with
+      // a value. Only lower bounds on time: a loaded machine can only make the timers later.
       expect(a).toMatchObject({ error: 'Command timed out' });
       expect(a.at).toBeGreaterThanOrEqual(95);
-      expect(a.at).toBeLessThan(380);
       expect(b).toMatchObject({ error: 'Command timed out' });
       expect(b.at).toBeGreaterThanOrEqual(145);
-      expect(b.at).toBeLessThan(380);
       // The late replies (nil, PONG) arrive and are dropped; the same connection serves on.
       const stream = primary.stream;
       await new Promise((r) => setTimeout(r, 450 - (performance.now() - started)));
