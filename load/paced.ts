@@ -54,6 +54,12 @@ export interface PacedResult {
    * was sent: a tail from a start-up backlog, from one stall or spread over the run reads apart.
    */
   slow: { count: number; firstS: number; lastS: number };
+  /**
+   * The longest gap between two of the generator's 1 ms ticks: its own stalls. They delay the
+   * release of requests (not counted) and the reading of answers (counted), so a tail no longer
+   * than this may be the generator's.
+   */
+  generatorMaxGapMs: number;
   non2xx: number;
   errors: number;
   /** Requests still unanswered when the run ended (the server fell behind the rate). */
@@ -181,9 +187,13 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
   const total = Math.floor(opts.rate * opts.durationSeconds);
   const interval = 1000 / opts.rate;
   let issued = 0;
+  let lastTick = start;
+  let maxGap = 0;
   await new Promise<void>((resolve) => {
     const tick = () => {
       const now = performance.now();
+      maxGap = Math.max(maxGap, now - lastTick);
+      lastTick = now;
       const due = Math.min(total, Math.floor((now - start) / interval) + 1);
       for (; issued < due; issued++) {
         // Measured from its release by this tick, not from its exact due time: a timer fires up
@@ -220,6 +230,7 @@ export async function runPaced(opts: PacedOptions): Promise<PacedResult> {
     rps: latencies.length / elapsed,
     latency: { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: pct(1 - 1e-12) },
     slow,
+    generatorMaxGapMs: Number(maxGap.toFixed(1)),
     non2xx,
     errors,
     unanswered,

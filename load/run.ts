@@ -88,6 +88,21 @@ async function redisCpuMicros(redis: Redis): Promise<number> {
   return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
 }
 
+/**
+ * Fixed-rate runs: Redis's own latency monitor (`latency-monitor-threshold 1` on the master and
+ * the replicas), reset before a run and read after it, so a tail can be told from a Redis stall.
+ */
+async function redisWorstLatency(nodes: { name: string; redis: Redis }[]): Promise<string> {
+  let worst = { ms: 0, what: '' };
+  for (const { name, redis } of nodes) {
+    const events = (await redis.call('LATENCY', 'LATEST')) as [string, number, number, number][];
+    for (const [event, , , max] of events) {
+      if (max > worst.ms) worst = { ms: max, what: `${event} on the ${name}` };
+    }
+  }
+  return worst.ms === 0 ? 'no event over 1 ms' : `worst event ${worst.ms} ms, ${worst.what}`;
+}
+
 interface Measured {
   id: string;
   name: string;
@@ -180,6 +195,7 @@ async function run(
       `  ${Math.round(r.rps)} req/s, p50 ${r.latency.p50} ms, p90 ${r.latency.p90} ms, p99 ${r.latency.p99} ms, max ${r.latency.max} ms` +
         `, ${count} answers over ${SLOW_MS} ms` +
         (count > 0 ? ` (sent ${firstS.toFixed(1)}–${lastS.toFixed(1)} s into the run)` : '') +
+        `; the generator's longest stall ${r.generatorMaxGapMs} ms` +
         (r.unanswered > 0 ? `, ${r.unanswered} unanswered` : ''),
     );
     return {
@@ -489,6 +505,15 @@ async function main(): Promise<void> {
     );
     const replicaCpuMicros = async () =>
       (await Promise.all(replicaClients.map(redisCpuMicros))).reduce((a, b) => a + b, 0);
+    const dataNodes = [
+      { name: 'master', redis: direct },
+      ...replicaClients.map((redis, i) => ({ name: `replica ${i + 1}`, redis })),
+    ];
+    if (RATE > 0) {
+      for (const { redis } of dataNodes) {
+        await redis.config('SET', 'latency-monitor-threshold', '1');
+      }
+    }
 
     // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
     if (WARMUP > 0) {
@@ -507,7 +532,9 @@ async function main(): Promise<void> {
       const writes0 = writeCalls(pid);
       const redis0 = await redisCpuMicros(direct);
       const replicas0 = await replicaCpuMicros();
+      if (RATE > 0) for (const { redis } of dataNodes) await redis.call('LATENCY', 'RESET');
       const r = await run(url, s, ctx);
+      if (RATE > 0) console.log(`  Redis latency monitor: ${await redisWorstLatency(dataNodes)}`);
       const cpu1 = cpuMicros(pid);
       const writes1 = writeCalls(pid);
       const redis1 = await redisCpuMicros(direct);

@@ -98,6 +98,8 @@ describe('runPaced', () => {
       expect(r.slow.lastS).toBeGreaterThanOrEqual(119 / 200);
       expect(r.slow.firstS).toBeLessThanOrEqual(r.slow.lastS);
       expect(r.latency.max).toBeGreaterThan(SLOW_MS + 35);
+      // Ticks are 1 ms apart at best: the longest gap is at least that.
+      expect(r.generatorMaxGapMs).toBeGreaterThanOrEqual(1);
     } finally {
       server.close();
     }
