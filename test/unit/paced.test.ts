@@ -4,10 +4,10 @@
  * its own setupRequest, and that statuses are counted; and that answers a server holds back are
  * reported as slow. Only lower bounds on time are asserted (a loaded machine only adds delay).
  */
-import { createServer } from 'node:http';
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { SLOW_MS, runPaced, takeResponses } from '../../load/paced.js';
+import { type PacedResult, SLOW_MS, runPaced, takeResponses } from '../../load/paced.js';
 
 describe('takeResponses', () => {
   it('splits answers that share a chunk and keeps an incomplete one for later', () => {
@@ -28,80 +28,75 @@ describe('takeResponses', () => {
   });
 });
 
+/**
+ * 200 requests at 200/s over 4 connections to a local server answering with `handler`; request
+ * n (from 1) goes to `/x/<n>`.
+ */
+async function pacedAgainst(
+  handler: (n: number, req: IncomingMessage, res: ServerResponse) => void,
+  method: string,
+  body?: string,
+): Promise<PacedResult> {
+  const server = createServer((req, res) => handler(Number(req.url?.split('/').pop()), req, res));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    let i = 0;
+    const { port } = server.address() as AddressInfo;
+    return await runPaced({
+      url: `http://127.0.0.1:${port}`,
+      rate: 200,
+      durationSeconds: 1,
+      connections: 4,
+      // A loaded CI machine may stall: wait for every answer rather than count stragglers.
+      drainMs: 10_000,
+      request: {
+        method,
+        path: '/x/0',
+        body,
+        setupRequest: (req) => ({ ...req, path: `/x/${++i}` }),
+      },
+    });
+  } finally {
+    server.close();
+  }
+}
+
 describe('runPaced', () => {
   it('sends rate x duration requests, each built by setupRequest, and counts non-2xx', async () => {
     const seen: string[] = [];
-    const server = createServer((req, res) => {
-      seen.push(`${req.method} ${req.url}`);
-      const n = Number(req.url?.split('/').pop());
-      res.writeHead(n % 4 === 0 ? 404 : 200, { 'content-length': 2 }).end('ok');
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      let i = 0;
-      const { port } = server.address() as AddressInfo;
-      const r = await runPaced({
-        url: `http://127.0.0.1:${port}`,
-        rate: 200,
-        durationSeconds: 1,
-        connections: 4,
-        // A loaded CI machine may stall: wait for every answer rather than count stragglers.
-        drainMs: 10_000,
-        request: {
-          method: 'POST',
-          path: '/x/0',
-          body: '{}',
-          setupRequest: (req) => ({ ...req, path: `/x/${++i}` }),
-        },
-      });
-      expect(r.total).toBe(200);
-      expect(r.unanswered).toBe(0);
-      expect(r.errors).toBe(0);
-      expect(r.non2xx).toBe(50);
-      expect(seen).toHaveLength(200);
-      expect(new Set(seen).size).toBe(200);
-      expect(seen.every((s) => s.startsWith('POST /x/'))).toBe(true);
-      expect(r.latency.p50).toBeGreaterThan(0);
-    } finally {
-      server.close();
-    }
+    const r = await pacedAgainst(
+      (n, req, res) => {
+        seen.push(`${req.method} ${req.url}`);
+        res.writeHead(n % 4 === 0 ? 404 : 200, { 'content-length': 2 }).end('ok');
+      },
+      'POST',
+      '{}',
+    );
+    expect(r.total).toBe(200);
+    expect(r.unanswered).toBe(0);
+    expect(r.errors).toBe(0);
+    expect(r.non2xx).toBe(50);
+    expect(seen).toHaveLength(200);
+    expect(new Set(seen).size).toBe(200);
+    expect(seen.every((s) => s.startsWith('POST /x/'))).toBe(true);
+    expect(r.latency.p50).toBeGreaterThan(0);
   });
 
   it('reports the answers slower than SLOW_MS and when in the run they were sent', async () => {
     // Requests 101-120 (due 0.5-0.6 s into the run) are answered 40 ms late: at least those 20
     // are slow, and the last slow one was sent no earlier than request 120 was due.
-    const server = createServer((req, res) => {
-      const n = Number(req.url?.split('/').pop());
+    const r = await pacedAgainst((n, _req, res) => {
       const answer = () => res.writeHead(200, { 'content-length': 2 }).end('ok');
       if (n > 100 && n <= 120) setTimeout(answer, SLOW_MS + 35);
       else answer();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      let i = 0;
-      const { port } = server.address() as AddressInfo;
-      const r = await runPaced({
-        url: `http://127.0.0.1:${port}`,
-        rate: 200,
-        durationSeconds: 1,
-        connections: 4,
-        drainMs: 10_000,
-        request: {
-          method: 'GET',
-          path: '/y/0',
-          setupRequest: (req) => ({ ...req, path: `/y/${++i}` }),
-        },
-      });
-      expect(r.total).toBe(200);
-      expect(r.slow.count).toBeGreaterThanOrEqual(20);
-      expect(r.slow.firstS).toBeGreaterThanOrEqual(0);
-      expect(r.slow.lastS).toBeGreaterThanOrEqual(119 / 200);
-      expect(r.slow.firstS).toBeLessThanOrEqual(r.slow.lastS);
-      expect(r.latency.max).toBeGreaterThan(SLOW_MS + 35);
-      // Ticks are 1 ms apart at best: the longest gap is at least that.
-      expect(r.generatorMaxGapMs).toBeGreaterThanOrEqual(1);
-    } finally {
-      server.close();
-    }
+    }, 'GET');
+    expect(r.total).toBe(200);
+    expect(r.slow.count).toBeGreaterThanOrEqual(20);
+    expect(r.slow.firstS).toBeGreaterThanOrEqual(0);
+    expect(r.slow.lastS).toBeGreaterThanOrEqual(119 / 200);
+    expect(r.slow.firstS).toBeLessThanOrEqual(r.slow.lastS);
+    expect(r.latency.max).toBeGreaterThan(SLOW_MS + 35);
+    // Ticks are 1 ms apart at best: the longest gap is at least that.
+    expect(r.generatorMaxGapMs).toBeGreaterThanOrEqual(1);
   });
 });
