@@ -3,5 +3,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
-sh scripts/ensure-redis.sh
+sh scripts/ensure-packages.sh redis-server:redis-server redis-sentinel:redis-sentinel
 exec node --import tsx scripts/local.ts

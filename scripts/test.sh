@@ -5,7 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
-sh scripts/ensure-redis.sh
+# Redis for every tier; nginx for the test of the README's NGINX snippet.
+sh scripts/ensure-packages.sh redis-server:redis-server redis-sentinel:redis-sentinel nginx:nginx-light
 step() { printf '\n=== %s\n' "$1"; }
 step lint;            npm run -s lint
 step typecheck;       npm run -s typecheck

@@ -5,7 +5,7 @@
  * setup, the failover tests, the quick start (`npm run local`) and the benchmark.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,16 +45,22 @@ function sentinelAuthFromDeploy(): { user: string; pass: string } {
 const sentinelAuth = sentinelAuthFromDeploy();
 export const INSTALL_HINT = 'sudo apt-get install -y redis-server redis-sentinel';
 
+/** Where a program is: on PATH, else in /usr/sbin (a non-root PATH may lack it), else undefined. */
+export function programPath(name: string): string | undefined {
+  try {
+    const found = execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
+    if (found !== '') return found;
+  } catch {
+    // not on PATH
+  }
+  return existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : undefined;
+}
+
 /** Returns a message naming what is missing, or undefined when both binaries are installed. */
 export function missingRedisBinaries(): string | undefined {
-  const missing = ['redis-server', 'redis-sentinel'].filter((bin) => {
-    try {
-      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-      return false;
-    } catch {
-      return true;
-    }
-  });
+  const missing = ['redis-server', 'redis-sentinel'].filter(
+    (bin) => programPath(bin) === undefined,
+  );
   if (missing.length === 0) return undefined;
   return `${missing.join(' and ')} not found on PATH. Install them (Debian/Ubuntu): ${INSTALL_HINT}`;
 }
