@@ -34,7 +34,6 @@ describe('NGINX auth_request with the README snippet', () => {
   let nginx: ChildProcess | undefined;
   let nginxPort = 0;
   let dir = '';
-  let key = '';
 
   beforeAll(async () => {
     const bin = programPath('nginx');
@@ -44,7 +43,6 @@ describe('NGINX auth_request with the README snippet', () => {
       );
     }
     const a = await newTenant(t.deps, ['ratelimit:check']);
-    key = a.key;
     const put = await t.app.inject({
       method: 'PUT',
       url: `/v1/admin/tenants/${a.tenant}/policies/public`,
@@ -60,7 +58,7 @@ describe('NGINX auth_request with the README snippet', () => {
     const snippet = readmeSnippet()
       .replace('http://cache-gateway:8080', `http://127.0.0.1:${gwPort}`)
       .replace('http://backend', `http://127.0.0.1:${backendPort}`)
-      .replace('"cgk_..."', `"${key}"`);
+      .replace('"cgk_..."', `"${a.key}"`);
     expect(snippet).not.toMatch(/cache-gateway:|cgk_\.\.\.|http:\/\/backend/);
     nginxPort = await freePort();
     dir = mkdtempSync(join(tmpdir(), 'cache-gateway-nginx-'));
