@@ -26,10 +26,15 @@ function readmeSnippet(): string {
 }
 
 describe('NGINX auth_request with the README snippet', () => {
-  const seen: IncomingHttpHeaders[] = [];
+  const seen: { headers: IncomingHttpHeaders; body: string }[] = [];
   const backend = createServer((req, res) => {
-    seen.push(req.headers);
-    res.writeHead(200, { 'content-type': 'text/plain' }).end('from the backend');
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      seen.push({ headers: req.headers, body });
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('from the backend');
+    });
   });
   let nginx: ChildProcess | undefined;
   let nginxPort = 0;
@@ -131,8 +136,9 @@ describe('NGINX auth_request with the README snippet', () => {
     }
     // The backend got the end user's credentials and body, never the hook's key.
     expect(seen).toHaveLength(2);
-    expect(seen[0]?.authorization).toBe('Bearer end-user-token');
-    expect(seen[0]?.['x-gateway-key']).toBeUndefined();
+    expect(seen[0]?.headers.authorization).toBe('Bearer end-user-token');
+    expect(seen[0]?.headers['x-gateway-key']).toBeUndefined();
+    expect(seen[0]?.body).toBe('{"order":7}');
 
     const denied = await rawHttp(nginxPort, 'GET', '/api/orders', user);
     expect(denied.status).toBe(429);
