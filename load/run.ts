@@ -515,13 +515,14 @@ async function main(): Promise<void> {
       }
     }
 
-    // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
+    // No row measures a cold process (see BENCH_WARMUP above).
     if (WARMUP > 0) {
       console.log(
         `\nwarming up every server on every scenario (${WARMUP} s each, not measured) ...`,
       );
       for (const s of selected) await runAutocannon(targets[s.target].url, s, ctx, true, WARMUP);
     }
+    // Baseline-compared scenarios alternate with their baseline; the rest run once per round too.
     const plan: Scenario[] = [];
     for (let round = 0; round < ROUNDS; round++) plan.push(...selected);
     const results = new Map<string, Measured>();
