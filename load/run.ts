@@ -114,6 +114,11 @@ interface Measured {
   replicaCpuPerReq: number[];
   /** Write syscalls of the serving process per request (the answer, plus its Redis writes). */
   writesPerReq: number[];
+  /**
+   * CPU µs this process (the load generator) spent per request: it shares the cores too, and an
+   * answer with more headers costs it more to parse, which lowers every req/s it measures.
+   */
+  generatorCpuPerReq: number[];
   rps: number[];
   p50: number[];
   p99: number[];
@@ -533,8 +538,10 @@ async function main(): Promise<void> {
       const writes0 = writeCalls(pid);
       const redis0 = await redisCpuMicros(direct);
       const replicas0 = await replicaCpuMicros();
+      const gen0 = process.cpuUsage();
       if (RATE > 0) for (const { redis } of dataNodes) await redis.call('LATENCY', 'RESET');
       const r = await run(url, s, ctx);
+      const gen = process.cpuUsage(gen0);
       if (RATE > 0) console.log(`  Redis latency monitor: ${await redisWorstLatency(dataNodes)}`);
       const cpu1 = cpuMicros(pid);
       const writes1 = writeCalls(pid);
@@ -547,6 +554,7 @@ async function main(): Promise<void> {
         redisCpuPerReq: [],
         replicaCpuPerReq: [],
         writesPerReq: [],
+        generatorCpuPerReq: [],
         rps: [],
         p50: [],
         p99: [],
@@ -557,6 +565,7 @@ async function main(): Promise<void> {
       m.redisCpuPerReq.push((redis1 - redis0) / Math.max(1, r.total));
       m.replicaCpuPerReq.push((replicas1 - replicas0) / Math.max(1, r.total));
       m.writesPerReq.push((writes1 - writes0) / Math.max(1, r.total));
+      m.generatorCpuPerReq.push((gen.user + gen.system) / Math.max(1, r.total));
       m.rps.push(r.rps);
       m.p50.push(r.p50);
       m.p99.push(r.p99);
@@ -583,6 +592,7 @@ async function main(): Promise<void> {
         'Redis µs/req': Math.round(median(m.redisCpuPerReq)),
         'replicas µs/req': Math.round(median(m.replicaCpuPerReq)),
         'writes/req': Number(median(m.writesPerReq).toFixed(2)),
+        'generator µs/req': Math.round(median(m.generatorCpuPerReq)),
         'vs baseline': ref ? `${median(ratios).toFixed(2)}x` : '',
         'CPU vs baseline': ref ? `${median(cpuRatios).toFixed(2)}x` : '',
         'non-2xx': m.non2xx,
