@@ -1,6 +1,8 @@
 // The baseline for the rate-limit benchmark: a bare node:http server that reads {"key": ...},
 // runs a textbook token-bucket Lua script through ioredis (EVALSHA) and answers JSON. No auth,
 // no validation, no policies, no headers, no metrics. Connected through the same sentinels.
+// POST /rl: a generous bucket (100 000, refilled 100 per ms), the decision path; POST /rl/flood:
+// 10 tokens refilled 1 per second, where a flood is denied (every denial still runs the script).
 /* global URL, Buffer */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -12,10 +14,11 @@ redis.defineCommand('tokenBucket', {
   lua: readFileSync(new URL('./baseline-token-bucket.lua', import.meta.url), 'utf8'),
 });
 
-const CAPACITY = 100_000;
-const REFILL_PER_MS = 100;
+const GENEROUS = { prefix: 'bare:rl:', capacity: 100_000, refillPerMs: 100 };
+const FLOOD = { prefix: 'bare:rlf:', capacity: 10, refillPerMs: 0.001 };
 
 const server = createServer((req, res) => {
+  const bucket = req.url === '/rl/flood' ? FLOOD : GENEROUS;
   let body = '';
   req.setEncoding('utf8');
   req.on('data', (d) => (body += d));
@@ -27,7 +30,8 @@ const server = createServer((req, res) => {
       res.writeHead(400).end();
       return;
     }
-    redis.tokenBucket(`bare:rl:${key}`, CAPACITY, REFILL_PER_MS, Date.now(), 1).then(
+    const { prefix, capacity, refillPerMs } = bucket;
+    redis.tokenBucket(prefix + key, capacity, refillPerMs, Date.now(), 1).then(
       ([allowed, remaining]) => {
         const out = JSON.stringify({ allowed: allowed === 1, remaining });
         res.writeHead(200, {

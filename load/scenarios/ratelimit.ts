@@ -1,7 +1,10 @@
 /**
  * Rate-limit scenarios: /check with a token bucket and with GCRA over 1000 distinct identifiers,
  * the API-gateway hook (1000 client addresses), and the bare node:http + ioredis token-bucket
- * baseline. Limits are generous: these measure the decision path, not denials.
+ * baseline. Their limits are generous: they measure the decision path, not denials. The flood pair
+ * (100 identifiers each limited to 10 requests, refilled 1 per second, so nearly every request is
+ * denied) measures denials: the gateway answers a key it saw denied from memory until its
+ * retry-after (the in-process denial cache), the bare server runs the script for every one.
  */
 import type { Request } from 'autocannon';
 import type { Scenario } from '../types.js';
@@ -10,11 +13,14 @@ export const RATELIMIT_POLICIES = {
   'bench-tb': { algorithm: 'token_bucket', capacity: 100_000, refillPerSecond: 100_000 },
   'bench-gcra': { algorithm: 'gcra', limit: 100_000, periodMs: 1000, burst: 100_000 },
   'bench-hook': { algorithm: 'token_bucket', capacity: 100_000, refillPerSecond: 100_000 },
+  'bench-flood': { algorithm: 'token_bucket', capacity: 10, refillPerSecond: 1 },
 } as const;
 
 const IDS = 1000;
 let n = 0;
 const nextId = () => (n = (n + 1) % IDS);
+/** The flood's clients: few, each far over its limit. */
+const FLOOD_IDS = 100;
 
 /** A JSON body naming a different identifier on every request. */
 function rotatingBody(make: (id: number) => unknown) {
@@ -76,6 +82,34 @@ export const ratelimitScenarios: Scenario[] = [
           headers: { ...req.headers, 'x-forwarded-for': `10.0.${id >> 8}.${id & 255}` },
         };
       },
+    }),
+  },
+  {
+    name: 'baseline rate-limit flood (bare, 100 ids over a 10-token bucket)',
+    id: 'baseline-ratelimit-flood',
+    target: 'baseline-ratelimit',
+    request: () => ({
+      method: 'POST',
+      path: '/rl/flood',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ key: 'user:0' }),
+      setupRequest: rotatingBody((id) => ({ key: `user:${id % FLOOD_IDS}` })),
+    }),
+  },
+  {
+    name: 'ratelimit flood, token_bucket, 100 ids mostly denied',
+    id: 'ratelimit-flood',
+    target: 'gateway',
+    baseline: 'baseline-ratelimit-flood',
+    request: (ctx) => ({
+      method: 'POST',
+      path: '/v1/ratelimit/check',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ policy: 'bench-flood', key: 'user:0' }),
+      setupRequest: rotatingBody((id) => ({
+        policy: 'bench-flood',
+        key: `user:${id % FLOOD_IDS}`,
+      })),
     }),
   },
 ];
