@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     await admin('/tenants', { id: 'demo', name: 'Demo tenant' });
     const created = await admin('/tenants/demo/keys', {
       name: 'demo',
-      scopes: ['cache:*', 'session:*', 'ratelimit:check', 'queue:*', 'idempotency:use'],
+      scopes: ['cache:*', 'session:*', 'ratelimit:*', 'queue:*', 'idempotency:use'],
     });
     const key = String(created.key);
     console.log(`

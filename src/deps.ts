@@ -180,6 +180,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onLocalDenial: () => metrics.ratelimit.localDenial(),
     onBatch: (checks) => metrics.ratelimit.batch(checks),
     onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
+    onReset: (policy, cleared) => metrics.ratelimit.reset(policyLabel(policy), cleared),
   });
   const quota = createQuotaCounter({
     redis,
@@ -213,18 +214,21 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   metrics.queues.watchPool(redis.blocking);
 
   // Pub/sub: revocations (drop a key from the auth cache), fills of leased cache keys (wake
-  // the readers waiting here) and changes of API-managed rate-limit policies.
+  // the readers waiting here), changes of API-managed rate-limit policies, and rate-limit resets
+  // (drop a remembered denial). On a resubscribe, policies.forgetAll() also clears the denials.
   const revoked = keys.channels.apiKeyRevoked();
   const filled = keys.channels.cacheFilled();
   const policiesChanged = keys.channels.policiesChanged();
+  const ratelimitReset = keys.channels.ratelimitReset();
   redis.subscriber.on('message', (ch: string, message: string) => {
     if (ch === revoked) admin.forget(message);
     else if (ch === filled) cache.onFilled(message);
     else if (ch === policiesChanged) policies.forget(message);
+    else if (ch === ratelimitReset) ratelimit.forgetDenial(message);
   });
   if (!options.lazyConnect) {
     redis.subscriber
-      .subscribe(revoked, filled, policiesChanged)
+      .subscribe(revoked, filled, policiesChanged, ratelimitReset)
       .catch((err: Error) => log.error({ err: err.message }, 'cannot subscribe to revocations'));
   }
 

@@ -9,7 +9,7 @@
 export const CAPABILITIES = {
   cache: ['read', 'write'],
   session: ['read', 'write'],
-  ratelimit: ['check'],
+  ratelimit: ['check', 'reset'],
   queue: ['publish', 'consume', 'admin'],
   idempotency: ['use'],
 } as const;

@@ -11,6 +11,8 @@ export interface RatelimitMetrics {
   /** outcome: allowed, denied, shadow_denied, degraded_allowed, degraded_denied. */
   decision(policyLabel: string, outcome: string): void;
   localDenial(): void;
+  /** An identifier's state was reset through the API; cleared: stored state was deleted. */
+  reset(policyLabel: string, cleared: boolean): void;
   /** Single checks sent in one script call. */
   batch(checks: number): void;
   quotaExceeded(): void;
@@ -30,6 +32,12 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     [] as const,
   ).register(registry);
   const localSeries = localDenials.child({});
+  const resets = new Counter({
+    name: 'gateway_ratelimit_resets_total',
+    help: 'Identifiers whose rate-limit state was reset through POST /v1/ratelimit/reset, by policy (labelled as for decisions) and whether stored state was deleted (cleared: true/false).',
+    labelNames: ['policy', 'cleared'] as const,
+    registers: [registry],
+  });
   const batches = new Histogram({
     name: 'gateway_ratelimit_batch_checks',
     help: 'Single rate-limit checks sent to Redis in one script call (those that arrived in one event-loop turn, at most RATELIMIT_BATCH_MAX).',
@@ -58,6 +66,7 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     },
     localDenial: () => localSeries.inc(),
     batch: (checks) => batches.observe(checks),
+    reset: (policy, cleared) => resets.inc({ policy, cleared: String(cleared) }),
     quotaExceeded: () => quotaExceeded.inc(),
     quotaFlushError: () => quotaErrors.inc(),
   };

@@ -161,5 +161,10 @@ export const keys = {
     cacheFilled: (): string => '_gw:events:cache-filled',
     /** A tenant's API-managed policies changed (message: the tenant id). */
     policiesChanged: (): string => '_gw:events:policies-changed',
+    /**
+     * An identifier's rate-limit state was reset (message: its state key); every replica drops
+     * that key from its in-process denial cache.
+     */
+    ratelimitReset: (): string => '_gw:events:ratelimit-reset',
   },
 } as const;

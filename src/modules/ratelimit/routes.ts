@@ -22,6 +22,8 @@ import {
   PolicyList,
   PolicyParams,
   PolicySummarySchema,
+  Reset,
+  ResetResult,
   TenantPolicyParams,
 } from './schemas.js';
 import type { Decision, RatelimitService } from './service.js';
@@ -34,6 +36,7 @@ export interface RatelimitRoutesOptions {
 }
 
 const SCOPE = 'ratelimit:check';
+const RESET_SCOPE = 'ratelimit:reset';
 const TAGS = ['ratelimit'];
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -79,6 +82,13 @@ function renderDecision(d: Decision): string {
 
 const INLINE_CACHE_MAX = 1000;
 
+/**
+ * The identity the hook limits for a header value: hashed, so credentials in headers never
+ * reach Redis keys in clear.
+ */
+const headerIdentity = (value: string): string =>
+  `h:${hash('sha256', value, 'base64url').slice(0, 22)}`;
+
 export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = async (
   app,
   { service, store, legacyHeaders },
@@ -92,10 +102,11 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
     request: FastifyRequest,
     spec: string | PolicyDefinition,
     field: string,
+    scope = SCOPE,
   ): Policy | Promise<Policy> {
     const principal = principalOf(request);
     if (typeof spec !== 'string') {
-      authorizeAll(principal, SCOPE, 'An inline policy');
+      authorizeAll(principal, scope, 'An inline policy');
       const text = JSON.stringify(spec);
       let p = inline.get(text);
       if (p === undefined) {
@@ -105,7 +116,7 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
       }
       return p;
     }
-    authorizeResource(principal, SCOPE, spec, field);
+    authorizeResource(principal, scope, spec, field);
     const found = store.resolve(principal.tenant, spec);
     return found instanceof Promise
       ? found.then((p) => known(p, spec, field))
@@ -189,6 +200,43 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
     },
   );
 
+  app.post(
+    '/reset',
+    {
+      config: { scope: RESET_SCOPE, module: 'ratelimit' },
+      schema: {
+        operationId: 'ratelimitReset',
+        tags: TAGS,
+        summary: "Reset one identifier's limit",
+        description:
+          'Deletes what `policy` has counted for `key` (or, for a hook policy that identifies clients by a header, for `headerValue`), so its next check starts from a full quota: to unblock a customer, or after a plan upgrade. Every gateway replica forgets a remembered denial of it at once (pub/sub; a replica cut off from pub/sub at that moment forgets all remembered denials when it reconnects). Needs the `ratelimit:reset` scope (a glob restricts the policy names, as for checks; inline definitions need it without a glob), so the keys that only check cannot reset.',
+        body: Reset,
+        response: {
+          200: jsonResponse("The identifier's limit starts afresh.", ResetResult),
+          ...problemResponses(400, 401, 403, 404, 415),
+        },
+      },
+    },
+    async (request) => {
+      const { policy: spec, key, headerValue } = request.body;
+      const policy = await policyOf(request, spec, 'body.policy', RESET_SCOPE);
+      const identifier = key ?? headerIdentity(headerValue as string);
+      const principal = principalOf(request);
+      const cleared = await service.reset(principal.tenant, policy, identifier);
+      request.log.info(
+        {
+          tenant: principal.tenant,
+          apiKey: principal.keyId,
+          policy: policy.name,
+          key: identifier,
+          cleared,
+        },
+        'rate-limit state reset',
+      );
+      return { policy: policy.name, key: identifier, cleared };
+    },
+  );
+
   // The hook: any method, any sub-path, no body needed; a body of any type is read and ignored.
   await app.register(async (hooks) => {
     hooks.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, _body, done) =>
@@ -199,10 +247,7 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
       if (policy.identifyBy !== 'ip') {
         const v = request.headers[policy.identifyBy.header];
         const value = Array.isArray(v) ? v.join(',') : v;
-        if (value !== undefined && value !== '') {
-          // Hashed: credentials in headers never reach Redis keys in clear.
-          return `h:${hash('sha256', value, 'base64url').slice(0, 22)}`;
-        }
+        if (value !== undefined && value !== '') return headerIdentity(value);
       }
       return `ip:${request.ip}`;
     };

@@ -23,13 +23,15 @@ const Cost = z
   .max(1_000_000_000)
   .describe('Units this request consumes (default 1); 0 peeks without consuming.');
 
+const PolicySpec = z
+  .union([PolicyName, PolicyDefinition])
+  .describe(
+    'A policy name (built-in, from the policies file or the admin API) or an inline definition.',
+  );
+
 export const Check = z
   .strictObject({
-    policy: z
-      .union([PolicyName, PolicyDefinition])
-      .describe(
-        'A policy name (built-in, from the policies file or the admin API) or an inline definition.',
-      ),
+    policy: PolicySpec,
     key: Identifier,
     cost: Cost.optional(),
   })
@@ -65,6 +67,55 @@ export const MultiCheck = z
         ],
       },
     ],
+  });
+
+export const Reset = z
+  .strictObject({
+    policy: PolicySpec,
+    key: Identifier.optional().describe(
+      'The identifier to reset, as checks name it; for the hook, the `X-RateLimit-Identity` it answered for an address (`ip:203.0.113.7`). Exactly one of `key` and `headerValue`.',
+    ),
+    headerValue: z
+      .string()
+      .min(1)
+      .max(8192)
+      .optional()
+      .describe(
+        'Instead of `key`, for a hook policy that identifies clients by a header (`identifyBy: "header:..."`): that header\'s value. The gateway derives the identity from it as the hook does (a hash; the value is not stored).',
+      ),
+  })
+  .superRefine((v, ctx) => {
+    if ((v.key === undefined) === (v.headerValue === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['key'],
+        message: 'give exactly one of key or headerValue',
+      });
+    }
+  })
+  .meta({
+    id: 'RateLimitReset',
+    examples: [
+      { policy: 'public', key: 'user:42' },
+      { policy: 'partner-api', headerValue: 'Bearer 4f9c...' },
+    ],
+  });
+
+export const ResetResult = z
+  .object({
+    policy: z.string().describe('The policy name ("inline" for an inline definition).'),
+    key: z
+      .string()
+      .describe('The identifier reset (for a `headerValue`, the identity derived from it).'),
+    cleared: z
+      .boolean()
+      .describe(
+        'true: stored state was deleted; false: there was none (nothing used yet, expired, or an unlimited policy). Either way the next check starts from a full quota.',
+      ),
+  })
+  .meta({
+    id: 'RateLimitResetResult',
+    examples: [{ policy: 'public', key: 'user:42', cleared: true }],
   });
 
 export const DecisionSchema = z

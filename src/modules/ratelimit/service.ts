@@ -62,6 +62,8 @@ export interface RatelimitServiceOptions {
   /** `checks` single checks went to Redis in one script call. */
   onBatch?(checks: number): void;
   onRedisError?(kind: RedisErrorKind): void;
+  /** An identifier's state was reset; `cleared`: there was stored state to delete. */
+  onReset?(policy: Policy, cleared: boolean): void;
 }
 
 interface Denied {
@@ -398,6 +400,33 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
       }
       return out as Decision[];
+    },
+
+    /**
+     * Deletes the state of `identifier` under `policy` (its limit starts afresh) and tells every
+     * replica to forget a remembered denial of it. False when there was no state (nothing used,
+     * expired, or an unlimited policy).
+     */
+    async reset(tenant: string, policy: Policy, identifier: string): Promise<boolean> {
+      const limiter = policy.limiterFor(identifier);
+      if (limiter.code === undefined) {
+        opts.onReset?.(policy, false);
+        return false;
+      }
+      const key = keys.ratelimit(tenant, policy.stateName, limiter.code, identifier);
+      denied.delete(key);
+      const replies = await redis.onMaster((c) =>
+        c.multi().del(key).publish(keys.channels.ratelimitReset(), key).exec(),
+      );
+      const [err, deleted] = replies?.[0] ?? [new Error('the transaction was discarded'), 0];
+      if (err) throw err;
+      opts.onReset?.(policy, deleted === 1);
+      return deleted === 1;
+    },
+
+    /** Another replica reset this state key: a remembered denial of it no longer holds. */
+    forgetDenial(key: string): void {
+      denied.delete(key);
     },
 
     /** Forgets remembered denials (policies changed). */

@@ -17,8 +17,9 @@ async function port(): Promise<number> {
 /** A tenant with a hook key and a tight policy of its own. */
 async function setup(
   definition: Record<string, unknown> = { algorithm: 'fixed_window', limit: 2, windowMs: 60000 },
+  scopes = ['ratelimit:check'],
 ) {
-  const a = await newTenant(t.deps, ['ratelimit:check']);
+  const a = await newTenant(t.deps, scopes);
   const res = await t.app.inject({
     method: 'PUT',
     url: `/v1/admin/tenants/${a.tenant}/policies/edge`,
@@ -174,6 +175,38 @@ describe('identity and modes', () => {
     // The raw header value never reaches a Redis key.
     const keys = await t.deps.redis.primary.scan('0', 'MATCH', `${a.tenant}:rl:*`, 'COUNT', 1000);
     expect(keys[1].join(' ')).not.toContain('user-key-1');
+  });
+
+  it('a hook identity can be reset: an address by its key, a header identity by the value', async () => {
+    const a = await setup(
+      { algorithm: 'fixed_window', limit: 1, windowMs: 60000, identifyBy: 'header:X-Api-Key' },
+      ['ratelimit:check', 'ratelimit:reset'],
+    );
+    const p = await port();
+    const call = (h: Record<string, string>) =>
+      rawHttp(p, 'GET', '/v1/ratelimit/hook/edge/x', { ...a.gw, ...h });
+    const reset = (payload: Record<string, string>) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/ratelimit/reset',
+        headers: a.auth,
+        payload: { policy: 'edge', ...payload },
+      });
+    expect((await call({ 'x-api-key': 'customer-secret' })).status).toBe(200);
+    expect((await call({ 'x-api-key': 'customer-secret' })).status).toBe(429);
+    const byValue = await reset({ headerValue: 'customer-secret' });
+    expect(byValue.statusCode).toBe(200);
+    const result = JSON.parse(byValue.body) as { key: string; cleared: boolean };
+    expect(result.cleared).toBe(true);
+    expect(result.key).toMatch(/^h:/); // the derived identity, never the value
+    expect((await call({ 'x-api-key': 'customer-secret' })).status).toBe(200);
+
+    const first = await call({ 'x-forwarded-for': '192.0.2.77' });
+    expect((await call({ 'x-forwarded-for': '192.0.2.77' })).status).toBe(429);
+    const identity = first.headers['x-ratelimit-identity'] as string;
+    expect(identity).toBe('ip:192.0.2.77');
+    expect(JSON.parse((await reset({ key: identity })).body)).toMatchObject({ cleared: true });
+    expect((await call({ 'x-forwarded-for': '192.0.2.77' })).status).toBe(200);
   });
 
   it('shadow mode allows, reports the would-be denial and counts it', async () => {

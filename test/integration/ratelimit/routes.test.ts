@@ -481,3 +481,116 @@ describe('the gateway request quota', () => {
     }
   });
 });
+
+describe('POST /v1/ratelimit/reset', () => {
+  const check = (auth: Record<string, string>, policy: unknown, key: string) =>
+    post(auth, '/v1/ratelimit/check', { policy, key }).then((r) => body<Decision>(r));
+
+  it('deletes what was counted: the next check starts from a full quota', async () => {
+    const a = await caller(['ratelimit:check', 'ratelimit:reset']);
+    await check(a.auth, 'login', 'user:r');
+    await check(a.auth, 'login', 'user:r');
+    expect((await check(a.auth, 'login', 'user:r')).allowed).toBe(false);
+    // The denial is remembered in-process: without the reset it would answer from memory.
+    expect(t.deps.ratelimit.localSize()).toBeGreaterThan(0);
+    const res = await post(a.auth, '/v1/ratelimit/reset', { policy: 'login', key: 'user:r' });
+    expect(res.statusCode).toBe(200);
+    expect(body(res)).toEqual({ policy: 'login', key: 'user:r', cleared: true });
+    expect(await check(a.auth, 'login', 'user:r')).toMatchObject({ allowed: true, remaining: 1 });
+    // Nothing stored (never used, or an unlimited policy): cleared false.
+    expect(
+      body(await post(a.auth, '/v1/ratelimit/reset', { policy: 'login', key: 'user:fresh' })),
+    ).toEqual({ policy: 'login', key: 'user:fresh', cleared: false });
+    expect(
+      body(await post(a.auth, '/v1/ratelimit/reset', { policy: 'internal', key: 'user:r' })),
+    ).toEqual({ policy: 'internal', key: 'user:r', cleared: false });
+    // An inline definition resets its own state only.
+    const inline = { algorithm: 'fixed_window', limit: 1, windowMs: 60000 };
+    await check(a.auth, inline, 'user:r');
+    expect((await check(a.auth, inline, 'user:r')).allowed).toBe(false);
+    expect(
+      body(await post(a.auth, '/v1/ratelimit/reset', { policy: inline, key: 'user:r' })),
+    ).toMatchObject({ policy: 'inline', cleared: true });
+    expect((await check(a.auth, inline, 'user:r')).allowed).toBe(true);
+    expect(
+      await t.deps.metrics.registry.getSingleMetricAsString('gateway_ratelimit_resets_total'),
+    ).toMatch(/policy="login",cleared="true"\} [1-9]/);
+  });
+
+  it('needs ratelimit:reset, restricted by its glob like checks', async () => {
+    const checker = await caller(['ratelimit:check']);
+    expectProblem(
+      await post(checker.auth, '/v1/ratelimit/reset', { policy: 'login', key: 'u' }),
+      403,
+      'SCOPE_MISSING',
+    );
+    const narrow = await caller(['ratelimit:check', 'ratelimit:reset:log*']);
+    expect(
+      (await post(narrow.auth, '/v1/ratelimit/reset', { policy: 'login', key: 'u' })).statusCode,
+    ).toBe(200);
+    expectProblem(
+      await post(narrow.auth, '/v1/ratelimit/reset', { policy: 'public', key: 'u' }),
+      403,
+      'SCOPE_MISSING',
+    );
+    expectProblem(
+      await post(narrow.auth, '/v1/ratelimit/reset', {
+        policy: { algorithm: 'fixed_window', limit: 1, windowMs: 1000 },
+        key: 'u',
+      }),
+      403,
+      'SCOPE_MISSING',
+    );
+  });
+
+  it('refuses bad input with a 400 or 404 and resets nothing', async () => {
+    const a = await caller(['ratelimit:check', 'ratelimit:reset']);
+    await check(a.auth, 'login', 'user:b');
+    await check(a.auth, 'login', 'user:b');
+    for (const payload of [
+      { policy: 'login' },
+      { policy: 'login', key: 'user:b', headerValue: 'x' },
+      { policy: 'login', key: '' },
+      { policy: 'login', key: 'user:b', extra: 1 },
+      { policy: 'login', key: 'a\u0000b' },
+      { policy: { algorithm: 'token_bucket' }, key: 'user:b' },
+    ]) {
+      expectProblem(await post(a.auth, '/v1/ratelimit/reset', payload), 400, 'VALIDATION_FAILED');
+    }
+    expectProblem(
+      await post(a.auth, '/v1/ratelimit/reset', { policy: 'nope', key: 'user:b' }),
+      404,
+      'POLICY_NOT_FOUND',
+    );
+    expect((await check(a.auth, 'login', 'user:b')).allowed).toBe(false);
+  });
+
+  it('every replica forgets its remembered denial at once (pub/sub)', async () => {
+    const a = await caller(['ratelimit:check', 'ratelimit:reset']);
+    const other = await buildTestApp({ env: { RATELIMIT_POLICIES_FILE: policiesFile } });
+    try {
+      const onOther = () =>
+        other.app
+          .inject({
+            method: 'POST',
+            url: '/v1/ratelimit/check',
+            headers: a.auth,
+            payload: { policy: 'login', key: 'user:x' },
+          })
+          .then((r) => body<Decision>(r));
+      await onOther();
+      await onOther();
+      expect((await onOther()).allowed).toBe(false);
+      expect(other.deps.ratelimit.localSize()).toBe(1); // remembered until the window ends
+      await post(a.auth, '/v1/ratelimit/reset', { policy: 'login', key: 'user:x' });
+      const deadline = Date.now() + 3000;
+      while (other.deps.ratelimit.localSize() > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(other.deps.ratelimit.localSize()).toBe(0);
+      expect(await onOther()).toMatchObject({ allowed: true, remaining: 1 });
+    } finally {
+      await other.close();
+    }
+  });
+});
