@@ -111,6 +111,41 @@ describe('Redis paused', () => {
     expect(metrics).toMatch(/outcome="degraded_denied"\} [1-9]/);
   });
 
+  it('a reset while Redis is paused answers 503 with Retry-After; retried after SIGCONT it holds', async () => {
+    const r = await newTenant(gw.deps, ['ratelimit:check', 'ratelimit:reset']);
+    const call = (url: string) =>
+      gw.app.inject({
+        method: 'POST',
+        url,
+        headers: r.auth,
+        payload: { policy: 'public', key: 'u' },
+      });
+    await call('/v1/ratelimit/check');
+    await call('/v1/ratelimit/check');
+    topology.pause(topology.master.name);
+    try {
+      const started = performance.now();
+      const paused = await call('/v1/ratelimit/reset');
+      expect(paused.statusCode).toBe(503);
+      expect(paused.headers['content-type']).toContain('application/problem+json');
+      expect(Number(paused.headers['retry-after'])).toBeGreaterThan(0);
+      expect(performance.now() - started).toBeLessThan(5000);
+    } finally {
+      topology.resume(topology.master.name);
+    }
+    // The paused reset may still run once Redis wakes (its commands were sent): a 503 means
+    // "unknown", and a reset is idempotent, so the caller retries.
+    const deadline = Date.now() + 15_000;
+    let status = 0;
+    while (status !== 200 && Date.now() < deadline) {
+      status = (await call('/v1/ratelimit/reset')).statusCode;
+      if (status !== 200) await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(status).toBe(200);
+    const after = JSON.parse((await call('/v1/ratelimit/check')).body) as { remaining: number };
+    expect(after.remaining).toBe(99); // a full bucket of 100, less this check
+  });
+
   it('checks sent in one script call keep their own timeouts', async () => {
     const { ratelimit } = gw.deps;
     const policy = (name: string, timeoutMs: number) =>
