@@ -209,7 +209,7 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
         tags: TAGS,
         summary: "Reset one identifier's limit",
         description:
-          'Deletes what `policy` has counted for `key` (or, for a hook policy that identifies clients by a header, for `headerValue`), so its next check starts from a full quota: to unblock a customer, or after a plan upgrade. Every gateway replica forgets a remembered denial of it at once (pub/sub; a replica cut off from pub/sub at that moment forgets all remembered denials when it reconnects). Needs the `ratelimit:reset` scope (a glob restricts the policy names, as for checks; inline definitions need it without a glob), so the keys that only check cannot reset.',
+          'Deletes what `policy` has counted for `key` (or, for a hook policy that identifies clients by a header, for `headerValue`), so its next check starts from a full quota: to unblock a customer, or after a plan upgrade. Every gateway replica forgets a remembered denial of it at once (pub/sub; a replica cut off from pub/sub at that moment forgets all remembered denials when it reconnects). Needs the `ratelimit:reset` scope (a glob restricts the policy names, as for checks; inline definitions need it without a glob), so the keys that only check cannot reset. A 503 (Redis could not answer) leaves it unknown whether the reset happened; resets are idempotent, so retry.',
         body: Reset,
         response: {
           200: jsonResponse("The identifier's limit starts afresh.", ResetResult),
