@@ -15,6 +15,7 @@ import {
   newTenant,
   useTestApp,
 } from '../../harness/app.js';
+import { runCommonRouteTests } from '../../harness/common-route-tests.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rl-policies-'));
 const policiesFile = join(dir, 'policies.yaml');
@@ -592,5 +593,78 @@ describe('POST /v1/ratelimit/reset', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('the rate-limit routes, common security', () => {
+  let n = 0;
+  const fresh = () => `user:${Date.now()}-${++n}`;
+  /** Uses up tenant's "login" limit (2 per minute) for key; true when the last check was denied. */
+  async function exhaust(tenant: string, key: string): Promise<boolean> {
+    const k = await addKey(t.deps, tenant, ['ratelimit:check']);
+    let last: Decision | undefined;
+    for (let i = 0; i < 3; i++) last = await check(k.auth, key);
+    return last?.allowed === false;
+  }
+  const check = (auth: Record<string, string>, key: string) =>
+    post(auth, '/v1/ratelimit/check', { policy: 'login', key }).then((r) => body<Decision>(r));
+
+  describe('POST /v1/ratelimit/check', () => {
+    runCommonRouteTests({
+      app: () => t,
+      scope: 'ratelimit:check',
+      wrongScope: 'ratelimit:reset',
+      request: (o) => ({
+        method: 'POST',
+        url: '/v1/ratelimit/check',
+        headers: o.auth,
+        payload: { policy: 'public', key: fresh() },
+      }),
+      async crossTenant(owner, other) {
+        const key = fresh();
+        expect(await exhaust(owner.tenant, key)).toBe(true);
+        // The other tenant's "login" for the same identifier is its own.
+        expect(await check(other.auth, key)).toMatchObject({ allowed: true, remaining: 1 });
+        const k = await addKey(t.deps, owner.tenant, ['ratelimit:check']);
+        expect((await check(k.auth, key)).allowed).toBe(false);
+      },
+    });
+  });
+
+  describe('POST /v1/ratelimit/_check', () => {
+    runCommonRouteTests({
+      app: () => t,
+      scope: 'ratelimit:check',
+      wrongScope: 'cache:read',
+      request: (o) => ({
+        method: 'POST',
+        url: '/v1/ratelimit/_check',
+        headers: o.auth,
+        payload: { checks: [{ policy: 'public', key: fresh() }] },
+      }),
+    });
+  });
+
+  describe('POST /v1/ratelimit/reset', () => {
+    runCommonRouteTests({
+      app: () => t,
+      scope: 'ratelimit:reset',
+      wrongScope: 'ratelimit:check',
+      request: (o) => ({
+        method: 'POST',
+        url: '/v1/ratelimit/reset',
+        headers: o.auth,
+        payload: { policy: 'public', key: fresh() },
+      }),
+      async crossTenant(owner, other) {
+        const key = fresh();
+        expect(await exhaust(owner.tenant, key)).toBe(true);
+        const res = await post(other.auth, '/v1/ratelimit/reset', { policy: 'login', key });
+        expect(body(res)).toEqual({ policy: 'login', key, cleared: false });
+        // The owner's limit still holds.
+        const k = await addKey(t.deps, owner.tenant, ['ratelimit:check']);
+        expect((await check(k.auth, key)).allowed).toBe(false);
+      },
+    });
   });
 });
