@@ -29,6 +29,7 @@ import { adminRoutes } from './modules/admin/routes.js';
 import { cacheRoutes } from './modules/cache/routes.js';
 import { idempotencyRoutes } from './modules/idempotency/routes.js';
 import { quotaRateLimitOptions } from './modules/ratelimit/quota.js';
+import { ratelimitEnvoyRoutes } from './modules/ratelimit/envoy-routes.js';
 import { ratelimitAdminRoutes, ratelimitRoutes } from './modules/ratelimit/routes.js';
 import { queueRoutes } from './modules/queues/routes.js';
 import { sessionRoutes } from './modules/sessions/routes.js';
@@ -198,6 +199,13 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     prefix: '/v1/ratelimit',
     service: deps.ratelimit,
     store: deps.policies,
+    legacyHeaders: config.ratelimit.legacyHeaders,
+  });
+  await app.register(ratelimitEnvoyRoutes, {
+    prefix: '/v1/ratelimit',
+    service: deps.ratelimit,
+    store: deps.policies,
+    clock: deps.clock,
     legacyHeaders: config.ratelimit.legacyHeaders,
   });
   await app.register(ratelimitAdminRoutes, { prefix: '/v1/admin/tenants', store: deps.policies });

@@ -255,7 +255,12 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   const policiesFile = config.ratelimit.policiesFile;
   const reloadPoliciesFile = () => {
     if (policiesFile === undefined) return;
-    policies.setFile(parsePoliciesFile(readFileSync(policiesFile, 'utf8'), policiesFile));
+    const file = parsePoliciesFile(readFileSync(policiesFile, 'utf8'), policiesFile);
+    try {
+      policies.setFile(file);
+    } catch (err) {
+      throw new Error(`${policiesFile}: ${(err as Error).message}`);
+    }
   };
   if (policiesFile !== undefined) {
     reloadPoliciesFile(); // at startup a bad file stops the process

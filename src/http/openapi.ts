@@ -271,7 +271,8 @@ function tidyDocument<T extends object>(document: T): T {
       delete o.examples;
     }
   }
-  // Problem responses are the same for every operation: define each status once.
+  // Problem responses are the same for every operation: define each status once. A response that
+  // is a problem or something else (the envoy endpoint's 429) stays with its operation.
   const responses: Record<string, Json> = {};
   for (const item of Object.values(
     (doc.paths ?? {}) as Record<string, Record<string, { responses?: Record<string, Json> }>>,
@@ -279,7 +280,9 @@ function tidyDocument<T extends object>(document: T): T {
     for (const op of Object.values(item)) {
       for (const [status, res] of Object.entries(op.responses ?? {})) {
         const content = (res as { content?: Record<string, Json> }).content;
-        if (content?.[PROBLEM_CONTENT_TYPE] === undefined) continue;
+        if (content?.[PROBLEM_CONTENT_TYPE] === undefined || Object.keys(content).length > 1) {
+          continue;
+        }
         const name = `Problem${status}`;
         responses[name] ??= res;
         (op.responses as Record<string, Json>)[status] = { $ref: `#/components/responses/${name}` };

@@ -235,10 +235,21 @@ describe('Helm chart', () => {
       policies: { login: { algorithm: 'fixed_window', limit: 5, windowMs: 60000 } },
       tenants: { acme: { public: { algorithm: 'unlimited' } } },
       quotas: { acme: 1000 },
+      envoy: [
+        {
+          domain: 'edge',
+          descriptors: [
+            { key: 'remote_address', rate_limit: { unit: 'minute', requests_per_unit: 60 } },
+          ],
+        },
+      ],
     };
     expect(validate({ ...values, rateLimitPolicies: policies })).toBe(true);
     expect(() => parsePoliciesFile(JSON.stringify(policies), 'policies.json')).not.toThrow();
     expect(validate({ ...values, rateLimitPolicies: { polices: {} } })).toBe(false);
+    expect(validate({ ...values, rateLimitPolicies: { envoy: [{ descriptors: [] }] } })).toBe(
+      false,
+    );
   });
 
   it('reads only values that values.yaml defines', () => {

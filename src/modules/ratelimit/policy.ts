@@ -276,11 +276,15 @@ export function globMatcher(glob: string): (s: string) => boolean {
   return (s) => re.test(s);
 }
 
-/** Compiles a validated definition. */
+/**
+ * Compiles a validated definition. `stateName` replaces the name in Redis keys (envoy
+ * descriptors, whose keys name the descriptor, not the limit).
+ */
 export function compilePolicy(
   name: string,
   source: Policy['source'],
   definition: PolicyDefinition,
+  stateName?: string,
 ): Policy {
   const own = limiterOf(definition);
   const overrides = (definition.overrides ?? []).map((o) => ({
@@ -292,7 +296,7 @@ export function compilePolicy(
     ...own,
     name,
     source,
-    stateName: source === 'inline' ? `~${own.fingerprint}` : name,
+    stateName: stateName ?? (source === 'inline' ? `~${own.fingerprint}` : name),
     failureMode: definition.failureMode ?? 'open',
     timeoutMs: definition.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     shadow: definition.shadow ?? false,
@@ -317,6 +321,48 @@ export const BUILTIN_POLICIES: Readonly<Record<string, PolicyDefinition>> = {
   internal: { algorithm: 'unlimited' },
 };
 
+/*
+ * The `envoy` list: envoyproxy/ratelimit config files as they stand (compiled and checked further
+ * in envoy.ts).
+ */
+// YAML scalars: envoyproxy/ratelimit reads keys and values into strings, so `value: 500` is "500".
+const Scalar = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+
+const YamlRateLimit = z.strictObject({
+  requests_per_unit: z.number().int().min(0).max(MAX_QUOTA).optional(),
+  unit: z.string().optional(),
+  unlimited: z.boolean().optional(),
+  name: z.string().optional(),
+  replaces: z.array(z.strictObject({ name: z.string() })).optional(),
+});
+
+export interface YamlDescriptor {
+  key: string;
+  value?: string | undefined;
+  rate_limit?: z.infer<typeof YamlRateLimit> | undefined;
+  descriptors?: YamlDescriptor[] | undefined;
+  shadow_mode?: boolean | undefined;
+  detailed_metric?: boolean | undefined;
+}
+
+const YamlDescriptorSchema: z.ZodType<YamlDescriptor, unknown> = z.lazy(() =>
+  z.strictObject({
+    key: Scalar,
+    value: Scalar.optional(),
+    rate_limit: YamlRateLimit.optional(),
+    descriptors: z.array(YamlDescriptorSchema).optional(),
+    shadow_mode: z.boolean().optional(),
+    detailed_metric: z.boolean().optional(),
+  }),
+);
+
+/** One envoyproxy/ratelimit config file: a domain and its descriptors. */
+export const EnvoyDomainConfig = z.strictObject({
+  domain: Scalar,
+  descriptors: z.array(YamlDescriptorSchema).optional(),
+});
+export type EnvoyDomainConfig = z.infer<typeof EnvoyDomainConfig>;
+
 const PoliciesMap = z.record(PolicyName, PolicyDefinition);
 const TenantId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a tenant id');
 
@@ -327,6 +373,12 @@ export const PoliciesFile = z.strictObject({
     .record(TenantId, z.number().int().min(0).max(MAX_QUOTA))
     .optional()
     .describe('Requests per minute each API key of the tenant may make (0: no quota).'),
+  envoy: z
+    .array(EnvoyDomainConfig)
+    .optional()
+    .describe(
+      'envoyproxy/ratelimit config files (domain and descriptors), for /v1/ratelimit/envoy.',
+    ),
 });
 export type PoliciesFile = z.infer<typeof PoliciesFile>;
 

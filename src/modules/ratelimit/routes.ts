@@ -35,12 +35,12 @@ export interface RatelimitRoutesOptions {
   legacyHeaders: boolean;
 }
 
-const SCOPE = 'ratelimit:check';
+export const SCOPE = 'ratelimit:check';
 const RESET_SCOPE = 'ratelimit:reset';
-const TAGS = ['ratelimit'];
-const JSON_TYPE = 'application/json; charset=utf-8';
+export const TAGS = ['ratelimit'];
+export const JSON_TYPE = 'application/json; charset=utf-8';
 
-const RATE_HEADERS = {
+export const RATE_HEADERS = {
   RateLimit: {
     type: 'string',
     description:

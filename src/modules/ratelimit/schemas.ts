@@ -1,6 +1,7 @@
 /** Request and response schemas of the rate-limit routes. */
 import { z } from 'zod';
 import { MAX_KEY_BYTES, TENANT_ID_PATTERN, checkUserKey } from '../../redis/keys.js';
+import { MAX_ENVOY_ENTRIES, UNIT_SECONDS, type Unit, UnitSchema } from './envoy.js';
 import { PolicyDefinition, PolicyName } from './policy.js';
 import { MAX_CHECKS } from './service.js';
 
@@ -247,3 +248,123 @@ export const PolicyList = z.object({ policies: z.array(PolicySummarySchema) }).m
     },
   ],
 });
+
+/*
+ * envoyproxy/ratelimit's RateLimitRequest and RateLimitResponse as protojson writes and reads them
+ * (lowerCamelCase names; the proto's snake_case names are accepted too, as protojson accepts them).
+ */
+const Uint32 = z.number().int().min(0).max(4_294_967_295);
+const HitsAddend = Uint32.describe(
+  'Units this request adds (envoyproxy/ratelimit: 0 or absent counts as 1).',
+);
+
+/** Exactly one of a field's two protojson names. */
+function oneName(v: Record<string, unknown>, ctx: z.RefinementCtx, camel: string, snake: string) {
+  if (v[camel] !== undefined && v[snake] !== undefined) {
+    ctx.addIssue({ code: 'custom', path: [snake], message: `give ${camel} or ${snake}, not both` });
+  }
+}
+
+const EnvoyEntrySchema = z.strictObject({
+  key: z.string().min(1).max(256),
+  value: z.string().max(MAX_KEY_BYTES).optional().describe('Absent: the empty value.'),
+});
+
+const EnvoyRequestLimitSchema = z
+  .strictObject({
+    requestsPerUnit: Uint32.optional(),
+    requests_per_unit: Uint32.optional(),
+    unit: UnitSchema,
+  })
+  .superRefine((v, ctx) => oneName(v, ctx, 'requestsPerUnit', 'requests_per_unit'))
+  .describe(
+    "A limit the caller sets for this descriptor instead of the configuration's (Envoy's per-route override); applies when the domain is configured.",
+  );
+
+const EnvoyDescriptorSchema = z
+  .strictObject({
+    entries: z.array(EnvoyEntrySchema).min(1).max(MAX_ENVOY_ENTRIES),
+    limit: EnvoyRequestLimitSchema.optional(),
+    hitsAddend: HitsAddend.optional(),
+    hits_addend: HitsAddend.optional(),
+  })
+  .superRefine((v, ctx) => oneName(v, ctx, 'hitsAddend', 'hits_addend'));
+
+export const EnvoyRequest = z
+  .strictObject({
+    domain: z.string().min(1).max(256),
+    descriptors: z.array(EnvoyDescriptorSchema).min(1).max(MAX_CHECKS),
+    hitsAddend: HitsAddend.optional(),
+    hits_addend: HitsAddend.optional(),
+  })
+  .superRefine((v, ctx) => oneName(v, ctx, 'hitsAddend', 'hits_addend'))
+  .meta({
+    id: 'EnvoyRateLimitRequest',
+    description:
+      "envoyproxy/ratelimit's RateLimitRequest as JSON: a domain of the policies file's `envoy` list and up to 20 descriptors, each a list of key/value entries.",
+    examples: [
+      {
+        domain: 'edge',
+        descriptors: [
+          { entries: [{ key: 'remote_address', value: '203.0.113.7' }] },
+          {
+            entries: [
+              { key: 'remote_address', value: '203.0.113.7' },
+              { key: 'path', value: '/login' },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+export type EnvoyRequest = z.infer<typeof EnvoyRequest>;
+
+const EnvoyCode = z.enum(['OK', 'OVER_LIMIT']);
+
+export const EnvoyResponse = z
+  .object({
+    overallCode: EnvoyCode.describe('OVER_LIMIT when any descriptor is over its limit.'),
+    statuses: z
+      .array(
+        z.object({
+          code: EnvoyCode,
+          currentLimit: z
+            .object({
+              requestsPerUnit: Uint32.optional().describe('Absent when 0 (protojson).'),
+              unit: z.enum(Object.keys(UNIT_SECONDS) as [Unit, ...Unit[]]),
+            })
+            .optional()
+            .describe('The limit that applied; absent when none did (or it was unlimited).'),
+          limitRemaining: Uint32.optional().describe('Units left in the window; absent when 0.'),
+          durationUntilReset: z
+            .string()
+            .optional()
+            .describe('Until the window ends, as a protobuf Duration ("42s").'),
+        }),
+      )
+      .describe('One per request descriptor, in order.'),
+  })
+  .meta({
+    id: 'EnvoyRateLimitResponse',
+    description:
+      "envoyproxy/ratelimit's RateLimitResponse as protojson writes it (fields with zero values left out).",
+    examples: [
+      {
+        overallCode: 'OVER_LIMIT',
+        statuses: [
+          {
+            code: 'OK',
+            currentLimit: { requestsPerUnit: 100, unit: 'MINUTE' },
+            limitRemaining: 42,
+            durationUntilReset: '17s',
+          },
+          {
+            code: 'OVER_LIMIT',
+            currentLimit: { requestsPerUnit: 5, unit: 'MINUTE' },
+            durationUntilReset: '17s',
+          },
+        ],
+      },
+    ],
+  });
+export type EnvoyResponse = z.infer<typeof EnvoyResponse>;

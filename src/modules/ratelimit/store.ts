@@ -9,6 +9,7 @@ import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
+import { type EnvoyDomains, compileEnvoyConfig } from './envoy.js';
 import {
   BUILTIN_POLICIES,
   type PoliciesFile,
@@ -57,6 +58,7 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
   let fileGlobal = new Map<string, Policy>();
   let fileTenants = new Map<string, Map<string, Policy>>();
   let quotas = new Map<string, number>();
+  let envoy: EnvoyDomains | undefined;
   const api = new Map<string, TenantEntry>();
 
   const fromFileOrBuiltin = (tenant: string, name: string): Policy | undefined =>
@@ -163,6 +165,11 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
       return removed;
     },
 
+    /** The policies file's envoyproxy/ratelimit domains; undefined when it has no `envoy` list. */
+    envoyDomains(): EnvoyDomains | undefined {
+      return envoy;
+    },
+
     /** Requests per minute each API key of the tenant may make, when the file sets it. */
     quotaFor(tenant: string): number | undefined {
       return quotas.get(tenant);
@@ -170,6 +177,9 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
 
     /** Replaces what the policies file defines (at startup and on every change of the file). */
     setFile(file: PoliciesFile): void {
+      // Everything that can throw first: a bad file changes nothing.
+      const envoyDomains = file.envoy === undefined ? undefined : compileEnvoyConfig(file.envoy);
+      envoy = envoyDomains;
       fileGlobal = compileMap(file.policies, 'file');
       fileTenants = new Map(
         Object.entries(file.tenants ?? {}).map(([t, defs]) => [t, compileMap(defs, 'tenant-file')]),
