@@ -203,9 +203,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   });
   await app.register(ratelimitEnvoyRoutes, {
     prefix: '/v1/ratelimit',
-    service: deps.ratelimit,
-    store: deps.policies,
-    clock: deps.clock,
+    envoy: deps.envoy,
     legacyHeaders: config.ratelimit.legacyHeaders,
   });
   await app.register(ratelimitAdminRoutes, { prefix: '/v1/admin/tenants', store: deps.policies });

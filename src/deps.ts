@@ -17,6 +17,7 @@ import {
 import { parsePoliciesFile } from './modules/ratelimit/policy.js';
 import { type QuotaCounter, createQuotaCounter } from './modules/ratelimit/quota.js';
 import { type RatelimitService, createRatelimitService } from './modules/ratelimit/service.js';
+import { type EnvoyService, createEnvoyService } from './modules/ratelimit/envoy-service.js';
 import { type PolicyStore, createPolicyStore } from './modules/ratelimit/store.js';
 import { type QueueService, createQueueService } from './modules/queues/service.js';
 import { type SessionService, createSessionService } from './modules/sessions/service.js';
@@ -37,6 +38,8 @@ export interface Deps {
   readonly cache: ReturnType<typeof createCacheService>;
   readonly policies: PolicyStore;
   readonly ratelimit: RatelimitService;
+  /** envoyproxy/ratelimit decisions (HTTP /json mirror and the gRPC rate limit service). */
+  readonly envoy: EnvoyService;
   readonly quota: QuotaCounter;
   readonly sessions: SessionService;
   readonly idempotency: IdempotencyService;
@@ -182,6 +185,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
     onReset: (policy, cleared) => metrics.ratelimit.reset(policyLabel(policy), cleared),
   });
+  const envoy = createEnvoyService({ service: ratelimit, store: policies, clock });
   const quota = createQuotaCounter({
     redis,
     clock,
@@ -288,6 +292,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     cache,
     policies,
     ratelimit,
+    envoy,
     quota,
     sessions,
     idempotency,

@@ -4,78 +4,55 @@
  * 429 when any descriptor is over its limit), plus the gateway's rate-limit headers.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Clock } from '../../clock.js';
-import { AppError } from '../../errors.js';
 import { authorizeAll, principalOf } from '../../http/auth.js';
 import { HEADERS, ProblemSchema, jsonResponse, problemResponses } from '../../http/openapi.js';
-import { MAX_KEY_BYTES } from '../../redis/keys.js';
-import {
-  type EnvoyEntry,
-  type EnvoyLimit,
-  applyReplaces,
-  createDynamicLimits,
-  envoyIdentifier,
-  findLimit,
-  secondsUntilReset,
-  unitOf,
-} from './envoy.js';
+import { unitOf } from './envoy.js';
+import type { EnvoyCall, EnvoyService, EnvoyStatus } from './envoy-service.js';
 import { rateLimitHeaders } from './headers.js';
-import type { Policy } from './policy.js';
 import { JSON_TYPE, RATE_HEADERS, SCOPE, TAGS } from './routes.js';
 import { EnvoyRequest, EnvoyResponse } from './schemas.js';
-import type { Decision, RatelimitService } from './service.js';
-import type { PolicyStore } from './store.js';
 
 export interface EnvoyRoutesOptions {
-  service: RatelimitService;
-  store: PolicyStore;
-  clock: Clock;
+  envoy: EnvoyService;
   legacyHeaders: boolean;
 }
 
-type Status = EnvoyResponse['statuses'][number];
-type Limited = EnvoyLimit & { policy: Policy };
-
-/**
- * A cost larger than the limit can never fit: over the limit without asking Redis (as
- * envoyproxy/ratelimit, which would count it and find it over).
- */
-function neverFits(limit: Limited, nowMs: number): Decision {
-  const { policy } = limit;
-  const untilReset = secondsUntilReset(limit.unit, nowMs) * 1000;
+/** The request as the decision takes it (protojson's two names for a field folded into one). */
+function callOf(body: EnvoyRequest): EnvoyCall {
   return {
-    allowed: policy.shadow,
-    limit: limit.requestsPerUnit,
-    remaining: 0,
-    resetMs: untilReset,
-    retryAfterMs: policy.shadow ? 0 : untilReset,
-    policy: policy.name,
-    sfName: policy.sfName,
-    limiter: policy,
-    ...(policy.shadow ? { shadowDenied: true as const } : {}),
+    domain: body.domain,
+    hitsAddend: body.hitsAddend ?? body.hits_addend ?? 0,
+    descriptors: body.descriptors.map((d) => ({
+      entries: d.entries.map((e) => ({ key: e.key, value: e.value ?? '' })),
+      limit:
+        d.limit === undefined
+          ? undefined
+          : {
+              requestsPerUnit: d.limit.requestsPerUnit ?? d.limit.requests_per_unit ?? 0,
+              unit: unitOf(d.limit.unit),
+            },
+      hitsAddend: d.hitsAddend ?? d.hits_addend,
+    })),
   };
 }
 
-function statusOf(limit: Limited, d: Decision, nowMs: number): Status {
-  const status: Status = {
-    code: d.allowed ? 'OK' : 'OVER_LIMIT',
-    // protojson leaves out fields with zero values.
-    currentLimit:
-      limit.requestsPerUnit > 0
-        ? { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit }
-        : { unit: limit.unit },
+/** A DescriptorStatus as protojson writes it: fields with zero values left out. */
+function render(s: EnvoyStatus): EnvoyResponse['statuses'][number] {
+  if (s.limit === undefined) return { code: s.code };
+  const { requestsPerUnit, unit } = s.limit;
+  return {
+    code: s.code,
+    currentLimit: requestsPerUnit > 0 ? { requestsPerUnit, unit } : { unit },
+    ...(s.remaining > 0 ? { limitRemaining: s.remaining } : {}),
+    durationUntilReset: `${s.resetSeconds}s`,
   };
-  if (d.remaining !== null && d.remaining > 0) status.limitRemaining = d.remaining;
-  status.durationUntilReset = `${secondsUntilReset(limit.unit, nowMs)}s`;
-  return status;
 }
 
 export const ratelimitEnvoyRoutes: FastifyPluginAsyncZod<EnvoyRoutesOptions> = async (
   app,
-  { service, store, clock, legacyHeaders },
+  { envoy, legacyHeaders },
 ) => {
   const headerOptions = { legacy: legacyHeaders };
-  const dynamic = createDynamicLimits();
 
   app.post(
     '/envoy',
@@ -109,64 +86,14 @@ export const ratelimitEnvoyRoutes: FastifyPluginAsyncZod<EnvoyRoutesOptions> = a
     async (request, reply) => {
       const principal = principalOf(request);
       authorizeAll(principal, SCOPE, 'The envoyproxy/ratelimit endpoint');
-      const domains = store.envoyDomains();
-      if (domains === undefined) {
-        throw new AppError(
-          'POLICY_NOT_FOUND',
-          'No envoyproxy/ratelimit configuration: the policies file (RATELIMIT_POLICIES_FILE) has no `envoy` list.',
-        );
-      }
-      const { domain, descriptors } = request.body;
-      const requestHits = request.body.hitsAddend ?? request.body.hits_addend ?? 0;
-      const configured = domains.has(domain);
-      const entriesOf = (i: number): EnvoyEntry[] =>
-        (descriptors[i]?.entries ?? []).map((e) => ({ key: e.key, value: e.value ?? '' }));
-      const limits = applyReplaces(
-        descriptors.map((d, i) => {
-          if (d.limit !== undefined && configured) {
-            return dynamic(domain, {
-              requestsPerUnit: d.limit.requestsPerUnit ?? d.limit.requests_per_unit ?? 0,
-              unit: unitOf(d.limit.unit),
-            });
-          }
-          return findLimit(domains, domain, entriesOf(i));
-        }),
-      );
-      const nowMs = clock.nowMs();
-      // Every descriptor checked before any is counted: a bad one must not leave others counted.
-      const plans = descriptors.map((d, i) => {
-        const limit = limits[i];
-        if (limit?.policy === undefined) return undefined;
-        const identifier = envoyIdentifier(domain, entriesOf(i));
-        if (Buffer.byteLength(identifier, 'utf8') > MAX_KEY_BYTES) {
-          const field = `body.descriptors[${i}].entries`;
-          throw new AppError(
-            'VALIDATION_FAILED',
-            `Descriptor ${i} is too long: its domain, keys and values take more than ${MAX_KEY_BYTES} bytes.`,
-            { errors: [{ field, message: `must take at most ${MAX_KEY_BYTES} bytes in all` }] },
-          );
-        }
-        const cost = Math.max(1, d.hitsAddend ?? d.hits_addend ?? requestHits);
-        return { limit: limit as Limited, identifier, cost };
-      });
-      const pending = plans.map((plan): Decision | Promise<Decision> | undefined => {
-        if (plan === undefined) return undefined;
-        const { limit, identifier, cost } = plan;
-        if (cost > limit.requestsPerUnit) return neverFits(limit, nowMs);
-        return service.check(principal.tenant, { policy: limit.policy, identifier, cost });
-      });
-      // Every check has started (one script call carries those of this turn). All at once: a
-      // check failing closed must not leave the others' rejections unhandled.
-      const decisions = await Promise.all(pending.map((p) => Promise.resolve(p)));
-      const statuses: Status[] = decisions.map((d, i) =>
-        d === undefined ? { code: 'OK' } : statusOf(limits[i] as Limited, d, nowMs),
-      );
-      const over = statuses.some((s) => s.code === 'OVER_LIMIT');
-      const made = decisions.filter((d) => d !== undefined);
-      const body: EnvoyResponse = { overallCode: over ? 'OVER_LIMIT' : 'OK', statuses };
+      const out = await envoy.decide(principal.tenant, callOf(request.body), 'body.descriptors');
+      const body: EnvoyResponse = {
+        overallCode: out.overLimit ? 'OVER_LIMIT' : 'OK',
+        statuses: out.statuses.map(render),
+      };
       return reply
-        .code(over ? 429 : 200)
-        .headers(made.length > 0 ? rateLimitHeaders(made, headerOptions) : {})
+        .code(out.overLimit ? 429 : 200)
+        .headers(out.decisions.length > 0 ? rateLimitHeaders(out.decisions, headerOptions) : {})
         .type(JSON_TYPE)
         .send(JSON.stringify(body));
     },

@@ -1,0 +1,156 @@
+/**
+ * One envoyproxy/ratelimit `ShouldRateLimit` decision, for both ways in: the HTTP `/json` mirror
+ * (envoy-routes.ts) and the gRPC rate limit service Envoy's filter calls (rls-grpc.ts). Limits come
+ * from the policies file's `envoy` domains (envoy.ts); every limited descriptor is one check of the
+ * rate-limit service, so the checks of one call (and of calls in the same event-loop turn) go to
+ * Redis in one script call, and remembered denials are answered without Redis.
+ */
+import type { Clock } from '../../clock.js';
+import { AppError } from '../../errors.js';
+import { MAX_KEY_BYTES } from '../../redis/keys.js';
+import {
+  type EnvoyEntry,
+  type EnvoyLimit,
+  type EnvoyRequestLimit,
+  type Unit,
+  applyReplaces,
+  createDynamicLimits,
+  envoyIdentifier,
+  findLimit,
+  secondsUntilReset,
+} from './envoy.js';
+import type { Policy } from './policy.js';
+import type { Decision, RatelimitService } from './service.js';
+import type { PolicyStore } from './store.js';
+
+/** A RateLimitRequest, read from JSON or protobuf. */
+export interface EnvoyCall {
+  domain: string;
+  descriptors: {
+    entries: EnvoyEntry[];
+    limit?: EnvoyRequestLimit | undefined;
+    /** The descriptor's own hits_addend, when it has one. */
+    hitsAddend?: number | undefined;
+  }[];
+  /** The request's hits_addend (0: 1). */
+  hitsAddend: number;
+}
+
+/** One DescriptorStatus. */
+export interface EnvoyStatus {
+  code: 'OK' | 'OVER_LIMIT';
+  /** The limit that applied; absent when none did (or it was unlimited). */
+  limit?: { requestsPerUnit: number; unit: Unit };
+  remaining: number;
+  /** Seconds until the limit's window ends. */
+  resetSeconds: number;
+}
+
+export interface EnvoyOutcome {
+  overLimit: boolean;
+  statuses: EnvoyStatus[];
+  /** The decisions made (for the rate-limit headers). */
+  decisions: Decision[];
+}
+
+type Limited = EnvoyLimit & { policy: Policy };
+
+/**
+ * A cost larger than the limit can never fit: over the limit without asking Redis (as
+ * envoyproxy/ratelimit, which would count it and find it over).
+ */
+function neverFits(limit: Limited, nowMs: number): Decision {
+  const { policy } = limit;
+  const untilReset = secondsUntilReset(limit.unit, nowMs) * 1000;
+  return {
+    allowed: policy.shadow,
+    limit: limit.requestsPerUnit,
+    remaining: 0,
+    resetMs: untilReset,
+    retryAfterMs: policy.shadow ? 0 : untilReset,
+    policy: policy.name,
+    sfName: policy.sfName,
+    limiter: policy,
+    ...(policy.shadow ? { shadowDenied: true as const } : {}),
+  };
+}
+
+export interface EnvoyServiceOptions {
+  service: RatelimitService;
+  store: PolicyStore;
+  clock: Clock;
+}
+
+export function createEnvoyService({ service, store, clock }: EnvoyServiceOptions) {
+  const dynamic = createDynamicLimits();
+
+  return {
+    /**
+     * Decides every descriptor for `tenant`. Throws POLICY_NOT_FOUND when the policies file has no
+     * `envoy` list, VALIDATION_FAILED (naming `field` and the descriptor) when a descriptor is too
+     * long to be a key, both before anything is counted.
+     */
+    async decide(tenant: string, call: EnvoyCall, field: string): Promise<EnvoyOutcome> {
+      const domains = store.envoyDomains();
+      if (domains === undefined) {
+        throw new AppError(
+          'POLICY_NOT_FOUND',
+          'No envoyproxy/ratelimit configuration: the policies file (RATELIMIT_POLICIES_FILE) has no `envoy` list.',
+        );
+      }
+      const { domain, descriptors } = call;
+      const configured = domains.has(domain);
+      const limits = applyReplaces(
+        descriptors.map((d) =>
+          d.limit !== undefined && configured
+            ? dynamic(domain, d.limit)
+            : findLimit(domains, domain, d.entries),
+        ),
+      );
+      // Every descriptor checked before any is counted: a bad one must not leave others counted.
+      const plans = descriptors.map((d, i) => {
+        const limit = limits[i];
+        if (limit?.policy === undefined) return undefined;
+        const identifier = envoyIdentifier(domain, d.entries);
+        if (Buffer.byteLength(identifier, 'utf8') > MAX_KEY_BYTES) {
+          const at = `${field}[${i}].entries`;
+          throw new AppError(
+            'VALIDATION_FAILED',
+            `Descriptor ${i} is too long: its domain, keys and values take more than ${MAX_KEY_BYTES} bytes.`,
+            { errors: [{ field: at, message: `must take at most ${MAX_KEY_BYTES} bytes in all` }] },
+          );
+        }
+        const cost = Math.max(1, d.hitsAddend ?? call.hitsAddend);
+        return { limit: limit as Limited, identifier, cost };
+      });
+      const nowMs = clock.nowMs();
+      const pending = plans.map((plan): Decision | Promise<Decision> | undefined => {
+        if (plan === undefined) return undefined;
+        const { limit, identifier, cost } = plan;
+        if (cost > limit.requestsPerUnit) return neverFits(limit, nowMs);
+        return service.check(tenant, { policy: limit.policy, identifier, cost });
+      });
+      // Every check has started (one script call carries those of this turn). All at once: a
+      // check failing closed must not leave the others' rejections unhandled.
+      const made = await Promise.all(pending.map((p) => Promise.resolve(p)));
+      const statuses = made.map((d, i): EnvoyStatus => {
+        const limit = limits[i];
+        if (d === undefined || limit === undefined)
+          return { code: 'OK', remaining: 0, resetSeconds: 0 };
+        return {
+          code: d.allowed ? 'OK' : 'OVER_LIMIT',
+          limit: { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit },
+          remaining: d.remaining ?? 0,
+          resetSeconds: secondsUntilReset(limit.unit, nowMs),
+        };
+      });
+      return {
+        overLimit: statuses.some((s) => s.code === 'OVER_LIMIT'),
+        statuses,
+        decisions: made.filter((d) => d !== undefined),
+      };
+    },
+  };
+}
+
+export type EnvoyService = ReturnType<typeof createEnvoyService>;
