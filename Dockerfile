@@ -22,12 +22,12 @@ RUN npm run build \
 FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot AS run
 WORKDIR /app
 ENV NODE_ENV=production
-# package.json: the version shown in the OpenAPI document; dist/: JS and every .lua script.
+# package.json: the version shown in the OpenAPI document; dist/: JS, every .lua script and .proto.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 USER 65532:65532
-# API, then Prometheus metrics (PORT and METRICS_PORT).
+# API, then Prometheus metrics (PORT and METRICS_PORT; RLS_GRPC_PORT, off by default, is a third).
 EXPOSE 8080 9464
 # node is PID 1 (distroless entrypoint): SIGTERM reaches the gateway, which drains and exits 0.
 STOPSIGNAL SIGTERM

@@ -1,5 +1,5 @@
 /* global console */
-// Copies every src/**/*.lua next to the compiled JS in dist/ (scripts are read at startup).
+// Copies every src/**/*.lua and *.proto next to the compiled JS in dist/ (read at startup).
 import { cpSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -10,9 +10,11 @@ function walk(dir) {
   });
 }
 
-let n = 0;
-for (const file of walk('src').filter((f) => f.endsWith('.lua'))) {
-  cpSync(file, join('dist', relative('src', file)));
-  n++;
-}
-console.log(`copied ${n} Lua scripts to dist/`);
+const copy = (ext) => {
+  const files = walk('src').filter((f) => f.endsWith(ext));
+  for (const file of files) cpSync(file, join('dist', relative('src', file)));
+  return files.length;
+};
+const lua = copy('.lua');
+const proto = copy('.proto');
+console.log(`copied ${lua} Lua scripts and ${proto} proto files to dist/`);

@@ -3,14 +3,19 @@
  * a gateway connected through the sentinels, a demo tenant and API key, and prints how to call
  * it. Ctrl-C stops everything it started.
  *
- * Environment: PORT (default 8080) and METRICS_PORT (default 9464) of the gateway.
+ * Environment: PORT (default 8080), METRICS_PORT (default 9464) and RLS_GRPC_PORT (default 8081)
+ * of the gateway. A policies file with the README's `envoy` domain (`edge`) is written for it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GATEWAY_USER, startTopology } from '../test/harness/topology.js';
 
 const port = Number(process.env.PORT ?? 8080);
 const metricsPort = Number(process.env.METRICS_PORT ?? 9464);
+const rlsPort = Number(process.env.RLS_GRPC_PORT ?? 8081);
 const base = `http://127.0.0.1:${port}`;
 const adminToken = `local-admin-${randomBytes(12).toString('hex')}`;
 
@@ -62,6 +67,23 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
 
+  // The README's envoyproxy/ratelimit example, so its /v1/ratelimit/envoy calls work as written.
+  const policiesFile = join(mkdtempSync(join(tmpdir(), 'cache-gateway-local-')), 'policies.yaml');
+  writeFileSync(
+    policiesFile,
+    [
+      'envoy:',
+      '  - domain: edge',
+      '    descriptors:',
+      '      - key: remote_address',
+      '        rate_limit: { unit: minute, requests_per_unit: 60 }',
+      '      - key: path',
+      '        value: /api/*',
+      '        rate_limit: { unit: second, requests_per_unit: 20 }',
+      '',
+    ].join('\n'),
+  );
+
   try {
     // Its own process group: Ctrl-C reaches only this script, which then drains the gateway once.
     gateway = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -71,6 +93,8 @@ async function main(): Promise<void> {
         ...process.env,
         PORT: String(port),
         METRICS_PORT: String(metricsPort),
+        RLS_GRPC_PORT: String(rlsPort),
+        RATELIMIT_POLICIES_FILE: policiesFile,
         HOST: '127.0.0.1',
         REDIS_SENTINELS: topology.sentinels.map((s) => `${s.host}:${s.port}`).join(','),
         REDIS_MASTER_NAME: topology.masterName,
@@ -101,6 +125,7 @@ cache-gateway is running.
 
   API          ${base}/v1            docs: ${base}/docs
   metrics      http://127.0.0.1:${metricsPort}/metrics
+  Envoy RLS    127.0.0.1:${rlsPort} (gRPC; domain "edge" in ${policiesFile})
   sentinels    ${topology.sentinels.map((s) => `${s.host}:${s.port}`).join(', ')} (master "${topology.masterName}")
   admin token  ${adminToken}
   demo tenant  demo

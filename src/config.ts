@@ -110,6 +110,7 @@ const envShape = z.object({
   CACHE_LOCAL_MAX_ENTRY_BYTES: int(64 * 1024, 0, 512 * 1024 * 1024),
 
   RATELIMIT_POLICIES_FILE: optionalString,
+  RLS_GRPC_PORT: int(0, 0, 65535),
   RATELIMIT_LEGACY_HEADERS: bool(true),
   RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
   RATELIMIT_BATCH_MAX: int(64, 1, 1000),
@@ -176,6 +177,13 @@ export const configSchema = envShape.superRefine((c, ctx) => {
   }
   if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
     ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
+  }
+  if (c.RLS_GRPC_PORT !== 0 && (c.RLS_GRPC_PORT === c.PORT || c.RLS_GRPC_PORT === c.METRICS_PORT)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['RLS_GRPC_PORT'],
+      message: 'must differ from PORT and METRICS_PORT',
+    });
   }
 });
 
@@ -263,6 +271,8 @@ export interface Config {
     readonly batchMax: number;
     /** Requests one API key may make per minute across all replicas; 0 turns the quota off. */
     readonly requestQuotaPerMinute: number;
+    /** Port of the gRPC rate limit service (Envoy's RLS); 0: not served. */
+    readonly rlsGrpcPort: number;
   };
   readonly sessions: {
     /** Default idle expiry, slid forward by touches. */
@@ -386,6 +396,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       localDenyEntries: c.RATELIMIT_LOCAL_DENY_ENTRIES,
       batchMax: c.RATELIMIT_BATCH_MAX,
       requestQuotaPerMinute: c.REQUEST_QUOTA_PER_MINUTE,
+      rlsGrpcPort: c.RLS_GRPC_PORT,
     },
     sessions: {
       idleTtlSeconds: c.SESSION_IDLE_TTL_SECONDS,

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, type Config, parseConfig } from './config.js';
 import { createDeps } from './deps.js';
+import { startRlsServer } from './modules/ratelimit/rls-grpc.js';
 import { createMetricsServer } from './observability/metrics-server.js';
 
 function loadConfig(): Config {
@@ -54,12 +55,15 @@ async function main(): Promise<void> {
   const metricsServer =
     config.metricsPort !== 0 ? createMetricsServer(deps.metrics.registry) : undefined;
 
+  let rls: Awaited<ReturnType<typeof startRlsServer>> | undefined;
   closeWithGrace({ delay: config.http.shutdownGraceMs, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'shutting down after an error');
     else logger.info({ signal }, 'draining');
     deps.lifecycle.draining = true;
     deps.queues.interruptWaits(); // long polls answer now instead of holding the drain up
+    const closingRls = rls?.close(config.http.shutdownGraceMs);
     await app.close(); // waits for in-flight requests; new ones get 503 + Connection: close
+    await closingRls;
     await new Promise<void>((resolve) =>
       metricsServer ? metricsServer.close(() => resolve()) : resolve(),
     );
@@ -68,6 +72,21 @@ async function main(): Promise<void> {
   });
 
   await app.listen({ host: config.host, port: config.port });
+  if (config.ratelimit.rlsGrpcPort !== 0) {
+    rls = await startRlsServer(
+      {
+        envoy: deps.envoy,
+        verifyApiKey: (presented) => deps.admin.verifyApiKey(presented),
+        legacyHeaders: config.ratelimit.legacyHeaders,
+        draining: () => deps.lifecycle.draining,
+        onCall: (code, seconds) => deps.metrics.ratelimit.rlsCall(code, seconds),
+        onError: (err) => logger.error({ err }, 'gRPC rate limit service error'),
+      },
+      config.host,
+      config.ratelimit.rlsGrpcPort,
+    );
+    logger.info({ port: rls.port }, 'gRPC rate limit service (Envoy RLS) listening');
+  }
   if (metricsServer) {
     await new Promise<void>((resolve, reject) => {
       metricsServer.once('error', reject);

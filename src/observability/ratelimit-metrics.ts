@@ -17,6 +17,8 @@ export interface RatelimitMetrics {
   batch(checks: number): void;
   quotaExceeded(): void;
   quotaFlushError(): void;
+  /** A call of the gRPC rate limit service: its status code name and duration. */
+  rlsCall(code: string, seconds: number): void;
 }
 
 export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
@@ -54,6 +56,13 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     help: 'Failed flushes of locally counted requests to the shared quota counters (retried; each replica keeps enforcing its own count).',
     registers: [registry],
   });
+  const rlsCalls = new Histogram({
+    name: 'gateway_rls_request_duration_seconds',
+    help: 'Calls of the gRPC rate limit service (RLS_GRPC_PORT) by gRPC status code: OK (allowed or over the limit alike), UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, INTERNAL.',
+    labelNames: ['code'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
   return {
     decision(policy, outcome) {
       const id = `${policy}|${outcome}`;
@@ -69,5 +78,6 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     reset: (policy, cleared) => resets.inc({ policy, cleared: String(cleared) }),
     quotaExceeded: () => quotaExceeded.inc(),
     quotaFlushError: () => quotaErrors.inc(),
+    rlsCall: (code, seconds) => rlsCalls.observe({ code }, seconds),
   };
 }

@@ -6,8 +6,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { authorizeAll, principalOf } from '../../http/auth.js';
 import { HEADERS, ProblemSchema, jsonResponse, problemResponses } from '../../http/openapi.js';
-import { unitOf } from './envoy.js';
-import type { EnvoyCall, EnvoyService, EnvoyStatus } from './envoy-service.js';
+import { type EnvoyService, type EnvoyStatus, callOf } from './envoy-service.js';
 import { rateLimitHeaders } from './headers.js';
 import { JSON_TYPE, RATE_HEADERS, SCOPE, TAGS } from './routes.js';
 import { EnvoyRequest, EnvoyResponse } from './schemas.js';
@@ -15,25 +14,6 @@ import { EnvoyRequest, EnvoyResponse } from './schemas.js';
 export interface EnvoyRoutesOptions {
   envoy: EnvoyService;
   legacyHeaders: boolean;
-}
-
-/** The request as the decision takes it (protojson's two names for a field folded into one). */
-function callOf(body: EnvoyRequest): EnvoyCall {
-  return {
-    domain: body.domain,
-    hitsAddend: body.hitsAddend ?? body.hits_addend ?? 0,
-    descriptors: body.descriptors.map((d) => ({
-      entries: d.entries.map((e) => ({ key: e.key, value: e.value ?? '' })),
-      limit:
-        d.limit === undefined
-          ? undefined
-          : {
-              requestsPerUnit: d.limit.requestsPerUnit ?? d.limit.requests_per_unit ?? 0,
-              unit: unitOf(d.limit.unit),
-            },
-      hitsAddend: d.hitsAddend ?? d.hits_addend,
-    })),
-  };
 }
 
 /** A DescriptorStatus as protojson writes it: fields with zero values left out. */

@@ -18,8 +18,10 @@ import {
   envoyIdentifier,
   findLimit,
   secondsUntilReset,
+  unitOf,
 } from './envoy.js';
 import type { Policy } from './policy.js';
+import type { EnvoyRequest } from './schemas.js';
 import type { Decision, RatelimitService } from './service.js';
 import type { PolicyStore } from './store.js';
 
@@ -51,6 +53,25 @@ export interface EnvoyOutcome {
   statuses: EnvoyStatus[];
   /** The decisions made (for the rate-limit headers). */
   decisions: Decision[];
+}
+
+/** The request as the decision takes it (protojson's two names for a field folded into one). */
+export function callOf(body: EnvoyRequest): EnvoyCall {
+  return {
+    domain: body.domain,
+    hitsAddend: body.hitsAddend ?? body.hits_addend ?? 0,
+    descriptors: body.descriptors.map((d) => ({
+      entries: d.entries.map((e) => ({ key: e.key, value: e.value ?? '' })),
+      limit:
+        d.limit === undefined
+          ? undefined
+          : {
+              requestsPerUnit: d.limit.requestsPerUnit ?? d.limit.requests_per_unit ?? 0,
+              unit: unitOf(d.limit.unit),
+            },
+      hitsAddend: d.hitsAddend ?? d.hits_addend,
+    })),
+  };
 }
 
 type Limited = EnvoyLimit & { policy: Policy };

@@ -1,0 +1,224 @@
+/**
+ * Envoy's rate limit service over gRPC (`envoy.service.ratelimit.v3.RateLimitService/
+ * ShouldRateLimit`), on its own port (RLS_GRPC_PORT): what Envoy's `envoy.filters.http.ratelimit`
+ * filter, Istio and other RLS clients call, answered with the same decisions as
+ * POST /v1/ratelimit/envoy (envoy-service.ts) from the policies file's `envoy` domains.
+ *
+ * The API key comes in the call's metadata, `x-gateway-key: <key>` or `authorization: Bearer
+ * <key>` (Envoy: `grpc_service.initial_metadata`), and needs `ratelimit:check` without a glob; its
+ * tenant owns the counters. Errors are gRPC statuses, so Envoy's `failure_mode_deny` decides what
+ * a failed call means: UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND (no `envoy`
+ * list), UNAVAILABLE (Redis could not decide and a policy fails closed, or the gateway is
+ * draining), INTERNAL. Plaintext (h2c): inside the cluster, or behind the mesh's mTLS.
+ *
+ * The allowed and denied responses carry the gateway's rate-limit headers in
+ * `response_headers_to_add`, so Envoy sends `RateLimit-Policy`, `RateLimit` (and the legacy trio,
+ * and `Retry-After` on 429) to the client.
+ */
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { AppError } from '../../errors.js';
+import type { AuthFailure, Principal } from '../../http/auth.js';
+import { allowsAll } from '../../http/scopes.js';
+import { type EnvoyService, callOf } from './envoy-service.js';
+import { rateLimitHeaders } from './headers.js';
+import { EnvoyRequest } from './schemas.js';
+
+const root = protobuf.parse(
+  readFileSync(new URL('./proto/rls.proto', import.meta.url), 'utf8'),
+).root;
+const RequestType = root.lookupType('envoy.service.ratelimit.v3.RateLimitRequest');
+const ResponseType = root.lookupType('envoy.service.ratelimit.v3.RateLimitResponse');
+const DECODE = { longs: Number, enums: String, defaults: false } as const;
+
+const codec = (type: protobuf.Type) => ({
+  serialize: (value: object): Buffer => Buffer.from(type.encode(type.fromObject(value)).finish()),
+  deserialize: (bytes: Buffer): Record<string, unknown> =>
+    type.toObject(type.decode(bytes), DECODE),
+});
+const requestCodec = codec(RequestType);
+const responseCodec = codec(ResponseType);
+
+/** The service as grpc-js takes it (also what a client is built from). */
+export const RLS_SERVICE = {
+  ShouldRateLimit: {
+    path: '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: requestCodec.serialize,
+    requestDeserialize: requestCodec.deserialize,
+    responseSerialize: responseCodec.serialize,
+    responseDeserialize: responseCodec.deserialize,
+  },
+} satisfies grpc.ServiceDefinition;
+
+export interface RlsServerOptions {
+  envoy: EnvoyService;
+  verifyApiKey(presented: string): Principal | AuthFailure | Promise<Principal | AuthFailure>;
+  legacyHeaders: boolean;
+  /** True once the process is draining: new calls get UNAVAILABLE. */
+  draining(): boolean;
+  /** Each call's gRPC status code name and duration. */
+  onCall?(code: string, seconds: number): void;
+  /** An error that is not the caller's (INTERNAL). */
+  onError?(err: unknown): void;
+}
+
+class RpcError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function credential(metadata: grpc.Metadata): string | undefined {
+  const key = metadata.get('x-gateway-key')[0];
+  if (typeof key === 'string' && key.trim() !== '') return key.trim();
+  const authz = metadata.get('authorization')[0];
+  if (typeof authz === 'string' && authz.slice(0, 7).toLowerCase() === 'bearer ') {
+    return authz.slice(7).trim();
+  }
+  return undefined;
+}
+
+/** The decoded protobuf in the JSON request's shape, checked against the same schema. */
+function requestOf(message: Record<string, unknown>): EnvoyRequest {
+  const descriptors = (message.descriptors as Record<string, unknown>[] | undefined) ?? [];
+  const json = {
+    domain: message.domain ?? '',
+    ...(message.hitsAddend === undefined ? {} : { hitsAddend: message.hitsAddend }),
+    descriptors: descriptors.map((d) => {
+      const limit = d.limit as { requestsPerUnit?: number; unit?: string } | undefined;
+      const hits = d.hitsAddend as { value?: number } | undefined;
+      return {
+        entries: (d.entries as unknown[] | undefined) ?? [],
+        ...(limit === undefined ? {} : { limit: { ...limit, unit: limit.unit ?? 'UNKNOWN' } }),
+        ...(hits === undefined ? {} : { hitsAddend: hits.value ?? 0 }),
+      };
+    }),
+  };
+  const parsed = EnvoyRequest.safeParse(json);
+  if (!parsed.success) {
+    throw new RpcError(
+      grpc.status.INVALID_ARGUMENT,
+      parsed.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; '),
+    );
+  }
+  return parsed.data;
+}
+
+function statusOf(err: unknown): { code: grpc.status; message: string } {
+  if (err instanceof RpcError) return { code: err.code, message: err.message };
+  if (err instanceof AppError) {
+    const detail = err.options.errors?.map((e) => `${e.field}: ${e.message}`).join('; ');
+    const message = detail ? `${err.message} (${detail})` : err.message;
+    if (err.code === 'VALIDATION_FAILED') return { code: grpc.status.INVALID_ARGUMENT, message };
+    if (err.code === 'POLICY_NOT_FOUND') return { code: grpc.status.NOT_FOUND, message };
+    if (err.code.startsWith('BACKEND_')) return { code: grpc.status.UNAVAILABLE, message };
+  }
+  return { code: grpc.status.INTERNAL, message: 'internal error' };
+}
+
+const CODE_NAMES = Object.fromEntries(
+  Object.entries(grpc.status)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => [v, k]),
+) as Record<number, string>;
+
+/** Starts the gRPC server on host:port (0: any free port); resolves once it listens. */
+export async function startRlsServer(
+  opts: RlsServerOptions,
+  host: string,
+  port: number,
+): Promise<{ port: number; close(graceMs: number): Promise<void> }> {
+  const headerOptions = { legacy: opts.legacyHeaders };
+
+  async function decide(call: grpc.ServerUnaryCall<Record<string, unknown>, object>) {
+    if (opts.draining()) throw new RpcError(grpc.status.UNAVAILABLE, 'draining');
+    const presented = credential(call.metadata);
+    const verified = presented === undefined ? 'missing' : await opts.verifyApiKey(presented);
+    if (typeof verified === 'string') {
+      throw new RpcError(
+        grpc.status.UNAUTHENTICATED,
+        'A valid API key is required in the x-gateway-key (or authorization: Bearer) metadata.',
+      );
+    }
+    if (!allowsAll(verified.scopes, 'ratelimit', 'check')) {
+      throw new RpcError(
+        grpc.status.PERMISSION_DENIED,
+        'The API key needs the "ratelimit:check" scope without a resource glob.',
+      );
+    }
+    const out = await opts.envoy.decide(
+      verified.tenant,
+      callOf(requestOf(call.request)),
+      'descriptors',
+    );
+    const headers = out.decisions.length > 0 ? rateLimitHeaders(out.decisions, headerOptions) : {};
+    return {
+      overallCode: out.overLimit ? 'OVER_LIMIT' : 'OK',
+      statuses: out.statuses.map((s) =>
+        s.limit === undefined
+          ? { code: s.code }
+          : {
+              code: s.code,
+              currentLimit: s.limit,
+              limitRemaining: s.remaining,
+              durationUntilReset: { seconds: s.resetSeconds },
+            },
+      ),
+      responseHeadersToAdd: Object.entries(headers).map(([key, value]) => ({ key, value })),
+    };
+  }
+
+  const server = new grpc.Server({
+    // A RateLimitRequest is small: 20 descriptors of 16 entries of short strings.
+    'grpc.max_receive_message_length': 1 << 20,
+  });
+  server.addService(RLS_SERVICE, {
+    ShouldRateLimit(
+      call: grpc.ServerUnaryCall<Record<string, unknown>, object>,
+      callback: grpc.sendUnaryData<object>,
+    ) {
+      const started = performance.now();
+      const done = (code: grpc.status) =>
+        opts.onCall?.(CODE_NAMES[code] ?? String(code), (performance.now() - started) / 1000);
+      decide(call).then(
+        (response) => {
+          done(grpc.status.OK);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const { code, message } = statusOf(err);
+          if (code === grpc.status.INTERNAL) opts.onError?.(err);
+          done(code);
+          callback({ code, details: message });
+        },
+      );
+    },
+  });
+  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  return {
+    port: bound,
+    /** Stops taking calls and waits up to graceMs for those in flight. */
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}

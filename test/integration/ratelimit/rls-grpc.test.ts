@@ -1,0 +1,278 @@
+/**
+ * The gRPC rate limit service (Envoy's RLS, envoy.service.ratelimit.v3) against real Redis: what
+ * Envoy's ratelimit filter sends and reads, byte for byte by the official field numbers, the
+ * decisions (shared with POST /v1/ratelimit/envoy), metadata authentication, bad requests as
+ * gRPC statuses, draining, and the metric.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { manualClock } from '../../../src/clock.js';
+import { RLS_SERVICE, startRlsServer } from '../../../src/modules/ratelimit/rls-grpc.js';
+import { newTenant, useTestApp } from '../../harness/app.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'rl-rls-'));
+const policiesFile = join(dir, 'policies.yaml');
+writeFileSync(
+  policiesFile,
+  [
+    'envoy:',
+    '  - domain: edge',
+    '    descriptors:',
+    '      - key: remote_address',
+    '        rate_limit: { unit: minute, requests_per_unit: 3 }',
+    '      - key: generic_key',
+    '        value: bulk',
+    '        rate_limit: { unit: hour, requests_per_unit: 10 }',
+  ].join('\n'),
+);
+
+// 20 s into a minute: 40 s left in minute windows.
+const T0 = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000) + 20_000;
+const clock = manualClock(T0);
+const t = useTestApp({ clock, env: { RATELIMIT_POLICIES_FILE: policiesFile } });
+
+let server: Awaited<ReturnType<typeof startRlsServer>>;
+let draining = false;
+const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
+let client: InstanceType<typeof Client>;
+
+beforeAll(async () => {
+  server = await startRlsServer(
+    {
+      envoy: t.deps.envoy,
+      verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
+      legacyHeaders: true,
+      draining: () => draining,
+      onCall: (code, s) => t.deps.metrics.ratelimit.rlsCall(code, s),
+    },
+    '127.0.0.1',
+    0,
+  );
+  client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+});
+
+afterAll(async () => {
+  client?.close();
+  await server?.close(1000);
+});
+
+type Status = {
+  code?: string;
+  currentLimit?: { requestsPerUnit?: number; unit?: string };
+  limitRemaining?: number;
+  durationUntilReset?: { seconds?: number };
+};
+type Response = {
+  overallCode?: string;
+  statuses?: Status[];
+  responseHeadersToAdd?: { key: string; value: string }[];
+};
+
+function metadata(headers: Record<string, string>): grpc.Metadata {
+  const m = new grpc.Metadata();
+  for (const [k, v] of Object.entries(headers)) m.set(k, v);
+  return m;
+}
+
+/** One ShouldRateLimit call: the response, or the gRPC error. */
+function call(
+  request: object,
+  headers: Record<string, string>,
+): Promise<{ response?: Response; error?: grpc.ServiceError }> {
+  return new Promise((resolve) => {
+    (
+      client as unknown as {
+        ShouldRateLimit(
+          r: object,
+          m: grpc.Metadata,
+          cb: (e: grpc.ServiceError | null, r?: Response) => void,
+        ): void;
+      }
+    ).ShouldRateLimit(request, metadata(headers), (error, response) =>
+      resolve(error ? { error } : { response: response as Response }),
+    );
+  });
+}
+
+let seq = 0;
+const addr = () => `198.51.100.${++seq}-${Date.now()}`;
+const req = (ip: string, extra: object = {}) => ({
+  domain: 'edge',
+  descriptors: [{ entries: [{ key: 'remote_address', value: ip }] }],
+  ...extra,
+});
+
+async function caller(scopes = ['ratelimit:check']) {
+  const c = await newTenant(t.deps, scopes);
+  const key = c.auth.authorization.slice('Bearer '.length);
+  return { ...c, meta: { 'x-gateway-key': key } };
+}
+
+describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
+  it('decides like envoyproxy/ratelimit, and sends the rate-limit headers for Envoy to add', async () => {
+    clock.set(T0);
+    const a = await caller();
+    const ip = addr();
+    const first = await call(req(ip), a.meta);
+    expect(first.response).toMatchObject({
+      overallCode: 'OK',
+      statuses: [
+        {
+          code: 'OK',
+          currentLimit: { requestsPerUnit: 3, unit: 'MINUTE' },
+          limitRemaining: 2,
+          durationUntilReset: { seconds: 40 },
+        },
+      ],
+    });
+    expect(first.response?.responseHeadersToAdd).toEqual(
+      expect.arrayContaining([
+        { key: 'ratelimit-policy', value: '"edge.remote_address";q=3;w=60' },
+        { key: 'ratelimit', value: '"edge.remote_address";r=2;t=40' },
+      ]),
+    );
+    await call(req(ip), a.meta);
+    await call(req(ip), a.meta);
+    const over = await call(req(ip), a.meta);
+    expect(over.response?.overallCode).toBe('OVER_LIMIT');
+    expect(over.response?.statuses?.[0]?.code).toBe('OVER_LIMIT');
+    expect(over.response?.responseHeadersToAdd).toEqual(
+      expect.arrayContaining([{ key: 'retry-after', value: '40' }]),
+    );
+    // The same counters as the HTTP endpoint: over there too.
+    const http = await t.app.inject({
+      method: 'POST',
+      url: '/v1/ratelimit/envoy',
+      headers: a.auth,
+      payload: req(ip),
+    });
+    expect(http.statusCode).toBe(429);
+    expect(await t.deps.metrics.registry.metrics()).toMatch(
+      /gateway_rls_request_duration_seconds_count\{code="OK"\} [1-9]/,
+    );
+  });
+
+  it('reads the request and writes the response by the official field numbers', async () => {
+    clock.set(T0);
+    const a = await caller();
+    // RateLimitRequest{domain=1, descriptors=2{entries=1{key=1, value=2}, hits_addend=3{value=1}},
+    // hits_addend=3}, written by hand, not from the gateway's .proto.
+    const w = protobuf.Writer.create();
+    w.uint32((1 << 3) | 2).string('edge');
+    const d = protobuf.Writer.create();
+    const e = protobuf.Writer.create();
+    e.uint32((1 << 3) | 2).string('generic_key');
+    e.uint32((2 << 3) | 2).string('bulk');
+    d.uint32((1 << 3) | 2).bytes(e.finish());
+    const hits = protobuf.Writer.create()
+      .uint32((1 << 3) | 0)
+      .uint64(4)
+      .finish();
+    d.uint32((3 << 3) | 2).bytes(hits);
+    w.uint32((2 << 3) | 2).bytes(d.finish());
+    w.uint32((3 << 3) | 0).uint32(1);
+    const raw = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
+      raw.makeUnaryRequest(
+        '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.from(w.finish()),
+        metadata(a.meta),
+        (err, res) => (err ? reject(err) : resolve(res as Buffer)),
+      );
+    });
+    raw.close();
+    // RateLimitResponse{overall_code=1, statuses=2{code=1, current_limit=2{requests_per_unit=1,
+    // unit=2}, limit_remaining=3, duration_until_reset=4{seconds=1}}, response_headers_to_add=3}
+    const top = fields(bytes);
+    expect(top.get(1)).toEqual([1]); // OK
+    const status = fields(top.get(2)?.[0] as Uint8Array);
+    expect(status.get(1)).toEqual([1]);
+    const limit = fields(status.get(2)?.[0] as Uint8Array);
+    expect(limit.get(1)).toEqual([10]);
+    expect(limit.get(2)).toEqual([3]); // HOUR
+    // The descriptor's own hits_addend (4) won over the request's (1).
+    expect(status.get(3)).toEqual([6]);
+    expect(fields(status.get(4)?.[0] as Uint8Array).get(1)).toEqual([3600 - 20]);
+    expect((top.get(3) ?? []).length).toBeGreaterThan(0);
+  });
+
+  it('authenticates by metadata: x-gateway-key or authorization, with ratelimit:check unglobbed', async () => {
+    const a = await caller();
+    const viaAuthz = await call(req(addr()), { authorization: a.auth.authorization });
+    expect(viaAuthz.response?.overallCode).toBe('OK');
+    expect((await call(req(addr()), {})).error?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await call(req(addr()), { 'x-gateway-key': 'cgk_nope_nope' })).error?.code).toBe(
+      grpc.status.UNAUTHENTICATED,
+    );
+    const wrong = await caller(['cache:read']);
+    expect((await call(req(addr()), wrong.meta)).error?.code).toBe(grpc.status.PERMISSION_DENIED);
+    const globbed = await caller(['ratelimit:check:login*']);
+    expect((await call(req(addr()), globbed.meta)).error).toMatchObject({
+      code: grpc.status.PERMISSION_DENIED,
+      details: expect.stringMatching(/without a resource glob/) as string,
+    });
+  });
+
+  it('answers bad requests with INVALID_ARGUMENT and counts nothing', async () => {
+    clock.set(T0);
+    const a = await caller();
+    const ip = addr();
+    const bad: [object, RegExp][] = [
+      [{ domain: '', descriptors: req(ip).descriptors }, /domain/],
+      [{ domain: 'edge', descriptors: [] }, /descriptors/],
+      [{ domain: 'edge', descriptors: [{ entries: [] }] }, /descriptors\.0\.entries/],
+      [
+        {
+          domain: 'edge',
+          descriptors: [
+            { entries: [{ key: 'remote_address', value: ip }], limit: { requestsPerUnit: 1 } },
+          ],
+        },
+        /unit/,
+      ],
+      [
+        {
+          domain: 'edge',
+          descriptors: [{ entries: [{ key: 'remote_address', value: 'x'.repeat(1010) }] }],
+        },
+        /too long/,
+      ],
+    ];
+    for (const [request, message] of bad) {
+      const { error } = await call(request, a.meta);
+      expect(error?.code, JSON.stringify(request).slice(0, 80)).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error?.details).toMatch(message);
+    }
+    const after = await call(req(ip), a.meta);
+    expect(after.response?.statuses?.[0]?.limitRemaining).toBe(2);
+  });
+
+  it('a draining gateway answers UNAVAILABLE (Envoy then applies failure_mode_deny)', async () => {
+    const a = await caller();
+    draining = true;
+    try {
+      expect((await call(req(addr()), a.meta)).error?.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      draining = false;
+    }
+  });
+});
+
+/** Decodes one protobuf message into field number -> values (varints as numbers, others as bytes). */
+function fields(bytes: Uint8Array): Map<number, (number | Uint8Array)[]> {
+  const r = protobuf.Reader.create(bytes);
+  const out = new Map<number, (number | Uint8Array)[]>();
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    const field = tag >>> 3;
+    const value = (tag & 7) === 0 ? Number(r.uint64()) : r.bytes();
+    out.set(field, [...(out.get(field) ?? []), value]);
+  }
+  return out;
+}
