@@ -1,11 +1,17 @@
 /**
  * Rate-limit failure modes with the Redis master paused (SIGSTOP: no FIN, no answer). A policy
  * that fails open allows within its timeout, flagged `X-RateLimit-Degraded: true`; one that fails
- * closed answers 503 with Retry-After; after SIGCONT decisions are counted again. Down-after is
- * long here, so the sentinels do not fail over during the pause.
+ * closed answers 503 with Retry-After; after SIGCONT decisions are counted again. The
+ * envoyproxy/ratelimit ways in (HTTP /envoy, gRPC RLS) fail open the same way. Down-after is long
+ * here, so the sentinels do not fail over during the pause.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compilePolicy } from '../../src/modules/ratelimit/policy.js';
+import { RLS_SERVICE, startRlsServer } from '../../src/modules/ratelimit/rls-grpc.js';
 import { ADMIN_TOKEN, type TestApp, buildTestApp, newTenant, rawHttp } from '../harness/app.js';
 import { type Topology, startTopology } from '../harness/topology.js';
 
@@ -17,7 +23,16 @@ let tenant: string;
 
 beforeAll(async () => {
   topology = await startTopology({ downAfterMs: 30_000 });
-  gw = await buildTestApp({ sentinels: topology.sentinels, masterName: topology.masterName });
+  const policiesFile = join(mkdtempSync(join(tmpdir(), 'rl-degraded-')), 'policies.yaml');
+  writeFileSync(
+    policiesFile,
+    'envoy:\n  - domain: edge\n    descriptors:\n      - { key: remote_address, rate_limit: { unit: minute, requests_per_unit: 100 } }\n',
+  );
+  gw = await buildTestApp({
+    sentinels: topology.sentinels,
+    masterName: topology.masterName,
+    env: { RATELIMIT_POLICIES_FILE: policiesFile },
+  });
   await gw.app.listen({ port: 0, host: '127.0.0.1' });
   port = (gw.app.server.address() as { port: number }).port;
   const a = await newTenant(gw.deps, ['ratelimit:check']);
@@ -181,6 +196,85 @@ describe('Redis paused', () => {
       expect(b.ms).toBeLessThan(1500);
     } finally {
       topology.resume(topology.master.name);
+    }
+  });
+
+  it('the envoyproxy/ratelimit endpoint and the gRPC rate limit service fail open, flagged', async () => {
+    const rls = await startRlsServer(
+      {
+        envoy: gw.deps.envoy,
+        verifyApiKey: (k) => gw.deps.admin.verifyApiKey(k),
+        legacyHeaders: true,
+        draining: () => false,
+      },
+      '127.0.0.1',
+      0,
+    );
+    const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
+    const client = new Client(
+      `127.0.0.1:${rls.port}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as {
+      ShouldRateLimit(
+        r: object,
+        m: grpc.Metadata,
+        cb: (e: grpc.ServiceError | null, r?: Record<string, unknown>) => void,
+      ): void;
+      close(): void;
+    };
+    const meta = new grpc.Metadata();
+    meta.set('x-gateway-key', key);
+    const request = {
+      domain: 'edge',
+      descriptors: [{ entries: [{ key: 'remote_address', value: '192.0.2.9' }] }],
+    };
+    const viaGrpc = () => {
+      const started = performance.now();
+      return new Promise<{ r?: Record<string, unknown>; e?: grpc.ServiceError; ms: number }>(
+        (resolve) =>
+          client.ShouldRateLimit(request, meta, (e, r) =>
+            resolve({ ...(e ? { e } : { r }), ms: performance.now() - started }),
+          ),
+      );
+    };
+    const viaHttp = async () => {
+      const started = performance.now();
+      const res = await rawHttp(
+        port,
+        'POST',
+        '/v1/ratelimit/envoy',
+        {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+        },
+        JSON.stringify(request),
+      );
+      return { ...res, ms: performance.now() - started };
+    };
+    try {
+      // Warm: key verified and cached, the connection and script ready.
+      expect((await viaHttp()).status).toBe(200);
+      expect((await viaGrpc()).r?.overallCode).toBe('OK');
+      topology.pause(topology.master.name);
+      try {
+        for (let i = 0; i < 3; i++) {
+          const http = await viaHttp();
+          expect(http.status).toBe(200);
+          expect(http.headers['x-ratelimit-degraded']).toBe('true');
+          expect(http.ms).toBeLessThan(400);
+          const g = await viaGrpc();
+          expect(g.r?.overallCode).toBe('OK');
+          expect(g.r?.responseHeadersToAdd).toEqual(
+            expect.arrayContaining([{ key: 'x-ratelimit-degraded', value: 'true' }]),
+          );
+          expect(g.ms).toBeLessThan(400);
+        }
+      } finally {
+        topology.resume(topology.master.name);
+      }
+    } finally {
+      client.close();
+      await rls.close(1000);
     }
   });
 });
