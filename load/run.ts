@@ -22,16 +22,21 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
-import { resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { GATEWAY_USER, HARNESS_ADMIN, freePort, startTopology } from '../test/harness/topology.js';
 import { SLOW_MS, runPaced } from './paced.js';
 import { BIG_VALUE, VALUE, cacheScenarios } from './scenarios/cache.js';
 import { type OneShotResult, benchInvalidate } from './scenarios/invalidate.js';
-import { RATELIMIT_POLICIES, ratelimitScenarios } from './scenarios/ratelimit.js';
+import {
+  BENCH_POLICIES_FILE,
+  RATELIMIT_POLICIES,
+  ratelimitScenarios,
+} from './scenarios/ratelimit.js';
+import { benchRls } from './scenarios/rls.js';
 import { QUEUE_GROUPS, benchQueues, queueScenarios } from './scenarios/queues.js';
 import { BENCH_SESSIONS, stateScenarios } from './scenarios/state.js';
 import type { Scenario, ScenarioContext } from './types.js';
@@ -365,6 +370,9 @@ async function main(): Promise<void> {
     const basePort = await freePort();
     const rlBasePort = await freePort();
     const stateBasePort = await freePort();
+    const rlsPort = await freePort();
+    const policiesFile = join(mkdtempSync(join(tmpdir(), 'bench-')), 'policies.yaml');
+    writeFileSync(policiesFile, BENCH_POLICIES_FILE);
     const adminToken = randomBytes(16).toString('hex');
     // Node flags as deployed (`npm start`, the Dockerfile's CMD), then any from GW_FLAGS.
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
@@ -385,7 +393,14 @@ async function main(): Promise<void> {
       ...GW_ENV,
     };
     children.push(
-      spawnNode([...gwFlags, 'dist/main.js'], { ...gwEnv, PORT: String(gwPort) }),
+      // The policies file (envoy domain) and the gRPC service only here: BENCH_AB's other build
+      // may predate both.
+      spawnNode([...gwFlags, 'dist/main.js'], {
+        ...gwEnv,
+        PORT: String(gwPort),
+        RATELIMIT_POLICIES_FILE: policiesFile,
+        RLS_GRPC_PORT: String(rlsPort),
+      }),
       spawnNode(['load/baseline-server.mjs'], {
         PORT: String(basePort),
         REDIS_SENTINELS: sentinels,
@@ -608,6 +623,19 @@ async function main(): Promise<void> {
     if (ONLY === undefined || ONLY.some((id) => id.startsWith('invalidate'))) {
       console.log('\n_invalidate of 10 000 keys ...');
       oneShots.push(...(await benchInvalidate(gw, ctx, direct)));
+      console.table(oneShots);
+    }
+    if (ONLY === undefined || ONLY.includes('ratelimit-rls')) {
+      console.log(`\ngRPC rate limit service (${DURATION} s, ${CONNECTIONS} calls in flight) ...`);
+      oneShots.push(
+        ...(await benchRls({
+          port: rlsPort,
+          apiKey: auth.authorization.slice('Bearer '.length),
+          seconds: DURATION,
+          concurrency: CONNECTIONS,
+          gatewayCpu: () => cpuMicros(gwChild?.pid),
+        })),
+      );
       console.table(oneShots);
     }
     if (ONLY === undefined || ONLY.some((id) => id.startsWith('queue'))) {

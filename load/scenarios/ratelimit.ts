@@ -1,7 +1,7 @@
 /**
  * Rate-limit scenarios: /check with a token bucket and with GCRA over 1000 distinct identifiers,
- * the API-gateway hook (1000 client addresses), and the bare node:http + ioredis token-bucket
- * baseline. Their limits are generous: they measure the decision path, not denials. The flood pair
+ * the API-gateway hook (1000 client addresses), the envoyproxy/ratelimit /json mirror (1000
+ * addresses), and the bare node:http + ioredis token-bucket baseline. Their limits are generous: they measure the decision path, not denials. The flood pair
  * (100 identifiers each limited to 10 requests, refilled 1 per second, so nearly every request is
  * denied) measures denials: the gateway answers a key it saw denied from memory until its
  * retry-after (the in-process denial cache), the bare server runs the script for every one.
@@ -16,11 +16,29 @@ export const RATELIMIT_POLICIES = {
   'bench-flood': { algorithm: 'token_bucket', capacity: 10, refillPerSecond: 1 },
 } as const;
 
+/** The gateway's policies file for the bench: the envoyproxy/ratelimit domain of `ratelimit-envoy`. */
+export const BENCH_POLICIES_FILE = [
+  'envoy:',
+  '  - domain: bench',
+  '    descriptors:',
+  '      - key: remote_address',
+  '        rate_limit: { unit: second, requests_per_unit: 100000 }',
+  '',
+].join('\n');
+
 const IDS = 1000;
 let n = 0;
 const nextId = () => (n = (n + 1) % IDS);
 /** The flood's clients: few, each far over its limit. */
 const FLOOD_IDS = 100;
+
+/** A RateLimitRequest for the bench domain, one remote address per identifier. */
+export function envoyRequest(id: number) {
+  return {
+    domain: 'bench',
+    descriptors: [{ entries: [{ key: 'remote_address', value: `10.0.${id >> 8}.${id & 255}` }] }],
+  };
+}
 
 /** A JSON body naming a different identifier on every request. */
 function rotatingBody(make: (id: number) => unknown) {
@@ -64,6 +82,19 @@ export const ratelimitScenarios: Scenario[] = [
       headers: { ...ctx.auth, 'content-type': 'application/json' },
       body: JSON.stringify({ policy: 'bench-gcra', key: 'user:0' }),
       setupRequest: rotatingBody((id) => ({ policy: 'bench-gcra', key: `user:${id}` })),
+    }),
+  },
+  {
+    name: 'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses)',
+    id: 'ratelimit-envoy',
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'POST',
+      path: '/v1/ratelimit/envoy',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify(envoyRequest(0)),
+      setupRequest: rotatingBody(envoyRequest),
     }),
   },
   {

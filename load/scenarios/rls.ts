@@ -1,0 +1,76 @@
+/**
+ * The gRPC rate limit service (RLS_GRPC_PORT) under load, as Envoy's ratelimit filter calls it:
+ * one HTTP/2 connection, `concurrency` calls in flight, a different remote address each call (1000
+ * in turn), for `seconds`. autocannon speaks HTTP/1.1 only, so this is a closed loop of its own.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { RLS_SERVICE } from '../../src/modules/ratelimit/rls-grpc.js';
+import type { OneShotResult } from './invalidate.js';
+import { envoyRequest } from './ratelimit.js';
+
+type RlsClient = {
+  ShouldRateLimit(
+    r: object,
+    m: grpc.Metadata,
+    cb: (e: grpc.ServiceError | null, r?: { overallCode?: string }) => void,
+  ): void;
+  close(): void;
+};
+
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
+
+export async function benchRls(opts: {
+  port: number;
+  apiKey: string;
+  seconds: number;
+  concurrency: number;
+  /** CPU µs the gateway process has used so far. */
+  gatewayCpu(): number;
+}): Promise<OneShotResult[]> {
+  const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
+  const client = new Client(
+    `127.0.0.1:${opts.port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as RlsClient;
+  const meta = new grpc.Metadata();
+  meta.set('x-gateway-key', opts.apiKey);
+  let n = 0;
+  const one = () =>
+    new Promise<void>((resolve, reject) =>
+      client.ShouldRateLimit(envoyRequest(n++ % 1000), meta, (e, r) =>
+        e || r?.overallCode !== 'OK' ? reject(e ?? new Error(JSON.stringify(r))) : resolve(),
+      ),
+    );
+  const loop = async (until: number, latencies: number[] | undefined) => {
+    while (performance.now() < until) {
+      const t0 = performance.now();
+      await one();
+      latencies?.push(performance.now() - t0);
+    }
+  };
+  const workers = (until: number, latencies?: number[]) =>
+    Promise.all(Array.from({ length: opts.concurrency }, () => loop(until, latencies)));
+  try {
+    await workers(performance.now() + 2000); // warm-up, not measured
+    const latencies: number[] = [];
+    const cpu0 = opts.gatewayCpu();
+    const started = performance.now();
+    await workers(started + opts.seconds * 1000, latencies);
+    const elapsed = (performance.now() - started) / 1000;
+    const cpu = opts.gatewayCpu() - cpu0;
+    latencies.sort((a, b) => a - b);
+    return [
+      {
+        name: `gRPC rate limit service, ShouldRateLimit (1 connection, ${opts.concurrency} in flight, 1k addresses)`,
+        id: 'ratelimit-rls',
+        'calls/s': Math.round(latencies.length / elapsed),
+        'p50 ms': Number(pct(latencies, 50).toFixed(2)),
+        'p99 ms': Number(pct(latencies, 99).toFixed(2)),
+        'CPU µs/call': Math.round(cpu / Math.max(1, latencies.length)),
+      },
+    ];
+  } finally {
+    client.close();
+  }
+}
