@@ -162,6 +162,13 @@ envoy:
     expect(() =>
       parsePoliciesFile('envoy:\n  - domain: d\n    descriptor: []\n', 'p.yaml'),
     ).toThrow(/p\.yaml: envoy\.0: Unrecognized key: "descriptor"/);
+    // Newer options whose meaning the gateway does not implement: refused by name.
+    expect(() =>
+      parsePoliciesFile(
+        'envoy:\n  - domain: d\n    descriptors:\n      - { key: k, share_threshold: true }\n',
+        'p.yaml',
+      ),
+    ).toThrow(/share_threshold/);
     expect(() =>
       parsePoliciesFile(
         'envoy:\n  - domain: d\n    descriptors:\n      - { key: k, rate_limit: { unit: second, requests_per_unit: -1 } }\n',
