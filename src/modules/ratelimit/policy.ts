@@ -377,7 +377,7 @@ export const PoliciesFile = z.strictObject({
     .array(EnvoyDomainConfig)
     .optional()
     .describe(
-      'envoyproxy/ratelimit config files (domain and descriptors), for /v1/ratelimit/envoy.',
+      'envoyproxy/ratelimit config files (domain and descriptors), for /v1/ratelimit/envoy and the gRPC rate limit service.',
     ),
 });
 export type PoliciesFile = z.infer<typeof PoliciesFile>;
