@@ -144,7 +144,22 @@ const panels = [
       ],
       [rate('gateway_ratelimit_batch_checks_count'), 'script calls/s'],
     ],
-    { w: 24, h: 6 },
+    { w: 8, h: 6 },
+  ),
+  panel(
+    'gRPC rate limit service (Envoy RLS): calls by status',
+    [[rate('gateway_rls_request_duration_seconds_count', 'code'), '{{code}}']],
+    { unit: 'ops', w: 8, h: 6, x: 8 },
+  ),
+  panel(
+    'gRPC rate limit service: p99 call duration',
+    [
+      [
+        'histogram_quantile(0.99, sum by (le) (rate(gateway_rls_request_duration_seconds_bucket[$__rate_interval])))',
+        'p99',
+      ],
+    ],
+    { unit: 's', w: 8, h: 6, x: 16 },
   ),
   row('Sessions and idempotency'),
   panel('Session events', [[rate('gateway_session_events_total', 'event'), '{{event}}']], {
