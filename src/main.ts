@@ -79,6 +79,7 @@ async function main(): Promise<void> {
         verifyApiKey: (presented) => deps.admin.verifyApiKey(presented),
         legacyHeaders: config.ratelimit.legacyHeaders,
         draining: () => deps.lifecycle.draining,
+        started: () => deps.redis.everReady(),
         onCall: (code, seconds) => deps.metrics.ratelimit.rlsCall(code, seconds),
         onError: (err) => logger.error({ err }, 'gRPC rate limit service error'),
       },

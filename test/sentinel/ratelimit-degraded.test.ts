@@ -206,6 +206,7 @@ describe('Redis paused', () => {
         verifyApiKey: (k) => gw.deps.admin.verifyApiKey(k),
         legacyHeaders: true,
         draining: () => false,
+        started: () => true,
       },
       '127.0.0.1',
       0,

@@ -11,6 +11,9 @@
  * list), UNAVAILABLE (Redis could not decide and a policy fails closed, or the gateway is
  * draining), INTERNAL. Plaintext (h2c): inside the cluster, or behind the mesh's mTLS.
  *
+ * The same port serves grpc.health.v1.Health/Check (SERVING once Redis was reached and until the
+ * gateway drains), as envoyproxy/ratelimit does, for Envoy's `grpc_health_check` and gRPC probes.
+ *
  * The allowed and denied responses carry the gateway's rate-limit headers in
  * `response_headers_to_add`, so Envoy sends `RateLimit-Policy`, `RateLimit` (and the legacy trio,
  * and `Retry-After` on 429) to the client.
@@ -25,11 +28,12 @@ import { type EnvoyService, callOf } from './envoy-service.js';
 import { rateLimitHeaders } from './headers.js';
 import { EnvoyRequest } from './schemas.js';
 
-const root = protobuf.parse(
-  readFileSync(new URL('./proto/rls.proto', import.meta.url), 'utf8'),
-).root;
+const proto = (file: string) =>
+  protobuf.parse(readFileSync(new URL(`./proto/${file}`, import.meta.url), 'utf8')).root;
+const root = proto('rls.proto');
 const RequestType = root.lookupType('envoy.service.ratelimit.v3.RateLimitRequest');
 const ResponseType = root.lookupType('envoy.service.ratelimit.v3.RateLimitResponse');
+const health = proto('health.proto');
 const DECODE = { longs: Number, enums: String, defaults: false } as const;
 
 const codec = (type: protobuf.Type) => ({
@@ -39,6 +43,8 @@ const codec = (type: protobuf.Type) => ({
 });
 const requestCodec = codec(RequestType);
 const responseCodec = codec(ResponseType);
+const healthRequestCodec = codec(health.lookupType('grpc.health.v1.HealthCheckRequest'));
+const healthResponseCodec = codec(health.lookupType('grpc.health.v1.HealthCheckResponse'));
 
 /** The service as grpc-js takes it (also what a client is built from). */
 export const RLS_SERVICE = {
@@ -53,12 +59,30 @@ export const RLS_SERVICE = {
   },
 } satisfies grpc.ServiceDefinition;
 
+/** grpc.health.v1.Health/Check (Watch is not served: UNIMPLEMENTED, which the protocol allows). */
+export const HEALTH_SERVICE = {
+  Check: {
+    path: '/grpc.health.v1.Health/Check',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: healthRequestCodec.serialize,
+    requestDeserialize: healthRequestCodec.deserialize,
+    responseSerialize: healthResponseCodec.serialize,
+    responseDeserialize: healthResponseCodec.deserialize,
+  },
+} satisfies grpc.ServiceDefinition;
+
+/** Service names the health check knows: the server as a whole, and the rate limit service. */
+const HEALTH_NAMES = new Set(['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit']);
+
 export interface RlsServerOptions {
   envoy: EnvoyService;
   verifyApiKey(presented: string): Principal | AuthFailure | Promise<Principal | AuthFailure>;
   legacyHeaders: boolean;
-  /** True once the process is draining: new calls get UNAVAILABLE. */
+  /** True once the process is draining: new calls get UNAVAILABLE, health NOT_SERVING. */
   draining(): boolean;
+  /** True once Redis has been reached (as /readyz): health SERVING from then on until draining. */
+  started(): boolean;
   /** Each call's gRPC status code name and duration. */
   onCall?(code: string, seconds: number): void;
   /** An error that is not the caller's (INTERNAL). */
@@ -200,6 +224,20 @@ export async function startRlsServer(
           callback({ code, details: message });
         },
       );
+    },
+  });
+  server.addService(HEALTH_SERVICE, {
+    Check(
+      call: grpc.ServerUnaryCall<Record<string, unknown>, object>,
+      callback: grpc.sendUnaryData<object>,
+    ) {
+      const name = typeof call.request.service === 'string' ? call.request.service : '';
+      if (!HEALTH_NAMES.has(name)) {
+        callback({ code: grpc.status.NOT_FOUND, details: `unknown service "${name}"` });
+        return;
+      }
+      const serving = opts.started() && !opts.draining();
+      callback(null, { status: serving ? 'SERVING' : 'NOT_SERVING' });
     },
   });
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;

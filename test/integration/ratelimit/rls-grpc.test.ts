@@ -11,7 +11,11 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../../src/clock.js';
-import { RLS_SERVICE, startRlsServer } from '../../../src/modules/ratelimit/rls-grpc.js';
+import {
+  HEALTH_SERVICE,
+  RLS_SERVICE,
+  startRlsServer,
+} from '../../../src/modules/ratelimit/rls-grpc.js';
 import { newTenant, useTestApp } from '../../harness/app.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rl-rls-'));
@@ -47,6 +51,7 @@ beforeAll(async () => {
       verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
       legacyHeaders: true,
       draining: () => draining,
+      started: () => t.deps.redis.everReady(),
       onCall: (code, s) => t.deps.metrics.ratelimit.rlsCall(code, s),
     },
     '127.0.0.1',
@@ -253,13 +258,37 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     expect(after.response?.statuses?.[0]?.limitRemaining).toBe(2);
   });
 
-  it('a draining gateway answers UNAVAILABLE (Envoy then applies failure_mode_deny)', async () => {
+  it('a draining gateway answers UNAVAILABLE (Envoy then applies failure_mode_deny) and reports NOT_SERVING', async () => {
     const a = await caller();
-    draining = true;
+    const Health = grpc.makeGenericClientConstructor(HEALTH_SERVICE, 'Health');
+    const health = new Health(
+      `127.0.0.1:${server.port}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as {
+      Check(r: object, cb: (e: grpc.ServiceError | null, r?: { status?: string }) => void): void;
+      close(): void;
+    };
+    const check = (service: string) =>
+      new Promise<{ status?: string; code?: number }>((resolve) =>
+        health.Check({ service }, (e, r) => resolve(e ? { code: e.code } : { status: r?.status })),
+      );
     try {
-      expect((await call(req(addr()), a.meta)).error?.code).toBe(grpc.status.UNAVAILABLE);
+      // No credentials needed: probes and Envoy's grpc_health_check send none.
+      expect(await check('')).toEqual({ status: 'SERVING' });
+      expect(await check('envoy.service.ratelimit.v3.RateLimitService')).toEqual({
+        status: 'SERVING',
+      });
+      expect(await check('ratelimit')).toEqual({ status: 'SERVING' });
+      expect(await check('cache')).toEqual({ code: grpc.status.NOT_FOUND });
+      draining = true;
+      try {
+        expect((await call(req(addr()), a.meta)).error?.code).toBe(grpc.status.UNAVAILABLE);
+        expect(await check('')).toEqual({ status: 'NOT_SERVING' });
+      } finally {
+        draining = false;
+      }
     } finally {
-      draining = false;
+      health.close();
     }
   });
 });
