@@ -185,7 +185,12 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
     onReset: (policy, cleared) => metrics.ratelimit.reset(policyLabel(policy), cleared),
   });
-  const envoy = createEnvoyService({ service: ratelimit, store: policies, clock });
+  const envoy = createEnvoyService({
+    service: ratelimit,
+    store: policies,
+    clock,
+    onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
+  });
   const quota = createQuotaCounter({
     redis,
     clock,

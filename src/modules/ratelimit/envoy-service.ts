@@ -22,7 +22,7 @@ import {
 } from './envoy.js';
 import type { Policy } from './policy.js';
 import type { EnvoyRequest } from './schemas.js';
-import type { Decision, RatelimitService } from './service.js';
+import type { Decision, DecisionOutcome, RatelimitService } from './service.js';
 import type { PolicyStore } from './store.js';
 
 /** A RateLimitRequest, read from JSON or protobuf. */
@@ -100,9 +100,11 @@ export interface EnvoyServiceOptions {
   service: RatelimitService;
   store: PolicyStore;
   clock: Clock;
+  /** A decision made here without the rate-limit service (a cost no window can hold). */
+  onDecision?: (policy: Policy, outcome: DecisionOutcome) => void;
 }
 
-export function createEnvoyService({ service, store, clock }: EnvoyServiceOptions) {
+export function createEnvoyService({ service, store, clock, onDecision }: EnvoyServiceOptions) {
   const dynamic = createDynamicLimits();
 
   return {
@@ -148,7 +150,10 @@ export function createEnvoyService({ service, store, clock }: EnvoyServiceOption
       const pending = plans.map((plan): Decision | Promise<Decision> | undefined => {
         if (plan === undefined) return undefined;
         const { limit, identifier, cost } = plan;
-        if (cost > limit.requestsPerUnit) return neverFits(limit, nowMs);
+        if (cost > limit.requestsPerUnit) {
+          onDecision?.(limit.policy, limit.policy.shadow ? 'shadow_denied' : 'denied');
+          return neverFits(limit, nowMs);
+        }
         return service.check(tenant, { policy: limit.policy, identifier, cost });
       });
       // Every check has started (one script call carries those of this turn). All at once: a

@@ -238,6 +238,10 @@ describe('POST /v1/ratelimit/envoy', () => {
     const a = await caller();
     const res = await answer(a.auth, { domain: 'edge', descriptors: [desc(['blocked', 'x'])] });
     expect(res.status).toBe(429);
+    // Decided without Redis, and still in the decisions metric like any other denial.
+    expect(await t.deps.metrics.registry.metrics()).toMatch(
+      /gateway_ratelimit_decisions_total\{policy="edge\.blocked",outcome="denied"\} [1-9]/,
+    );
     expect(res.body.statuses[0]).toEqual({
       code: 'OVER_LIMIT',
       currentLimit: { unit: 'MINUTE' },
