@@ -183,6 +183,13 @@ envoy:
     const two = envoyIdentifier('d', entries(['a', 'b_c']));
     expect(one).not.toBe(two);
     expect(envoyIdentifier('d', entries(['k', 'v']))).toBe('["d","k","v"]');
+    // Long ones become a digest: short keys, still one per descriptor.
+    const long = (v: string) => envoyIdentifier('d', entries(['path', `${'/x'.repeat(300)}${v}`]));
+    expect(long('a')).toMatch(/^#[A-Za-z0-9_-]{43}$/);
+    expect(long('a')).toBe(long('a'));
+    expect(long('a')).not.toBe(long('b'));
+    // Counted in bytes: 200 three-byte characters are past the limit too.
+    expect(envoyIdentifier('d', entries(['k', '€'.repeat(200)]))).toMatch(/^#/);
   });
 
   it("counts the seconds to the end of the unit's window as envoyproxy/ratelimit does", () => {

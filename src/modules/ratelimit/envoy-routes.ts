@@ -66,7 +66,7 @@ export const ratelimitEnvoyRoutes: FastifyPluginAsyncZod<EnvoyRoutesOptions> = a
     async (request, reply) => {
       const principal = principalOf(request);
       authorizeAll(principal, SCOPE, 'The envoyproxy/ratelimit endpoint');
-      const out = await envoy.decide(principal.tenant, callOf(request.body), 'body.descriptors');
+      const out = await envoy.decide(principal.tenant, callOf(request.body));
       const body: EnvoyResponse = {
         overallCode: out.overLimit ? 'OVER_LIMIT' : 'OK',
         statuses: out.statuses.map(render),

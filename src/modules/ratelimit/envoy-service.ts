@@ -7,7 +7,6 @@
  */
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
-import { MAX_KEY_BYTES } from '../../redis/keys.js';
 import {
   type EnvoyEntry,
   type EnvoyLimit,
@@ -109,11 +108,10 @@ export function createEnvoyService({ service, store, clock, onDecision }: EnvoyS
 
   return {
     /**
-     * Decides every descriptor for `tenant`. Throws POLICY_NOT_FOUND when the policies file has no
-     * `envoy` list, VALIDATION_FAILED (naming `field` and the descriptor) when a descriptor is too
-     * long to be a key, both before anything is counted.
+     * Decides every descriptor for `tenant`. Throws POLICY_NOT_FOUND, before anything is counted,
+     * when the policies file has no `envoy` list.
      */
-    async decide(tenant: string, call: EnvoyCall, field: string): Promise<EnvoyOutcome> {
+    async decide(tenant: string, call: EnvoyCall): Promise<EnvoyOutcome> {
       const domains = store.envoyDomains();
       if (domains === undefined) {
         throw new AppError(
@@ -130,31 +128,18 @@ export function createEnvoyService({ service, store, clock, onDecision }: EnvoyS
             : findLimit(domains, domain, d.entries),
         ),
       );
-      // Every descriptor checked before any is counted: a bad one must not leave others counted.
-      const plans = descriptors.map((d, i) => {
+      const nowMs = clock.nowMs();
+      const pending = descriptors.map((d, i): Decision | Promise<Decision> | undefined => {
         const limit = limits[i];
         if (limit?.policy === undefined) return undefined;
-        const identifier = envoyIdentifier(domain, d.entries);
-        if (Buffer.byteLength(identifier, 'utf8') > MAX_KEY_BYTES) {
-          const at = `${field}[${i}].entries`;
-          throw new AppError(
-            'VALIDATION_FAILED',
-            `Descriptor ${i} is too long: its domain, keys and values take more than ${MAX_KEY_BYTES} bytes.`,
-            { errors: [{ field: at, message: `must take at most ${MAX_KEY_BYTES} bytes in all` }] },
-          );
-        }
+        const limited = limit as Limited;
         const cost = Math.max(1, d.hitsAddend ?? call.hitsAddend);
-        return { limit: limit as Limited, identifier, cost };
-      });
-      const nowMs = clock.nowMs();
-      const pending = plans.map((plan): Decision | Promise<Decision> | undefined => {
-        if (plan === undefined) return undefined;
-        const { limit, identifier, cost } = plan;
-        if (cost > limit.requestsPerUnit) {
-          onDecision?.(limit.policy, limit.policy.shadow ? 'shadow_denied' : 'denied');
-          return neverFits(limit, nowMs);
+        if (cost > limited.requestsPerUnit) {
+          onDecision?.(limited.policy, limited.policy.shadow ? 'shadow_denied' : 'denied');
+          return neverFits(limited, nowMs);
         }
-        return service.check(tenant, { policy: limit.policy, identifier, cost });
+        const identifier = envoyIdentifier(domain, d.entries);
+        return service.check(tenant, { policy: limited.policy, identifier, cost });
       });
       // Every check has started (one script call carries those of this turn). All at once: a
       // check failing closed must not leave the others' rejections unhandled.

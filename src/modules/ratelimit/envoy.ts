@@ -15,6 +15,7 @@
  * window of its unit aligned to the epoch, as theirs is, counted per tenant and per request
  * descriptor (domain and every entry), so two tenants never share a counter.
  */
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import {
   type EnvoyDomainConfig,
@@ -46,8 +47,14 @@ const UNIT_BY_NUMBER: Record<number, Unit> = {
   7: 'WEEK',
 };
 
+/** Most descriptors in one request (Envoy sends one per matching rate_limits action). */
+export const MAX_ENVOY_DESCRIPTORS = 64;
 /** Most entries in one request descriptor. */
 export const MAX_ENVOY_ENTRIES = 16;
+/** Longest descriptor value (a header's, a path's). */
+export const MAX_ENVOY_VALUE_BYTES = 8192;
+/** Identifiers of more bytes than this are stored as a digest. */
+const MAX_PLAIN_IDENTIFIER_BYTES = 512;
 /** Most dynamic limits (`limit` in a request descriptor) kept compiled. */
 const DYNAMIC_CACHE_MAX = 1000;
 /** The name part of the Redis keys of envoy descriptors: no named policy can start with '~'. */
@@ -241,12 +248,17 @@ export function createDynamicLimits() {
 /**
  * The identifier of one request descriptor in Redis keys: the domain and every entry, as a JSON
  * array (envoyproxy/ratelimit joins them with '_' and '.', which two different descriptors can
- * share; JSON cannot).
+ * share; JSON cannot). Past MAX_PLAIN_IDENTIFIER_BYTES, `#` and the SHA-256 of that array,
+ * so a long header or path value keeps its own counter and a short key: never a refused call,
+ * which Envoy would turn into an unlimited request.
  */
 export function envoyIdentifier(domain: string, entries: readonly EnvoyEntry[]): string {
   const parts = [domain];
   for (const e of entries) parts.push(e.key, e.value);
-  return JSON.stringify(parts);
+  const json = JSON.stringify(parts);
+  return Buffer.byteLength(json, 'utf8') <= MAX_PLAIN_IDENTIFIER_BYTES
+    ? json
+    : `#${hash('sha256', json, 'base64url')}`;
 }
 
 /** Seconds until the current window of `unit` ends (their `duration_until_reset`). */

@@ -176,11 +176,7 @@ export async function startRlsServer(
         'The API key needs the "ratelimit:check" scope without a resource glob.',
       );
     }
-    const out = await opts.envoy.decide(
-      verified.tenant,
-      callOf(requestOf(call.request)),
-      'descriptors',
-    );
+    const out = await opts.envoy.decide(verified.tenant, callOf(requestOf(call.request)));
     const headers = out.decisions.length > 0 ? rateLimitHeaders(out.decisions, headerOptions) : {};
     return {
       overallCode: out.overLimit ? 'OVER_LIMIT' : 'OK',
@@ -199,7 +195,7 @@ export async function startRlsServer(
   }
 
   const server = new grpc.Server({
-    // A RateLimitRequest is small: 20 descriptors of 16 entries of short strings.
+    // A RateLimitRequest is small: at most 64 descriptors of 16 entries.
     'grpc.max_receive_message_length': 1 << 20,
     // No channelz introspection service is served: skip its per-call bookkeeping.
     'grpc.enable_channelz': 0,

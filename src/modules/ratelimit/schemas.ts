@@ -1,7 +1,14 @@
 /** Request and response schemas of the rate-limit routes. */
 import { z } from 'zod';
 import { MAX_KEY_BYTES, TENANT_ID_PATTERN, checkUserKey } from '../../redis/keys.js';
-import { MAX_ENVOY_ENTRIES, UNIT_SECONDS, type Unit, UnitSchema } from './envoy.js';
+import {
+  MAX_ENVOY_DESCRIPTORS,
+  MAX_ENVOY_ENTRIES,
+  MAX_ENVOY_VALUE_BYTES,
+  UNIT_SECONDS,
+  type Unit,
+  UnitSchema,
+} from './envoy.js';
 import { PolicyDefinition, PolicyName } from './policy.js';
 import { MAX_CHECKS } from './service.js';
 
@@ -267,7 +274,11 @@ function oneName(v: Record<string, unknown>, ctx: z.RefinementCtx, camel: string
 
 const EnvoyEntrySchema = z.strictObject({
   key: z.string().min(1).max(256),
-  value: z.string().max(MAX_KEY_BYTES).optional().describe('Absent: the empty value.'),
+  value: z
+    .string()
+    .max(MAX_ENVOY_VALUE_BYTES)
+    .optional()
+    .describe('Absent: the empty value. Long values are stored as a digest.'),
 });
 
 const EnvoyRequestLimitSchema = z
@@ -293,7 +304,7 @@ const EnvoyDescriptorSchema = z
 export const EnvoyRequest = z
   .strictObject({
     domain: z.string().min(1).max(256),
-    descriptors: z.array(EnvoyDescriptorSchema).min(1).max(MAX_CHECKS),
+    descriptors: z.array(EnvoyDescriptorSchema).min(1).max(MAX_ENVOY_DESCRIPTORS),
     hitsAddend: HitsAddend.optional(),
     hits_addend: HitsAddend.optional(),
   })
@@ -301,7 +312,7 @@ export const EnvoyRequest = z
   .meta({
     id: 'EnvoyRateLimitRequest',
     description:
-      "envoyproxy/ratelimit's RateLimitRequest as JSON: a domain of the policies file's `envoy` list and up to 20 descriptors, each a list of key/value entries.",
+      "envoyproxy/ratelimit's RateLimitRequest as JSON: a domain of the policies file's `envoy` list and up to 64 descriptors, each a list of up to 16 key/value entries.",
     examples: [
       {
         domain: 'edge',

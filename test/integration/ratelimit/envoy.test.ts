@@ -332,7 +332,7 @@ describe('POST /v1/ratelimit/envoy', () => {
       [{ domain: 'edge', descriptors: [good], hitsAddend: 1, hits_addend: 1 }, 'body.hits_addend'],
       [{ domain: 'edge', descriptors: [good], hitsAddend: -1 }, 'body.hitsAddend'],
       [{ domain: 'edge', descriptors: [good], extra: true }, 'body'],
-      [{ domain: 'edge', descriptors: Array.from({ length: 21 }, () => good) }, 'body.descriptors'],
+      [{ domain: 'edge', descriptors: Array.from({ length: 65 }, () => good) }, 'body.descriptors'],
       [
         {
           domain: 'edge',
@@ -345,11 +345,8 @@ describe('POST /v1/ratelimit/envoy', () => {
         'body.descriptors[0].limit.unit',
       ],
       [
-        {
-          domain: 'edge',
-          descriptors: [good, desc(['remote_address', 'x'.repeat(1010)])],
-        },
-        'body.descriptors[1].entries',
+        { domain: 'edge', descriptors: [good, desc(['remote_address', 'x'.repeat(8193)])] },
+        'body.descriptors[1].entries[0].value',
       ],
     ];
     for (const [payload, field] of bad) {
@@ -363,9 +360,20 @@ describe('POST /v1/ratelimit/envoy', () => {
       payload: '{"domain":',
     });
     expect(notJson.statusCode).toBe(400);
-    // Nothing above counted for the good descriptor (the too-long one failed before any check).
+    // Nothing above counted for the good descriptor.
     const after = await answer(a.auth, { domain: 'edge', descriptors: [good] });
     expect(after.body.statuses[0]?.limitRemaining).toBe(2);
+  });
+
+  it('keeps long values (headers, paths) apart under a short key', async () => {
+    clock.set(T0);
+    const a = await caller();
+    const long = (end: string) => desc(['remote_address', `${'p'.repeat(4000)}${end}`]);
+    const one = await answer(a.auth, { domain: 'edge', descriptors: [long('a'), long('a')] });
+    expect(one.body.statuses.map((s) => s.limitRemaining)).toEqual([2, 1]);
+    // A value differing only in its last character is another counter.
+    const other = await answer(a.auth, { domain: 'edge', descriptors: [long('b')] });
+    expect(other.body.statuses[0]?.limitRemaining).toBe(2);
   });
 
   it('needs ratelimit:check without a policy glob', async () => {
