@@ -51,8 +51,8 @@ const UNIT_BY_NUMBER: Record<number, Unit> = {
 export const MAX_ENVOY_DESCRIPTORS = 64;
 /** Most entries in one request descriptor. */
 export const MAX_ENVOY_ENTRIES = 16;
-/** Longest descriptor value (a header's, a path's). */
-export const MAX_ENVOY_VALUE_BYTES = 8192;
+/** Longest descriptor value, in characters (a header's, a path's). */
+export const MAX_ENVOY_VALUE_LENGTH = 8192;
 /** Identifiers of more bytes than this are stored as a digest. */
 const MAX_PLAIN_IDENTIFIER_BYTES = 512;
 /** Most dynamic limits (`limit` in a request descriptor) kept compiled. */

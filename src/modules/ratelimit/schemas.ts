@@ -4,7 +4,7 @@ import { MAX_KEY_BYTES, TENANT_ID_PATTERN, checkUserKey } from '../../redis/keys
 import {
   MAX_ENVOY_DESCRIPTORS,
   MAX_ENVOY_ENTRIES,
-  MAX_ENVOY_VALUE_BYTES,
+  MAX_ENVOY_VALUE_LENGTH,
   UNIT_SECONDS,
   type Unit,
   UnitSchema,
@@ -276,7 +276,7 @@ const EnvoyEntrySchema = z.strictObject({
   key: z.string().min(1).max(256),
   value: z
     .string()
-    .max(MAX_ENVOY_VALUE_BYTES)
+    .max(MAX_ENVOY_VALUE_LENGTH)
     .optional()
     .describe('Absent: the empty value. Long values are stored as a digest.'),
 });
