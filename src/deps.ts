@@ -190,6 +190,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     store: policies,
     clock,
     onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
+    onUnmatched: (reason) => metrics.ratelimit.envoyUnmatched(reason),
   });
   const quota = createQuotaCounter({
     redis,

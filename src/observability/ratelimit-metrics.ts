@@ -19,6 +19,8 @@ export interface RatelimitMetrics {
   quotaFlushError(): void;
   /** A call of the gRPC rate limit service: its status code name and duration. */
   rlsCall(code: string, seconds: number): void;
+  /** An envoy descriptor no limit applied to: `unknown_domain` or `no_limit`. */
+  envoyUnmatched(reason: 'unknown_domain' | 'no_limit'): void;
 }
 
 export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
@@ -63,6 +65,12 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
+  const unmatched = new Counter({
+    name: 'gateway_ratelimit_envoy_unmatched_total',
+    help: 'envoyproxy/ratelimit descriptors (/v1/ratelimit/envoy, gRPC) answered OK because no limit applied: unknown_domain (the domain is not in the envoy list) or no_limit (no descriptor of the domain matched). A steady rate often means a misspelt domain or key.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   return {
     decision(policy, outcome) {
       const id = `${policy}|${outcome}`;
@@ -79,5 +87,6 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     quotaExceeded: () => quotaExceeded.inc(),
     quotaFlushError: () => quotaErrors.inc(),
     rlsCall: (code, seconds) => rlsCalls.observe({ code }, seconds),
+    envoyUnmatched: (reason) => unmatched.inc({ reason }),
   };
 }

@@ -101,9 +101,12 @@ export interface EnvoyServiceOptions {
   clock: Clock;
   /** A decision made here without the rate-limit service (a cost no window can hold). */
   onDecision?: (policy: Policy, outcome: DecisionOutcome) => void;
+  /** A descriptor no limit applied to (replaced and `unlimited` limits are not counted here). */
+  onUnmatched?: (reason: 'unknown_domain' | 'no_limit') => void;
 }
 
-export function createEnvoyService({ service, store, clock, onDecision }: EnvoyServiceOptions) {
+export function createEnvoyService(opts: EnvoyServiceOptions) {
+  const { service, store, clock, onDecision, onUnmatched } = opts;
   const dynamic = createDynamicLimits();
 
   return {
@@ -121,13 +124,15 @@ export function createEnvoyService({ service, store, clock, onDecision }: EnvoyS
       }
       const { domain, descriptors } = call;
       const configured = domains.has(domain);
-      const limits = applyReplaces(
-        descriptors.map((d) =>
-          d.limit !== undefined && configured
-            ? dynamic(domain, d.limit)
-            : findLimit(domains, domain, d.entries),
-        ),
+      const found = descriptors.map((d) =>
+        d.limit !== undefined && configured
+          ? dynamic(domain, d.limit)
+          : findLimit(domains, domain, d.entries),
       );
+      for (const l of found) {
+        if (l === undefined) onUnmatched?.(configured ? 'no_limit' : 'unknown_domain');
+      }
+      const limits = applyReplaces(found);
       const nowMs = clock.nowMs();
       const pending = descriptors.map((d, i): Decision | Promise<Decision> | undefined => {
         const limit = limits[i];

@@ -190,6 +190,12 @@ describe('POST /v1/ratelimit/envoy', () => {
       body: { overallCode: 'OK', statuses: [{ code: 'OK' }] },
     });
     expect(unknown.headers.ratelimit).toBeUndefined();
+    // Neither passes unseen: both are counted, by reason.
+    const text = await t.deps.metrics.registry.metrics();
+    expect(text).toMatch(
+      /gateway_ratelimit_envoy_unmatched_total\{reason="unknown_domain"\} [1-9]/,
+    );
+    expect(text).toMatch(/gateway_ratelimit_envoy_unmatched_total\{reason="no_limit"\} [1-9]/);
   });
 
   it('is over the limit when any descriptor is; each descriptor counts on its own', async () => {
