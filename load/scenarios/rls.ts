@@ -3,19 +3,9 @@
  * one HTTP/2 connection, `concurrency` calls in flight, a different remote address each call (1000
  * in turn), for `seconds`. autocannon speaks HTTP/1.1 only, so this is a closed loop of its own.
  */
-import * as grpc from '@grpc/grpc-js';
-import { RLS_SERVICE } from '../../src/modules/ratelimit/rls-grpc.js';
+import { rlsClient } from '../../test/harness/rls.js';
 import type { OneShotResult } from './invalidate.js';
 import { envoyRequest } from './ratelimit.js';
-
-type RlsClient = {
-  ShouldRateLimit(
-    r: object,
-    m: grpc.Metadata,
-    cb: (e: grpc.ServiceError | null, r?: { overallCode?: string }) => void,
-  ): void;
-  close(): void;
-};
 
 const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
@@ -28,20 +18,13 @@ export async function benchRls(opts: {
   /** CPU µs the gateway process has used so far. */
   gatewayCpu(): number;
 }): Promise<OneShotResult[]> {
-  const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
-  const client = new Client(
-    `127.0.0.1:${opts.port}`,
-    grpc.credentials.createInsecure(),
-  ) as unknown as RlsClient;
-  const meta = new grpc.Metadata();
-  meta.set('x-gateway-key', opts.apiKey);
+  const client = rlsClient(opts.port);
+  const meta = { 'x-gateway-key': opts.apiKey };
   let n = 0;
-  const one = () =>
-    new Promise<void>((resolve, reject) =>
-      client.ShouldRateLimit(envoyRequest(n++ % 1000), meta, (e, r) =>
-        e || r?.overallCode !== 'OK' ? reject(e ?? new Error(JSON.stringify(r))) : resolve(),
-      ),
-    );
+  const one = async () => {
+    const { response, error } = await client.call(envoyRequest(n++ % 1000), meta);
+    if (error || response?.overallCode !== 'OK') throw error ?? new Error(JSON.stringify(response));
+  };
   const loop = async (until: number, latencies: number[] | undefined) => {
     while (performance.now() < until) {
       const t0 = performance.now();

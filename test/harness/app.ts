@@ -3,7 +3,10 @@
  * makes tenants and API keys for them.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -158,6 +161,16 @@ export async function addKey(
 }
 
 /** Parses a JSON or problem+json body. */
+/**
+ * Writes a policies file (RATELIMIT_POLICIES_FILE) of these YAML lines into a new temporary
+ * directory; returns its path, to rewrite for reload tests.
+ */
+export function writePoliciesFile(lines: string[], name = 'policies.yaml'): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'rl-policies-')), name);
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
 export function body<T = Record<string, unknown>>(res: LightMyRequestResponse): T {
   return JSON.parse(res.body) as T;
 }

@@ -5,14 +5,18 @@
  * envoyproxy/ratelimit ways in (HTTP /envoy, gRPC RLS) fail open the same way. Down-after is long
  * here, so the sentinels do not fail over during the pause.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compilePolicy } from '../../src/modules/ratelimit/policy.js';
-import { RLS_SERVICE, startRlsServer } from '../../src/modules/ratelimit/rls-grpc.js';
-import { ADMIN_TOKEN, type TestApp, buildTestApp, newTenant, rawHttp } from '../harness/app.js';
+import { startRlsServer } from '../../src/modules/ratelimit/rls-grpc.js';
+import {
+  ADMIN_TOKEN,
+  type TestApp,
+  buildTestApp,
+  newTenant,
+  rawHttp,
+  writePoliciesFile,
+} from '../harness/app.js';
+import { rlsClient } from '../harness/rls.js';
 import { type Topology, startTopology } from '../harness/topology.js';
 
 let topology: Topology;
@@ -23,11 +27,12 @@ let tenant: string;
 
 beforeAll(async () => {
   topology = await startTopology({ downAfterMs: 30_000 });
-  const policiesFile = join(mkdtempSync(join(tmpdir(), 'rl-degraded-')), 'policies.yaml');
-  writeFileSync(
-    policiesFile,
-    'envoy:\n  - domain: edge\n    descriptors:\n      - { key: remote_address, rate_limit: { unit: minute, requests_per_unit: 100 } }\n',
-  );
+  const policiesFile = writePoliciesFile([
+    'envoy:',
+    '  - domain: edge',
+    '    descriptors:',
+    '      - { key: remote_address, rate_limit: { unit: minute, requests_per_unit: 100 } }',
+  ]);
   gw = await buildTestApp({
     sentinels: topology.sentinels,
     masterName: topology.masterName,
@@ -211,32 +216,16 @@ describe('Redis paused', () => {
       '127.0.0.1',
       0,
     );
-    const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
-    const client = new Client(
-      `127.0.0.1:${rls.port}`,
-      grpc.credentials.createInsecure(),
-    ) as unknown as {
-      ShouldRateLimit(
-        r: object,
-        m: grpc.Metadata,
-        cb: (e: grpc.ServiceError | null, r?: Record<string, unknown>) => void,
-      ): void;
-      close(): void;
-    };
-    const meta = new grpc.Metadata();
-    meta.set('x-gateway-key', key);
+    const client = rlsClient(rls.port);
+    const meta = { 'x-gateway-key': key };
     const request = {
       domain: 'edge',
       descriptors: [{ entries: [{ key: 'remote_address', value: '192.0.2.9' }] }],
     };
-    const viaGrpc = () => {
+    const viaGrpc = async () => {
       const started = performance.now();
-      return new Promise<{ r?: Record<string, unknown>; e?: grpc.ServiceError; ms: number }>(
-        (resolve) =>
-          client.ShouldRateLimit(request, meta, (e, r) =>
-            resolve({ ...(e ? { e } : { r }), ms: performance.now() - started }),
-          ),
-      );
+      const { response, error } = await client.call(request, meta);
+      return { r: response, e: error, ms: performance.now() - started };
     };
     const viaHttp = async () => {
       const started = performance.now();

@@ -4,9 +4,7 @@
  * wildcards, nesting, unlimited, shadow_mode, replaces, a request's own limit, hits_addend), the
  * windows, bad input, scopes, tenants, and the configuration's reloads.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { manualClock } from '../../../src/clock.js';
 import {
@@ -16,10 +14,11 @@ import {
   expectProblem,
   newTenant,
   useTestApp,
+  writePoliciesFile,
 } from '../../harness/app.js';
 import { runCommonRouteTests } from '../../harness/common-route-tests.js';
 
-const CONFIG = [
+const policiesFile = writePoliciesFile([
   'envoy:',
   '  - domain: edge',
   '    descriptors:',
@@ -50,11 +49,7 @@ const CONFIG = [
   '        rate_limit: { unit: minute, requests_per_unit: 2, replaces: [{ name: limit1 }] }',
   '      - key: bulk',
   '        rate_limit: { unit: minute, requests_per_unit: 10 }',
-].join('\n');
-
-const dir = mkdtempSync(join(tmpdir(), 'rl-envoy-'));
-const policiesFile = join(dir, 'policies.yaml');
-writeFileSync(policiesFile, CONFIG);
+]);
 
 // 10:00:20 on some day: 40 s left in the minute, windows aligned to the epoch.
 const T0 = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000) + 20_000;
@@ -416,9 +411,7 @@ describe('POST /v1/ratelimit/envoy', () => {
 
 describe('the envoy configuration in the policies file', () => {
   it('without an `envoy` list the endpoint is a 404 problem; reloads add it, bad ones keep the last good', async () => {
-    const d = mkdtempSync(join(tmpdir(), 'rl-envoy-reload-'));
-    const path = join(d, 'policies.yaml');
-    writeFileSync(path, 'policies: {}\n');
+    const path = writePoliciesFile(['policies: {}']);
     const app = await buildTestApp({ env: { RATELIMIT_POLICIES_FILE: path } });
     try {
       const { auth } = await newTenant(app.deps, ['ratelimit:check']);

@@ -4,35 +4,24 @@
  * decisions (shared with POST /v1/ratelimit/envoy), metadata authentication, bad requests as
  * gRPC statuses, draining, and the metric.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../../src/clock.js';
-import {
-  HEALTH_SERVICE,
-  RLS_SERVICE,
-  startRlsServer,
-} from '../../../src/modules/ratelimit/rls-grpc.js';
-import { newTenant, useTestApp } from '../../harness/app.js';
+import { HEALTH_SERVICE, startRlsServer } from '../../../src/modules/ratelimit/rls-grpc.js';
+import { newTenant, useTestApp, writePoliciesFile } from '../../harness/app.js';
+import { rlsClient } from '../../harness/rls.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'rl-rls-'));
-const policiesFile = join(dir, 'policies.yaml');
-writeFileSync(
-  policiesFile,
-  [
-    'envoy:',
-    '  - domain: edge',
-    '    descriptors:',
-    '      - key: remote_address',
-    '        rate_limit: { unit: minute, requests_per_unit: 3 }',
-    '      - key: generic_key',
-    '        value: bulk',
-    '        rate_limit: { unit: hour, requests_per_unit: 10 }',
-  ].join('\n'),
-);
+const policiesFile = writePoliciesFile([
+  'envoy:',
+  '  - domain: edge',
+  '    descriptors:',
+  '      - key: remote_address',
+  '        rate_limit: { unit: minute, requests_per_unit: 3 }',
+  '      - key: generic_key',
+  '        value: bulk',
+  '        rate_limit: { unit: hour, requests_per_unit: 10 }',
+]);
 
 // 20 s into a minute: 40 s left in minute windows.
 const T0 = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000) + 20_000;
@@ -41,8 +30,7 @@ const t = useTestApp({ clock, env: { RATELIMIT_POLICIES_FILE: policiesFile } });
 
 let server: Awaited<ReturnType<typeof startRlsServer>>;
 let draining = false;
-const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
-let client: InstanceType<typeof Client>;
+let client: ReturnType<typeof rlsClient>;
 
 beforeAll(async () => {
   server = await startRlsServer(
@@ -57,7 +45,7 @@ beforeAll(async () => {
     '127.0.0.1',
     0,
   );
-  client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  client = rlsClient(server.port);
 });
 
 afterAll(async () => {
@@ -65,42 +53,13 @@ afterAll(async () => {
   await server?.close(1000);
 });
 
-type Status = {
-  code?: string;
-  currentLimit?: { requestsPerUnit?: number; unit?: string };
-  limitRemaining?: number;
-  durationUntilReset?: { seconds?: number };
-};
-type Response = {
-  overallCode?: string;
-  statuses?: Status[];
-  responseHeadersToAdd?: { key: string; value: string }[];
-};
+/** One ShouldRateLimit call: the response, or the gRPC error. */
+const call = (request: object, headers: Record<string, string>) => client.call(request, headers);
 
 function metadata(headers: Record<string, string>): grpc.Metadata {
   const m = new grpc.Metadata();
   for (const [k, v] of Object.entries(headers)) m.set(k, v);
   return m;
-}
-
-/** One ShouldRateLimit call: the response, or the gRPC error. */
-function call(
-  request: object,
-  headers: Record<string, string>,
-): Promise<{ response?: Response; error?: grpc.ServiceError }> {
-  return new Promise((resolve) => {
-    (
-      client as unknown as {
-        ShouldRateLimit(
-          r: object,
-          m: grpc.Metadata,
-          cb: (e: grpc.ServiceError | null, r?: Response) => void,
-        ): void;
-      }
-    ).ShouldRateLimit(request, metadata(headers), (error, response) =>
-      resolve(error ? { error } : { response: response as Response }),
-    );
-  });
 }
 
 let seq = 0;

@@ -2,9 +2,7 @@
  * The rate-limit HTTP surface: /check and /_check (bodies, headers, scopes, bad input), the
  * admin policies API, the policies file, and the gateway's own request quota.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   ADMIN_TOKEN,
@@ -14,24 +12,20 @@ import {
   expectProblem,
   newTenant,
   useTestApp,
+  writePoliciesFile,
 } from '../../harness/app.js';
 import { runCommonRouteTests } from '../../harness/common-route-tests.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'rl-policies-'));
-const policiesFile = join(dir, 'policies.yaml');
-writeFileSync(
-  policiesFile,
-  [
-    'policies:',
-    '  login: { algorithm: fixed_window, limit: 2, windowMs: 60000, failureMode: closed }',
-    '  public: { algorithm: token_bucket, capacity: 3, refillPerSecond: 0.05 }',
-    'tenants:',
-    '  file-tenant:',
-    '    login: { algorithm: fixed_window, limit: 4, windowMs: 60000 }',
-    'quotas:',
-    '  quota-tenant: 3',
-  ].join('\n'),
-);
+const policiesFile = writePoliciesFile([
+  'policies:',
+  '  login: { algorithm: fixed_window, limit: 2, windowMs: 60000, failureMode: closed }',
+  '  public: { algorithm: token_bucket, capacity: 3, refillPerSecond: 0.05 }',
+  'tenants:',
+  '  file-tenant:',
+  '    login: { algorithm: fixed_window, limit: 4, windowMs: 60000 }',
+  'quotas:',
+  '  quota-tenant: 3',
+]);
 const t = useTestApp({ env: { RATELIMIT_POLICIES_FILE: policiesFile } });
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
@@ -399,12 +393,13 @@ describe('policies: file and admin API', () => {
   });
 
   it('reloads the file, and keeps the previous policies when the new file is invalid', async () => {
-    const path = join(dir, 'reload.json');
-    writeFileSync(
-      path,
-      JSON.stringify({
-        policies: { reloaded: { algorithm: 'fixed_window', limit: 1, windowMs: 1000 } },
-      }),
+    const path = writePoliciesFile(
+      [
+        JSON.stringify({
+          policies: { reloaded: { algorithm: 'fixed_window', limit: 1, windowMs: 1000 } },
+        }),
+      ],
+      'reload.json',
     );
     const app = await buildTestApp({ env: { RATELIMIT_POLICIES_FILE: path } });
     try {

@@ -1,0 +1,51 @@
+/**
+ * A client of the gateway's gRPC rate limit service (envoy.service.ratelimit.v3), as Envoy's
+ * ratelimit filter calls it: one HTTP/2 connection, the API key in metadata. For tests and the
+ * bench.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { RLS_SERVICE } from '../../src/modules/ratelimit/rls-grpc.js';
+
+export interface RlsStatus {
+  code?: string;
+  currentLimit?: { requestsPerUnit?: number; unit?: string };
+  limitRemaining?: number;
+  durationUntilReset?: { seconds?: number };
+}
+
+export interface RlsResponse {
+  overallCode?: string;
+  statuses?: RlsStatus[];
+  responseHeadersToAdd?: { key: string; value: string }[];
+}
+
+type Raw = {
+  ShouldRateLimit(
+    r: object,
+    m: grpc.Metadata,
+    cb: (e: grpc.ServiceError | null, r?: RlsResponse) => void,
+  ): void;
+  close(): void;
+};
+
+const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
+
+export function rlsClient(port: number) {
+  const raw = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Raw;
+  return {
+    /** One ShouldRateLimit call with these metadata headers: the response, or the gRPC error. */
+    call(
+      request: object,
+      headers: Record<string, string>,
+    ): Promise<{ response?: RlsResponse; error?: grpc.ServiceError }> {
+      const m = new grpc.Metadata();
+      for (const [k, v] of Object.entries(headers)) m.set(k, v);
+      return new Promise((resolve) =>
+        raw.ShouldRateLimit(request, m, (error, response) =>
+          resolve(error ? { error } : { response: response ?? {} }),
+        ),
+      );
+    },
+    close: () => raw.close(),
+  };
+}
