@@ -111,6 +111,7 @@ const envShape = z.object({
 
   RATELIMIT_POLICIES_FILE: optionalString,
   RLS_GRPC_PORT: int(0, 0, 65535),
+  RLS_GRPC_MAX_CONNECTION_AGE_SECONDS: int(300, 0, 30 * 24 * 3600),
   RATELIMIT_LEGACY_HEADERS: bool(true),
   RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
   RATELIMIT_BATCH_MAX: int(64, 1, 1000),
@@ -273,6 +274,11 @@ export interface Config {
     readonly requestQuotaPerMinute: number;
     /** Port of the gRPC rate limit service (Envoy's RLS); 0: not served. */
     readonly rlsGrpcPort: number;
+    /**
+     * Seconds an RLS connection lives before the server asks the client to reconnect (GOAWAY, with
+     * ±10 % jitter), so Envoy's connections spread over replicas added later; 0: forever.
+     */
+    readonly rlsGrpcMaxConnectionAgeSeconds: number;
   };
   readonly sessions: {
     /** Default idle expiry, slid forward by touches. */
@@ -397,6 +403,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       batchMax: c.RATELIMIT_BATCH_MAX,
       requestQuotaPerMinute: c.REQUEST_QUOTA_PER_MINUTE,
       rlsGrpcPort: c.RLS_GRPC_PORT,
+      rlsGrpcMaxConnectionAgeSeconds: c.RLS_GRPC_MAX_CONNECTION_AGE_SECONDS,
     },
     sessions: {
       idleTtlSeconds: c.SESSION_IDLE_TTL_SECONDS,

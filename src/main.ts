@@ -82,6 +82,7 @@ async function main(): Promise<void> {
         started: () => deps.redis.everReady(),
         onCall: (code, seconds) => deps.metrics.ratelimit.rlsCall(code, seconds),
         onError: (err) => logger.error({ err }, 'gRPC rate limit service error'),
+        maxConnectionAgeMs: config.ratelimit.rlsGrpcMaxConnectionAgeSeconds * 1000,
       },
       config.host,
       config.ratelimit.rlsGrpcPort,

@@ -11,6 +11,11 @@
  * list), UNAVAILABLE (Redis could not decide and a policy fails closed, or the gateway is
  * draining), INTERNAL. Plaintext (h2c): inside the cluster, or behind the mesh's mTLS.
  *
+ * Envoy keeps one HTTP/2 connection per worker to the service for as long as it can, so through a
+ * Kubernetes Service it stays on the replica it first reached: connections are asked to go away
+ * after RLS_GRPC_MAX_CONNECTION_AGE_SECONDS (as envoyproxy/ratelimit's GRPC_MAX_CONNECTION_AGE),
+ * and the new ones spread over the replicas there are then, those the autoscaler added included.
+ *
  * The same port serves grpc.health.v1.Health/Check (SERVING once Redis was reached and until the
  * gateway drains), as envoyproxy/ratelimit does, for Envoy's `grpc_health_check` and gRPC probes.
  *
@@ -87,7 +92,16 @@ export interface RlsServerOptions {
   onCall?(code: string, seconds: number): void;
   /** An error that is not the caller's (INTERNAL). */
   onError?(err: unknown): void;
+  /**
+   * A connection this old (±10 %) is asked to go away (HTTP/2 GOAWAY: calls in flight finish, new
+   * ones go to a new connection), so that a client pinned to one replica spreads again over the
+   * replicas there are now. Unset or 0: connections live until the client closes them.
+   */
+  maxConnectionAgeMs?: number;
 }
+
+/** After GOAWAY, how long calls still in flight on the old connection get before it is closed. */
+export const CONNECTION_AGE_GRACE_MS = 30_000;
 
 class RpcError extends Error {
   constructor(
@@ -199,6 +213,12 @@ export async function startRlsServer(
     'grpc.max_receive_message_length': 1 << 20,
     // No channelz introspection service is served: skip its per-call bookkeeping.
     'grpc.enable_channelz': 0,
+    ...(opts.maxConnectionAgeMs
+      ? {
+          'grpc.max_connection_age_ms': opts.maxConnectionAgeMs,
+          'grpc.max_connection_age_grace_ms': CONNECTION_AGE_GRACE_MS,
+        }
+      : {}),
   });
   server.addService(RLS_SERVICE, {
     ShouldRateLimit(

@@ -4,6 +4,7 @@
  * decisions (shared with POST /v1/ratelimit/envoy), metadata authentication, bad requests as
  * gRPC statuses, draining, and the metric.
  */
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -248,6 +249,50 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
       }
     } finally {
       health.close();
+    }
+  });
+
+  it('asks a connection to go away after RLS_GRPC_MAX_CONNECTION_AGE_SECONDS, and the client carries on', async () => {
+    const a = await caller();
+    const aged = await startRlsServer(
+      {
+        envoy: t.deps.envoy,
+        verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
+        legacyHeaders: false,
+        draining: () => false,
+        started: () => true,
+        maxConnectionAgeMs: 600,
+      },
+      '127.0.0.1',
+      0,
+    );
+    // What Envoy's HTTP/2 connection sees: a GOAWAY at the age (±10 %), on an idle connection too.
+    const session = http2.connect(`http://127.0.0.1:${aged.port}`);
+    const c = rlsClient(aged.port);
+    try {
+      const opened = performance.now();
+      const goaway = new Promise<{ ms: number; code: number }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no GOAWAY within 5 s')), 5000);
+        session.once('goaway', (code) => {
+          clearTimeout(timer);
+          resolve({ ms: performance.now() - opened, code });
+        });
+      });
+      session.on('error', () => {});
+      expect((await c.call(req(addr()), a.meta)).response?.overallCode).toBe('OK');
+      const seen = await goaway;
+      expect(seen.code).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      expect(seen.ms).toBeGreaterThan(500);
+      expect(seen.ms).toBeLessThan(5000);
+      // The gRPC client's first connection was told to go away as well: its next call reconnects.
+      await new Promise((r) => setTimeout(r, 500));
+      const after = await c.call(req(addr()), a.meta);
+      expect(after.error).toBeUndefined();
+      expect(after.response?.overallCode).toBe('OK');
+    } finally {
+      session.destroy();
+      c.close();
+      await aged.close(1000);
     }
   });
 });
