@@ -18,7 +18,9 @@ export interface EnvoyRoutesOptions {
 
 /** A DescriptorStatus as protojson writes it: fields with zero values left out. */
 function render(s: EnvoyStatus): EnvoyResponse['statuses'][number] {
-  if (s.limit === undefined) return { code: s.code };
+  if (s.limit === undefined) {
+    return s.remaining > 0 ? { code: s.code, limitRemaining: s.remaining } : { code: s.code };
+  }
   const { requestsPerUnit, unit } = s.limit;
   return {
     code: s.code,

@@ -42,6 +42,7 @@ export interface EnvoyStatus {
   code: 'OK' | 'OVER_LIMIT';
   /** The limit that applied; absent when none did (or it was unlimited). */
   limit?: { requestsPerUnit: number; unit: Unit };
+  /** Units left in the window: 0 when no limit applied, UNLIMITED_REMAINING when `unlimited`. */
   remaining: number;
   /** Seconds until the limit's window ends. */
   resetSeconds: number;
@@ -74,6 +75,9 @@ export function callOf(body: EnvoyRequest): EnvoyCall {
 }
 
 type Limited = EnvoyLimit & { policy: Policy };
+
+/** What envoyproxy/ratelimit reports as an `unlimited` descriptor's remaining (max uint32). */
+export const UNLIMITED_REMAINING = 4_294_967_295;
 
 /**
  * A cost larger than the limit can never fit: over the limit without asking Redis (as
@@ -151,6 +155,8 @@ export function createEnvoyService(opts: EnvoyServiceOptions) {
       const made = await Promise.all(pending.map((p) => Promise.resolve(p)));
       const statuses = made.map((d, i): EnvoyStatus => {
         const limit = limits[i];
+        if (found[i]?.unlimited)
+          return { code: 'OK', remaining: UNLIMITED_REMAINING, resetSeconds: 0 };
         if (d === undefined || limit === undefined)
           return { code: 'OK', remaining: 0, resetSeconds: 0 };
         return {

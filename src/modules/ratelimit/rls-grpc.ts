@@ -196,7 +196,7 @@ export async function startRlsServer(
       overallCode: out.overLimit ? 'OVER_LIMIT' : 'OK',
       statuses: out.statuses.map((s) =>
         s.limit === undefined
-          ? { code: s.code }
+          ? { code: s.code, ...(s.remaining > 0 ? { limitRemaining: s.remaining } : {}) }
           : {
               code: s.code,
               currentLimit: s.limit,

@@ -346,7 +346,9 @@ export const EnvoyResponse = z
             })
             .optional()
             .describe('The limit that applied; absent when none did (or it was unlimited).'),
-          limitRemaining: Uint32.optional().describe('Units left in the window; absent when 0.'),
+          limitRemaining: Uint32.optional().describe(
+            'Units left in the window; absent when 0, 4294967295 for an `unlimited` limit.',
+          ),
           durationUntilReset: z
             .string()
             .optional()

@@ -171,7 +171,8 @@ describe('POST /v1/ratelimit/envoy', () => {
         limitRemaining: 1,
         durationUntilReset: `${3600 - 20}s`,
       },
-      { code: 'OK' },
+      // unlimited: OK with the most a uint32 holds left, as envoyproxy/ratelimit answers it.
+      { code: 'OK', limitRemaining: 4_294_967_295 },
       { code: 'OK' },
       { code: 'OK' },
     ]);

@@ -22,6 +22,9 @@ const policiesFile = writePoliciesFile([
   '      - key: generic_key',
   '        value: bulk',
   '        rate_limit: { unit: hour, requests_per_unit: 10 }',
+  '      - key: generic_key',
+  '        value: internal',
+  '        rate_limit: { unlimited: true }',
 ]);
 
 // 20 s into a minute: 40 s left in minute windows.
@@ -116,6 +119,21 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
       payload: req(ip),
     });
     expect(http.statusCode).toBe(429);
+    // unlimited: OK, with the most a uint32 holds left (as envoyproxy/ratelimit); no limit: OK.
+    const mixed = await call(
+      {
+        domain: 'edge',
+        descriptors: [
+          { entries: [{ key: 'generic_key', value: 'internal' }] },
+          { entries: [{ key: 'generic_key', value: 'other' }] },
+        ],
+      },
+      a.meta,
+    );
+    expect(mixed.response?.statuses).toEqual([
+      { code: 'OK', limitRemaining: 4_294_967_295 },
+      { code: 'OK' },
+    ]);
     expect(await t.deps.metrics.registry.metrics()).toMatch(
       /gateway_rls_request_duration_seconds_count\{code="OK"\} [1-9]/,
     );
