@@ -16,8 +16,9 @@
  * after RLS_GRPC_MAX_CONNECTION_AGE_SECONDS (as envoyproxy/ratelimit's GRPC_MAX_CONNECTION_AGE),
  * and the new ones spread over the replicas there are then, those the autoscaler added included.
  *
- * The same port serves grpc.health.v1.Health/Check (SERVING once Redis was reached and until the
- * gateway drains), as envoyproxy/ratelimit does, for Envoy's `grpc_health_check` and gRPC probes.
+ * The same port serves grpc.health.v1.Health, Check and Watch (SERVING once Redis was reached and
+ * until the gateway drains), as envoyproxy/ratelimit does, for Envoy's `grpc_health_check`, gRPC
+ * probes and gRPC clients' own health checking.
  *
  * The allowed and denied responses carry the gateway's rate-limit headers in
  * `response_headers_to_add`, so Envoy sends `RateLimit-Policy`, `RateLimit` (and the legacy trio,
@@ -64,18 +65,27 @@ export const RLS_SERVICE = {
   },
 } satisfies grpc.ServiceDefinition;
 
-/** grpc.health.v1.Health/Check (Watch is not served: UNIMPLEMENTED, which the protocol allows). */
+const healthMethod = (name: 'Check' | 'Watch') => ({
+  path: `/grpc.health.v1.Health/${name}`,
+  requestStream: false,
+  responseStream: name === 'Watch',
+  requestSerialize: healthRequestCodec.serialize,
+  requestDeserialize: healthRequestCodec.deserialize,
+  responseSerialize: healthResponseCodec.serialize,
+  responseDeserialize: healthResponseCodec.deserialize,
+});
+
+/**
+ * grpc.health.v1.Health: Check (Envoy's `grpc_health_check`, Kubernetes' gRPC probes) and Watch
+ * (gRPC clients' own health checking: the status at once, then each change).
+ */
 export const HEALTH_SERVICE = {
-  Check: {
-    path: '/grpc.health.v1.Health/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: healthRequestCodec.serialize,
-    requestDeserialize: healthRequestCodec.deserialize,
-    responseSerialize: healthResponseCodec.serialize,
-    responseDeserialize: healthResponseCodec.deserialize,
-  },
+  Check: healthMethod('Check'),
+  Watch: healthMethod('Watch'),
 } satisfies grpc.ServiceDefinition;
+
+/** How often open Watch streams look for a change of status. */
+const WATCH_INTERVAL_MS = 1000;
 
 /** Service names the health check knows: the server as a whole, and the rate limit service. */
 const HEALTH_NAMES = new Set(['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit']);
@@ -242,18 +252,46 @@ export async function startRlsServer(
       );
     },
   });
+  const serving = () => (opts.started() && !opts.draining() ? 'SERVING' : 'NOT_SERVING');
+  const serviceName = (request: Record<string, unknown>) =>
+    typeof request.service === 'string' ? request.service : '';
+  /** Open Watch streams, each with a poll that writes its status when it changed. */
+  const watches = new Map<grpc.ServerWritableStream<Record<string, unknown>, object>, () => void>();
+  let watchTimer: NodeJS.Timeout | undefined;
   server.addService(HEALTH_SERVICE, {
     Check(
       call: grpc.ServerUnaryCall<Record<string, unknown>, object>,
       callback: grpc.sendUnaryData<object>,
     ) {
-      const name = typeof call.request.service === 'string' ? call.request.service : '';
+      const name = serviceName(call.request);
       if (!HEALTH_NAMES.has(name)) {
         callback({ code: grpc.status.NOT_FOUND, details: `unknown service "${name}"` });
         return;
       }
-      const serving = opts.started() && !opts.draining();
-      callback(null, { status: serving ? 'SERVING' : 'NOT_SERVING' });
+      callback(null, { status: serving() });
+    },
+    Watch(call: grpc.ServerWritableStream<Record<string, unknown>, object>) {
+      // An unknown service is SERVICE_UNKNOWN and the stream stays open (the protocol's rule).
+      const known = HEALTH_NAMES.has(serviceName(call.request));
+      const status = () => (known ? serving() : 'SERVICE_UNKNOWN');
+      let last = status();
+      call.write({ status: last });
+      watches.set(call, () => {
+        const now = status();
+        if (now !== last) call.write({ status: (last = now) });
+      });
+      watchTimer ??= setInterval(() => {
+        for (const poll of watches.values()) poll();
+      }, WATCH_INTERVAL_MS).unref();
+      const forget = () => {
+        watches.delete(call);
+        if (watches.size === 0 && watchTimer !== undefined) {
+          clearInterval(watchTimer);
+          watchTimer = undefined;
+        }
+      };
+      call.on('cancelled', forget);
+      call.on('close', forget);
     },
   });
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -267,6 +305,11 @@ export async function startRlsServer(
     /** Stops taking calls and waits up to graceMs for those in flight. */
     close: (graceMs) =>
       new Promise<void>((resolve) => {
+        // Watch streams never end on their own: tell each NOT_SERVING, then end it.
+        for (const call of [...watches.keys()]) {
+          call.write({ status: 'NOT_SERVING' });
+          call.end();
+        }
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();

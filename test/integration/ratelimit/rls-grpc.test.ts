@@ -238,14 +238,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
 
   it('a draining gateway answers UNAVAILABLE (Envoy then applies failure_mode_deny) and reports NOT_SERVING', async () => {
     const a = await caller();
-    const Health = grpc.makeGenericClientConstructor(HEALTH_SERVICE, 'Health');
-    const health = new Health(
-      `127.0.0.1:${server.port}`,
-      grpc.credentials.createInsecure(),
-    ) as unknown as {
-      Check(r: object, cb: (e: grpc.ServiceError | null, r?: { status?: string }) => void): void;
-      close(): void;
-    };
+    const health = healthClient(server.port);
     const check = (service: string) =>
       new Promise<{ status?: string; code?: number }>((resolve) =>
         health.Check({ service }, (e, r) => resolve(e ? { code: e.code } : { status: r?.status })),
@@ -258,13 +251,53 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
       });
       expect(await check('ratelimit')).toEqual({ status: 'SERVING' });
       expect(await check('cache')).toEqual({ code: grpc.status.NOT_FOUND });
+      // Watch: the status at once, then each change; an unknown service stays open as such.
+      const watch = health.Watch({ service: '' });
+      const unknown = health.Watch({ service: 'cache' });
+      const seen: string[] = [];
+      const next = statusesOf(watch, seen);
+      expect(await next(1)).toEqual(['SERVING']);
+      expect(await statusesOf(unknown, [])(1)).toEqual(['SERVICE_UNKNOWN']);
       draining = true;
       try {
         expect((await call(req(addr()), a.meta)).error?.code).toBe(grpc.status.UNAVAILABLE);
         expect(await check('')).toEqual({ status: 'NOT_SERVING' });
+        expect(await next(2)).toEqual(['SERVING', 'NOT_SERVING']);
       } finally {
         draining = false;
       }
+      expect(await next(3)).toEqual(['SERVING', 'NOT_SERVING', 'SERVING']);
+      watch.cancel();
+      unknown.cancel();
+    } finally {
+      health.close();
+    }
+  });
+
+  it('ends open health Watch streams on shutdown instead of waiting for them', async () => {
+    const own = await startRlsServer(
+      {
+        envoy: t.deps.envoy,
+        verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
+        legacyHeaders: false,
+        draining: () => false,
+        started: () => true,
+      },
+      '127.0.0.1',
+      0,
+    );
+    const health = healthClient(own.port);
+    try {
+      const watch = health.Watch({ service: 'ratelimit' });
+      const seen: string[] = [];
+      const next = statusesOf(watch, seen);
+      expect(await next(1)).toEqual(['SERVING']);
+      const ended = new Promise<number>((resolve) => watch.on('status', (s) => resolve(s.code)));
+      const started = performance.now();
+      await own.close(10_000);
+      expect(performance.now() - started).toBeLessThan(5000);
+      expect(await ended).toBe(grpc.status.OK);
+      expect(seen).toEqual(['SERVING', 'NOT_SERVING']);
     } finally {
       health.close();
     }
@@ -314,6 +347,40 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     }
   });
 });
+
+type HealthClient = {
+  Check(r: object, cb: (e: grpc.ServiceError | null, r?: { status?: string }) => void): void;
+  Watch(r: object): grpc.ClientReadableStream<{ status?: string }>;
+  close(): void;
+};
+
+function healthClient(port: number): HealthClient {
+  const Health = grpc.makeGenericClientConstructor(HEALTH_SERVICE, 'Health');
+  return new Health(
+    `127.0.0.1:${port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as HealthClient;
+}
+
+/** Collects a Watch stream's statuses into `seen`; next(n) waits (up to 5 s) until n arrived. */
+function statusesOf(stream: grpc.ClientReadableStream<{ status?: string }>, seen: string[]) {
+  const waiters: (() => void)[] = [];
+  stream.on('data', (m: { status?: string }) => {
+    seen.push(m.status ?? 'UNKNOWN');
+    for (const w of waiters.splice(0)) w();
+  });
+  stream.on('error', () => {}); // cancelled by the test
+  return async (n: number): Promise<string[]> => {
+    const deadline = performance.now() + 5000;
+    while (seen.length < n && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+    return [...seen];
+  };
+}
 
 /** Decodes one protobuf message into field number -> values (varints as numbers, others as bytes). */
 function fields(bytes: Uint8Array): Map<number, (number | Uint8Array)[]> {
