@@ -4,6 +4,7 @@
  * Every variable here is documented in README.md ("Configuration") with the same default.
  */
 import { z } from 'zod';
+import { TENANT_ID_PATTERN } from './redis/keys.js';
 
 const bool = (dflt: boolean) =>
   z
@@ -112,6 +113,10 @@ const envShape = z.object({
   RATELIMIT_POLICIES_FILE: optionalString,
   RLS_GRPC_PORT: int(0, 0, 65535),
   RLS_GRPC_MAX_CONNECTION_AGE_SECONDS: int(300, 0, 30 * 24 * 3600),
+  RLS_GRPC_ANONYMOUS_TENANT: optionalString.refine(
+    (v) => v === undefined || TENANT_ID_PATTERN.test(v),
+    'must be a tenant id ([a-z0-9][a-z0-9_-]{0,62})',
+  ),
   RATELIMIT_LEGACY_HEADERS: bool(true),
   RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
   RATELIMIT_BATCH_MAX: int(64, 1, 1000),
@@ -279,6 +284,11 @@ export interface Config {
      * ±10 % jitter), so Envoy's connections spread over replicas added later; 0: forever.
      */
     readonly rlsGrpcMaxConnectionAgeSeconds: number;
+    /**
+     * Tenant whose counters gRPC RLS calls without credentials use (for clients that cannot send
+     * metadata); undefined: such calls are UNAUTHENTICATED.
+     */
+    readonly rlsGrpcAnonymousTenant?: string | undefined;
   };
   readonly sessions: {
     /** Default idle expiry, slid forward by touches. */
@@ -404,6 +414,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       requestQuotaPerMinute: c.REQUEST_QUOTA_PER_MINUTE,
       rlsGrpcPort: c.RLS_GRPC_PORT,
       rlsGrpcMaxConnectionAgeSeconds: c.RLS_GRPC_MAX_CONNECTION_AGE_SECONDS,
+      rlsGrpcAnonymousTenant: c.RLS_GRPC_ANONYMOUS_TENANT,
     },
     sessions: {
       idleTtlSeconds: c.SESSION_IDLE_TTL_SECONDS,

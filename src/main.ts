@@ -83,6 +83,7 @@ async function main(): Promise<void> {
         onCall: (code, seconds) => deps.metrics.ratelimit.rlsCall(code, seconds),
         onError: (err) => logger.error({ err }, 'gRPC rate limit service error'),
         maxConnectionAgeMs: config.ratelimit.rlsGrpcMaxConnectionAgeSeconds * 1000,
+        anonymousTenant: config.ratelimit.rlsGrpcAnonymousTenant,
       },
       config.host,
       config.ratelimit.rlsGrpcPort,

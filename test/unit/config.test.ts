@@ -111,6 +111,23 @@ describe('parseConfig', () => {
     }
   });
 
+  it('recycles RLS connections after 5 minutes and wants a key unless an anonymous tenant is set', () => {
+    const { ratelimit } = parseConfig({});
+    expect(ratelimit.rlsGrpcMaxConnectionAgeSeconds).toBe(300);
+    expect(ratelimit.rlsGrpcAnonymousTenant).toBeUndefined();
+    expect(parseConfig({ RLS_GRPC_ANONYMOUS_TENANT: '' }).ratelimit.rlsGrpcAnonymousTenant).toBe(
+      undefined,
+    );
+    expect(
+      parseConfig({ RLS_GRPC_ANONYMOUS_TENANT: 'edge-1' }).ratelimit.rlsGrpcAnonymousTenant,
+    ).toBe('edge-1');
+    for (const bad of ['Edge', '_edge', 'a:b', 'x'.repeat(64)]) {
+      expect(() => parseConfig({ RLS_GRPC_ANONYMOUS_TENANT: bad })).toThrow(
+        /RLS_GRPC_ANONYMOUS_TENANT/,
+      );
+    }
+  });
+
   it('writes every session touch unless SESSION_TOUCH_AFTER_SECONDS says otherwise', () => {
     expect(parseConfig({}).sessions.touchAfterSeconds).toBe(0);
     expect(parseConfig({ SESSION_TOUCH_AFTER_SECONDS: '60' }).sessions.touchAfterSeconds).toBe(60);

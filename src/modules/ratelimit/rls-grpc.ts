@@ -6,7 +6,8 @@
  *
  * The API key comes in the call's metadata, `x-gateway-key: <key>` or `authorization: Bearer
  * <key>` (Envoy: `grpc_service.initial_metadata`), and needs `ratelimit:check` without a glob; its
- * tenant owns the counters. Errors are gRPC statuses, so Envoy's `failure_mode_deny` decides what
+ * tenant owns the counters. With RLS_GRPC_ANONYMOUS_TENANT, a call without a key counts for that
+ * tenant (for clients that cannot send metadata). Errors are gRPC statuses, so Envoy's `failure_mode_deny` decides what
  * a failed call means: UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND (no `envoy`
  * list), UNAVAILABLE (Redis could not decide and a policy fails closed, or the gateway is
  * draining), INTERNAL. Plaintext (h2c): inside the cluster, or behind the mesh's mTLS.
@@ -108,6 +109,13 @@ export interface RlsServerOptions {
    * replicas there are now. Unset or 0: connections live until the client closes them.
    */
   maxConnectionAgeMs?: number;
+  /**
+   * The tenant whose counters a call without credentials uses, for RLS clients that cannot send
+   * metadata (Contour's and Emissary's rate limit service settings have no such field). Anyone who
+   * reaches the port can then spend that tenant's limits, as with envoyproxy/ratelimit, which has
+   * no authentication. Undefined: such a call is UNAUTHENTICATED. A key that is sent must be valid.
+   */
+  anonymousTenant?: string | undefined;
 }
 
 /** After GOAWAY, how long calls still in flight on the old connection get before it is closed. */
@@ -184,9 +192,10 @@ export async function startRlsServer(
 ): Promise<{ port: number; close(graceMs: number): Promise<void> }> {
   const headerOptions = { legacy: opts.legacyHeaders };
 
-  async function decide(call: grpc.ServerUnaryCall<Record<string, unknown>, object>) {
-    if (opts.draining()) throw new RpcError(grpc.status.UNAVAILABLE, 'draining');
-    const presented = credential(call.metadata);
+  /** The tenant the call counts for: its API key's, or the anonymous tenant's when it sent none. */
+  async function tenantOf(metadata: grpc.Metadata): Promise<string> {
+    const presented = credential(metadata);
+    if (presented === undefined && opts.anonymousTenant !== undefined) return opts.anonymousTenant;
     const verified = presented === undefined ? 'missing' : await opts.verifyApiKey(presented);
     if (typeof verified === 'string') {
       throw new RpcError(
@@ -200,7 +209,15 @@ export async function startRlsServer(
         'The API key needs the "ratelimit:check" scope without a resource glob.',
       );
     }
-    const out = await opts.envoy.decide(verified.tenant, callOf(requestOf(call.request)));
+    return verified.tenant;
+  }
+
+  async function decide(call: grpc.ServerUnaryCall<Record<string, unknown>, object>) {
+    if (opts.draining()) throw new RpcError(grpc.status.UNAVAILABLE, 'draining');
+    const out = await opts.envoy.decide(
+      await tenantOf(call.metadata),
+      callOf(requestOf(call.request)),
+    );
     const headers = out.decisions.length > 0 ? rateLimitHeaders(out.decisions, headerOptions) : {};
     return {
       overallCode: out.overLimit ? 'OVER_LIMIT' : 'OK',

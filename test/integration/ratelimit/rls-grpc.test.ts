@@ -202,6 +202,54 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     });
   });
 
+  it('with RLS_GRPC_ANONYMOUS_TENANT, counts calls without credentials for that tenant', async () => {
+    clock.set(T0);
+    const anonymous = await newTenant(t.deps, ['ratelimit:check']);
+    const own = await startRlsServer(
+      {
+        envoy: t.deps.envoy,
+        verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
+        legacyHeaders: false,
+        draining: () => false,
+        started: () => true,
+        anonymousTenant: anonymous.tenant,
+      },
+      '127.0.0.1',
+      0,
+    );
+    const c = rlsClient(own.port);
+    try {
+      const ip = addr();
+      const remaining = async (headers: Record<string, string>) =>
+        (await c.call(req(ip), headers)).response?.statuses?.[0]?.limitRemaining;
+      // What Contour or Emissary send: no metadata at all.
+      expect(await remaining({})).toBe(2);
+      expect(await remaining({})).toBe(1);
+      // A caller with a key counts for its own tenant, apart from the anonymous one...
+      const a = await caller();
+      expect(await remaining(a.meta)).toBe(2);
+      // ...and a key that is sent must be valid: no falling back to the anonymous tenant.
+      expect((await c.call(req(ip), { 'x-gateway-key': 'cgk_nope_nope' })).error?.code).toBe(
+        grpc.status.UNAUTHENTICATED,
+      );
+      const wrong = await caller(['cache:read']);
+      expect((await c.call(req(ip), wrong.meta)).error?.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(await remaining({})).toBe(0);
+      expect((await c.call(req(ip), {})).response?.overallCode).toBe('OVER_LIMIT');
+      // The same counters as that tenant's keys see over HTTP.
+      const http = await t.app.inject({
+        method: 'POST',
+        url: '/v1/ratelimit/envoy',
+        headers: anonymous.auth,
+        payload: req(ip),
+      });
+      expect(http.statusCode).toBe(429);
+    } finally {
+      c.close();
+      await own.close(1000);
+    }
+  });
+
   it('answers bad requests with INVALID_ARGUMENT and counts nothing', async () => {
     clock.set(T0);
     const a = await caller();
