@@ -7,10 +7,11 @@
  * The API key comes in the call's metadata, `x-gateway-key: <key>` or `authorization: Bearer
  * <key>` (Envoy: `grpc_service.initial_metadata`), and needs `ratelimit:check` without a glob; its
  * tenant owns the counters. With RLS_GRPC_ANONYMOUS_TENANT, a call without a key counts for that
- * tenant (for clients that cannot send metadata). Errors are gRPC statuses, so Envoy's `failure_mode_deny` decides what
- * a failed call means: UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND (no `envoy`
- * list), UNAVAILABLE (Redis could not decide and a policy fails closed, or the gateway is
- * draining), INTERNAL. Plaintext (h2c): inside the cluster, or behind the mesh's mTLS.
+ * tenant (for clients that cannot send metadata). Errors are gRPC statuses, so Envoy's
+ * `failure_mode_deny` decides what a failed call means: UNAUTHENTICATED, PERMISSION_DENIED,
+ * INVALID_ARGUMENT, NOT_FOUND (no `envoy` list), UNAVAILABLE (Redis could not decide and a policy
+ * fails closed, or the gateway is draining), INTERNAL. Plaintext (h2c): inside the cluster, or
+ * behind the mesh's mTLS.
  *
  * Envoy keeps one HTTP/2 connection per worker to the service for as long as it can, so through a
  * Kubernetes Service it stays on the replica it first reached: connections are asked to go away
@@ -111,7 +112,7 @@ export interface RlsServerOptions {
   maxConnectionAgeMs?: number;
   /**
    * The tenant whose counters a call without credentials uses, for RLS clients that cannot send
-   * metadata (Contour's and Emissary's rate limit service settings have no such field). Anyone who
+   * metadata (Contour's rate limit service settings, for one, have no such field). Anyone who
    * reaches the port can then spend that tenant's limits, as with envoyproxy/ratelimit, which has
    * no authentication. Undefined: such a call is UNAUTHENTICATED. A key that is sent must be valid.
    */
@@ -322,11 +323,14 @@ export async function startRlsServer(
     /** Stops taking calls and waits up to graceMs for those in flight. */
     close: (graceMs) =>
       new Promise<void>((resolve) => {
-        // Watch streams never end on their own: tell each NOT_SERVING, then end it.
-        for (const call of [...watches.keys()]) {
+        // Watch streams never end on their own: tell each NOT_SERVING, then end it (and poll no
+        // more: a write after the end would be an error).
+        for (const call of watches.keys()) {
           call.write({ status: 'NOT_SERVING' });
           call.end();
         }
+        watches.clear();
+        clearInterval(watchTimer);
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();
