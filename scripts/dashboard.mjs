@@ -76,6 +76,19 @@ const panels = [
   ),
   panel('p50 latency by route', [[q(0.5, 'route'), '{{route}}']], { unit: 's' }),
   panel('p99 latency by route', [[q(0.99, 'route'), '{{route}}']], { unit: 's', x: 12 }),
+  panel(
+    'Load shedding: requests answered 503 OVERLOADED, replicas shedding',
+    [
+      [rate('gateway_requests_shed_total', 'module'), 'shed {{module}}'],
+      ['sum (gateway_overloaded)', 'replicas overloaded'],
+    ],
+    { unit: 'short' },
+  ),
+  panel(
+    'Event-loop lag (mean; shedding starts past OVERLOAD_MAX_EVENT_LOOP_DELAY_MS)',
+    [['max by (instance) (nodejs_eventloop_lag_mean_seconds)', '{{instance}}']],
+    { unit: 's', x: 12 },
+  ),
   row('Cache'),
   panel('Hit ratio (last minute)', [['avg by (op) (gateway_cache_hit_ratio)', '{{op}}']], {
     unit: 'percentunit',

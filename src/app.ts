@@ -131,7 +131,8 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     onFailure: (reason) => metrics.authFailures.inc({ reason }),
   });
   // One onRequest hook for everything (each hook is a step on every request's path): the request
-  // id header, refusal while draining, then authentication and the route's scope.
+  // id header, refusal while draining, shedding while overloaded (http/overload.ts), then
+  // authentication and the route's scope.
   app.addHook(
     'onRequest',
     (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
@@ -146,6 +147,21 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
             {
               retryAfter: 1,
             },
+          ),
+        );
+        return;
+      }
+      if (
+        deps.lifecycle.overloaded &&
+        request.routeOptions.config.shed !== false &&
+        request.routeOptions.config.module !== 'health'
+      ) {
+        metrics.shed.inc({ module: request.routeOptions.config.module ?? 'unmatched' });
+        done(
+          new AppError(
+            'OVERLOADED',
+            'This gateway replica is overloaded; retry shortly (another replica may answer).',
+            { retryAfter: 1 },
           ),
         );
         return;

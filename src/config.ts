@@ -93,6 +93,7 @@ const envShape = z.object({
   HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1000, 600_000),
   TRUSTED_PROXIES: z.string().default('loopback'),
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
+  OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: int(200, 0, 60_000),
   DOCS_ENABLED: bool(true),
 
   CACHE_DEFAULT_TTL_SECONDS: int(3600, 1, 365 * 24 * 3600),
@@ -243,6 +244,8 @@ export interface Config {
     readonly trustProxy: false | string[];
     readonly shutdownGraceMs: number;
     readonly docsEnabled: boolean;
+    /** Mean event-loop delay (per 500 ms) above which new requests are shed; 0: never. */
+    readonly overloadMaxEventLoopDelayMs: number;
   };
   readonly cache: {
     readonly defaultTtlSeconds: number;
@@ -389,6 +392,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       trustProxy: trust.length > 0 ? trust : false,
       shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
       docsEnabled: c.DOCS_ENABLED,
+      overloadMaxEventLoopDelayMs: c.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS,
     },
     cache: {
       defaultTtlSeconds: c.CACHE_DEFAULT_TTL_SECONDS,

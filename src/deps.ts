@@ -174,9 +174,11 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
         'stored policy is invalid; ignored',
       ),
   });
+  const lifecycle: Lifecycle = { draining: false, overloaded: false };
   const ratelimit: RatelimitService = createRatelimitService({
     redis,
     clock,
+    overloaded: () => lifecycle.overloaded,
     localDenyEntries: config.ratelimit.localDenyEntries,
     batchMax: config.ratelimit.batchMax,
     onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
@@ -211,7 +213,6 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onOutcome: (outcome) => metrics.state.idempotency(outcome),
   });
 
-  const lifecycle: Lifecycle = { draining: false };
   const queues = createQueueService({
     redis,
     blocking: redis.blocking,

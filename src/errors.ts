@@ -111,6 +111,7 @@ export const ERRORS = {
     type: 'backend-out-of-memory',
   },
   SHUTTING_DOWN: { status: 503, title: 'Gateway is shutting down', type: 'shutting-down' },
+  OVERLOADED: { status: 503, title: 'Gateway is overloaded', type: 'overloaded' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, type Config, parseConfig } from './config.js';
 import { createDeps } from './deps.js';
+import { startOverloadMonitor } from './http/overload.js';
 import { startRlsServer } from './modules/ratelimit/rls-grpc.js';
 import { createMetricsServer } from './observability/metrics-server.js';
 
@@ -55,11 +56,26 @@ async function main(): Promise<void> {
   const metricsServer =
     config.metricsPort !== 0 ? createMetricsServer(deps.metrics.registry) : undefined;
 
+  // Load shedding: the event loop's delay, sampled; the flag is read on every request (app.ts).
+  const { lifecycle, metrics } = deps;
+  const overload = startOverloadMonitor({
+    maxDelayMs: config.http.overloadMaxEventLoopDelayMs,
+    onSample: (delayMs, overloaded) => {
+      if (overloaded === lifecycle.overloaded) return;
+      lifecycle.overloaded = overloaded;
+      metrics.overloaded.set(overloaded ? 1 : 0);
+      if (overloaded)
+        logger.warn({ eventLoopDelayMs: Math.round(delayMs) }, 'overloaded: shedding new requests');
+      else logger.info({ eventLoopDelayMs: Math.round(delayMs) }, 'no longer overloaded');
+    },
+  });
+
   let rls: Awaited<ReturnType<typeof startRlsServer>> | undefined;
   closeWithGrace({ delay: config.http.shutdownGraceMs, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'shutting down after an error');
     else logger.info({ signal }, 'draining');
     deps.lifecycle.draining = true;
+    overload.stop();
     deps.queues.interruptWaits(); // long polls answer now instead of holding the drain up
     const closingRls = rls?.close(config.http.shutdownGraceMs);
     await app.close(); // waits for in-flight requests; new ones get 503 + Connection: close

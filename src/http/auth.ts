@@ -43,6 +43,11 @@ declare module 'fastify' {
      * rate-limit hook, so the end user's Authorization header stays the proxied request's own.
      */
     credentialHeader?: string;
+    /**
+     * false: never shed while overloaded (the rate-limit decisions, which fall back on their
+     * policy's failure mode instead). Probes (module 'health') are never shed either.
+     */
+    shed?: false;
   }
   interface FastifyRequest {
     principal: Principal | undefined;

@@ -62,7 +62,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   422: 'The request conflicts with what an earlier request with the same key asked for.',
   429: 'A rate limit was exceeded.',
   500: 'Internal error.',
-  503: 'Redis is unavailable or too slow (failover, outage) or the gateway is draining; retry after Retry-After seconds.',
+  503: 'Redis is unavailable or too slow (failover, outage), or the gateway replica is draining or overloaded; retry after Retry-After seconds.',
 };
 
 export const HEADERS = {

@@ -13,6 +13,11 @@ import { jsonResponse, problemResponses } from '../http/openapi.js';
 export interface Lifecycle {
   /** Set on SIGTERM: readiness fails, new requests get 503 + Connection: close. */
   draining: boolean;
+  /**
+   * Set while the event loop lags past OVERLOAD_MAX_EVENT_LOOP_DELAY_MS (http/overload.ts): new
+   * requests get 503 OVERLOADED, rate-limit decisions follow their policy's failure mode.
+   */
+  overloaded: boolean;
 }
 
 export interface HealthOptions {

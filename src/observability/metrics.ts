@@ -24,6 +24,10 @@ export interface Metrics {
   readonly redisRetries: Counter<'reason'>;
   readonly authFailures: Counter<'reason'>;
   readonly authCache: FastCounter<'result'>;
+  /** 1 while the process sheds load (its event loop lags past the limit), else 0. */
+  readonly overloaded: Gauge;
+  /** Requests answered 503 OVERLOADED without being served, by module. */
+  readonly shed: Counter<'module'>;
   /** Records one HTTP request; children are cached so the hot path does no label hashing. */
   observeHttp(method: string, route: string, status: number, seconds: number): void;
 }
@@ -89,6 +93,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     'In-process API-key cache lookups by result (hit, miss).',
     ['result'] as const,
   ).register(registry);
+  const overloaded = new Gauge({
+    name: 'gateway_overloaded',
+    help: '1 while this replica sheds load: its event loop lags past OVERLOAD_MAX_EVENT_LOOP_DELAY_MS.',
+    registers: [registry],
+  });
+  overloaded.set(0);
+  const shed = new Counter({
+    name: 'gateway_requests_shed_total',
+    help: 'Requests answered 503 OVERLOADED without being served, by module.',
+    labelNames: ['module'] as const,
+    registers: [registry],
+  });
   for (const role of ['primary', 'replica', 'subscriber']) redisReady.set({ role }, 0);
 
   const children = new Map<string, ReturnType<typeof httpDuration.child>>();
@@ -106,6 +122,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     redisRetries,
     authFailures,
     authCache,
+    overloaded,
+    shed,
     observeHttp(method, route, status, seconds) {
       const id = `${method} ${status} ${route}`;
       let child = children.get(id);

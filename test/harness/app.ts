@@ -43,6 +43,9 @@ export function testEnv(
     REDIS_PASSWORD: GATEWAY_USER.password,
     ADMIN_TOKEN,
     METRICS_PORT: '0',
+    // Gateways a test spawns never shed: the suite's own load on a small CI host must not turn into
+    // 503s. Shedding is tested by setting the flag (test/integration/overload.test.ts).
+    OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
     ...extra,
   };
 }

@@ -39,7 +39,7 @@ export const ratelimitEnvoyRoutes: FastifyPluginAsyncZod<EnvoyRoutesOptions> = a
   app.post(
     '/envoy',
     {
-      config: { scope: SCOPE, module: 'ratelimit' },
+      config: { scope: SCOPE, module: 'ratelimit', shed: false },
       schema: {
         operationId: 'ratelimitEnvoy',
         tags: TAGS,

@@ -135,7 +135,7 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
   app.post(
     '/check',
     {
-      config: { scope: SCOPE, module: 'ratelimit' },
+      config: { scope: SCOPE, module: 'ratelimit', shed: false },
       schema: {
         operationId: 'ratelimitCheck',
         tags: TAGS,
@@ -168,7 +168,7 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
   app.post(
     '/_check',
     {
-      config: { scope: SCOPE, module: 'ratelimit' },
+      config: { scope: SCOPE, module: 'ratelimit', shed: false },
       schema: {
         operationId: 'ratelimitCheckMany',
         tags: TAGS,
@@ -285,6 +285,9 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
       scope: SCOPE,
       module: 'ratelimit',
       credentialHeader: 'x-gateway-key',
+      // While overloaded the hook still answers, by the policy's failure mode: a 503 would be a
+      // 403 to Envoy's ext_authz and a 500 to NGINX.
+      shed: false,
     } as const;
     hooks.get(
       '/hook/:policy',

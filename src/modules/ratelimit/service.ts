@@ -12,6 +12,10 @@
  * check keeps its own timeout and failure mode: a call Redis could not answer fails every check
  * in it, each then decided by its policy's failure mode; a script error sends each check again
  * on its own, so only the faulty one fails.
+ *
+ * While the process is overloaded (http/overload.ts) a decision does not go to Redis: the policy's
+ * failure mode decides, as when Redis cannot answer (remembered denials still answer), so an
+ * overloaded gateway keeps answering its API-gateway hooks within their budget.
  */
 import type { Clock } from '../../clock.js';
 import { AppError, classifyRedisError, type RedisErrorKind } from '../../errors.js';
@@ -56,6 +60,8 @@ export interface RatelimitServiceOptions {
   localDenyEntries: number;
   /** Most single checks sent in one script call; 1 sends each on its own. */
   batchMax: number;
+  /** True while the process sheds load: decisions follow the failure mode without Redis. */
+  overloaded?(): boolean;
   onDecision?(policy: Policy, outcome: DecisionOutcome): void;
   /** A denial answered from the in-process cache. */
   onLocalDenial?(): void;
@@ -128,6 +134,8 @@ class Batch {
 }
 
 const TIMEOUT = new Error('rate-limit decision timed out');
+/** Not sent to Redis: the process is overloaded. */
+const OVERLOADED = new Error('rate-limit decision shed: the gateway is overloaded');
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -148,7 +156,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 /** Errors that mean "Redis could not decide now" (the failure mode applies); others are bugs. */
 function unavailableKind(err: unknown): RedisErrorKind | undefined {
-  if (err === TIMEOUT) return 'timeout';
+  // Shed while overloaded: not a Redis error, but decided the same way (the failure mode).
+  if (err === TIMEOUT || err === OVERLOADED) return 'timeout';
   if (err instanceof AppError) {
     return err.code.startsWith('BACKEND_') ? 'unavailable' : undefined;
   }
@@ -289,9 +298,16 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
   function degraded(policy: Policy, limiter: Limiter, err: unknown): Decision {
     const kind = unavailableKind(err);
     if (kind === undefined) throw err;
-    opts.onRedisError?.(kind);
+    if (err !== OVERLOADED) opts.onRedisError?.(kind);
     if (policy.failureMode === 'closed') {
       record(policy, 'degraded_denied');
+      if (err === OVERLOADED) {
+        throw new AppError(
+          'OVERLOADED',
+          `This gateway replica is overloaded and policy "${policy.name}" fails closed; retry shortly.`,
+          { retryAfter: 1 },
+        );
+      }
       throw new AppError(
         'BACKEND_UNAVAILABLE',
         `Redis could not decide within ${policy.timeoutMs} ms and policy "${policy.name}" fails closed.`,
@@ -342,6 +358,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
           denied.delete(key);
         }
       }
+      if (opts.overloaded?.()) return degraded(policy, limiter, OVERLOADED);
       const call = runOne(
         key,
         now,
@@ -383,6 +400,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         const now = clock.nowMs();
         const timeoutMs = Math.min(...limited.map((l) => l.policy.timeoutMs));
         try {
+          if (opts.overloaded?.()) throw OVERLOADED;
           const r = await withTimeout(
             redis.onMaster((c) =>
               c.ratelimitCheck(keyArgs.length, ...keyArgs, now, atomic ? 1 : 0, ...args),
