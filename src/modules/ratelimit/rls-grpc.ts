@@ -174,7 +174,9 @@ function statusOf(err: unknown): { code: grpc.status; message: string } {
     const message = detail ? `${err.message} (${detail})` : err.message;
     if (err.code === 'VALIDATION_FAILED') return { code: grpc.status.INVALID_ARGUMENT, message };
     if (err.code === 'POLICY_NOT_FOUND') return { code: grpc.status.NOT_FOUND, message };
-    if (err.code.startsWith('BACKEND_')) return { code: grpc.status.UNAVAILABLE, message };
+    if (err.code.startsWith('BACKEND_') || err.code === 'OVERLOADED') {
+      return { code: grpc.status.UNAVAILABLE, message };
+    }
   }
   return { code: grpc.status.INTERNAL, message: 'internal error' };
 }

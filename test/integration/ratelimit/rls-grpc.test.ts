@@ -250,6 +250,25 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     }
   });
 
+  it('while the gateway sheds load, decides by the failure mode without Redis (never an error)', async () => {
+    clock.set(T0);
+    const a = await caller();
+    const ip = addr();
+    t.deps.lifecycle.overloaded = true;
+    try {
+      const shed = await call(req(ip), a.meta);
+      expect(shed.error).toBeUndefined();
+      expect(shed.response?.overallCode).toBe('OK');
+      expect(shed.response?.responseHeadersToAdd).toEqual(
+        expect.arrayContaining([{ key: 'x-ratelimit-degraded', value: 'true' }]),
+      );
+    } finally {
+      t.deps.lifecycle.overloaded = false;
+    }
+    // Nothing was counted while shedding.
+    expect((await call(req(ip), a.meta)).response?.statuses?.[0]?.limitRemaining).toBe(2);
+  });
+
   it('answers bad requests with INVALID_ARGUMENT and counts nothing', async () => {
     clock.set(T0);
     const a = await caller();
