@@ -9,7 +9,11 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../../src/clock.js';
-import { HEALTH_SERVICE, startRlsServer } from '../../../src/modules/ratelimit/rls-grpc.js';
+import {
+  HEALTH_SERVICE,
+  type RlsServerOptions,
+  startRlsServer,
+} from '../../../src/modules/ratelimit/rls-grpc.js';
 import { newTenant, useTestApp, writePoliciesFile } from '../../harness/app.js';
 import { rlsClient } from '../../harness/rls.js';
 
@@ -36,19 +40,39 @@ let server: Awaited<ReturnType<typeof startRlsServer>>;
 let draining = false;
 let client: ReturnType<typeof rlsClient>;
 
-beforeAll(async () => {
-  server = await startRlsServer(
+/** A gRPC server on the test app's deps, on a free port: these options over plain defaults. */
+const startServer = (options: Partial<RlsServerOptions> = {}) =>
+  startRlsServer(
     {
       envoy: t.deps.envoy,
       verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
-      legacyHeaders: true,
-      draining: () => draining,
-      started: () => t.deps.redis.everReady(),
-      onCall: (code, s) => t.deps.metrics.ratelimit.rlsCall(code, s),
+      legacyHeaders: false,
+      draining: () => false,
+      started: () => true,
+      ...options,
     },
     '127.0.0.1',
     0,
   );
+
+/** The status POST /v1/ratelimit/envoy answers with (the same counters as the gRPC service). */
+const httpStatus = async (auth: Record<string, string>, request: object) =>
+  (
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/ratelimit/envoy',
+      headers: auth,
+      payload: request,
+    })
+  ).statusCode;
+
+beforeAll(async () => {
+  server = await startServer({
+    legacyHeaders: true,
+    draining: () => draining,
+    started: () => t.deps.redis.everReady(),
+    onCall: (code, s) => t.deps.metrics.ratelimit.rlsCall(code, s),
+  });
   client = rlsClient(server.port);
 });
 
@@ -112,13 +136,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
       expect.arrayContaining([{ key: 'retry-after', value: '40' }]),
     );
     // The same counters as the HTTP endpoint: over there too.
-    const http = await t.app.inject({
-      method: 'POST',
-      url: '/v1/ratelimit/envoy',
-      headers: a.auth,
-      payload: req(ip),
-    });
-    expect(http.statusCode).toBe(429);
+    expect(await httpStatus(a.auth, req(ip))).toBe(429);
     // unlimited: OK, with the most a uint32 holds left (as envoyproxy/ratelimit); no limit: OK.
     const mixed = await call(
       {
@@ -205,18 +223,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
   it('with RLS_GRPC_ANONYMOUS_TENANT, counts calls without credentials for that tenant', async () => {
     clock.set(T0);
     const anonymous = await newTenant(t.deps, ['ratelimit:check']);
-    const own = await startRlsServer(
-      {
-        envoy: t.deps.envoy,
-        verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
-        legacyHeaders: false,
-        draining: () => false,
-        started: () => true,
-        anonymousTenant: anonymous.tenant,
-      },
-      '127.0.0.1',
-      0,
-    );
+    const own = await startServer({ anonymousTenant: anonymous.tenant });
     const c = rlsClient(own.port);
     try {
       const ip = addr();
@@ -237,13 +244,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
       expect(await remaining({})).toBe(0);
       expect((await c.call(req(ip), {})).response?.overallCode).toBe('OVER_LIMIT');
       // The same counters as that tenant's keys see over HTTP.
-      const http = await t.app.inject({
-        method: 'POST',
-        url: '/v1/ratelimit/envoy',
-        headers: anonymous.auth,
-        payload: req(ip),
-      });
-      expect(http.statusCode).toBe(429);
+      expect(await httpStatus(anonymous.auth, req(ip))).toBe(429);
     } finally {
       c.close();
       await own.close(1000);
@@ -342,17 +343,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
   });
 
   it('ends open health Watch streams on shutdown instead of waiting for them', async () => {
-    const own = await startRlsServer(
-      {
-        envoy: t.deps.envoy,
-        verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
-        legacyHeaders: false,
-        draining: () => false,
-        started: () => true,
-      },
-      '127.0.0.1',
-      0,
-    );
+    const own = await startServer();
     const health = healthClient(own.port);
     try {
       const watch = health.Watch({ service: 'ratelimit' });
@@ -372,18 +363,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
 
   it('asks a connection to go away after RLS_GRPC_MAX_CONNECTION_AGE_SECONDS, and the client carries on', async () => {
     const a = await caller();
-    const aged = await startRlsServer(
-      {
-        envoy: t.deps.envoy,
-        verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
-        legacyHeaders: false,
-        draining: () => false,
-        started: () => true,
-        maxConnectionAgeMs: 600,
-      },
-      '127.0.0.1',
-      0,
-    );
+    const aged = await startServer({ maxConnectionAgeMs: 600 });
     // What Envoy's HTTP/2 connection sees: a GOAWAY at the age (±10 %), on an idle connection too.
     const session = http2.connect(`http://127.0.0.1:${aged.port}`);
     const c = rlsClient(aged.port);
