@@ -1,8 +1,9 @@
 /**
  * The gRPC rate limit service (Envoy's RLS, envoy.service.ratelimit.v3) against real Redis: what
- * Envoy's ratelimit filter sends and reads, byte for byte by the official field numbers, the
- * decisions (shared with POST /v1/ratelimit/envoy), metadata authentication, bad requests as
- * gRPC statuses, draining, and the metric.
+ * Envoy's ratelimit filter sends and reads, byte for byte by the official field numbers over a
+ * bare HTTP/2 client, the decisions (shared with POST /v1/ratelimit/envoy), metadata
+ * authentication or the anonymous tenant, bad requests as gRPC statuses, draining and shedding,
+ * connection age, the health service, and the metric.
  */
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
@@ -84,12 +85,6 @@ afterAll(async () => {
 /** One ShouldRateLimit call: the response, or the gRPC error. */
 const call = (request: object, headers: Record<string, string>) => client.call(request, headers);
 
-function metadata(headers: Record<string, string>): grpc.Metadata {
-  const m = new grpc.Metadata();
-  for (const [k, v] of Object.entries(headers)) m.set(k, v);
-  return m;
-}
-
 let seq = 0;
 const addr = () => `198.51.100.${++seq}-${Date.now()}`;
 const req = (ip: string, extra: object = {}) => ({
@@ -157,7 +152,7 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     );
   });
 
-  it('reads the request and writes the response by the official field numbers', async () => {
+  it("answers a bare HTTP/2 client by the official field numbers, as Envoy's own gRPC client calls", async () => {
     clock.set(T0);
     const a = await caller();
     // RateLimitRequest{domain=1, descriptors=2{entries=1{key=1, value=2}, hits_addend=3{value=1}},
@@ -176,18 +171,14 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     d.uint32((3 << 3) | 2).bytes(hits);
     w.uint32((2 << 3) | 2).bytes(d.finish());
     w.uint32((3 << 3) | 0).uint32(1);
-    const raw = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
-    const bytes = await new Promise<Buffer>((resolve, reject) => {
-      raw.makeUnaryRequest(
-        '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        Buffer.from(w.finish()),
-        metadata(a.meta),
-        (err, res) => (err ? reject(err) : resolve(res as Buffer)),
-      );
-    });
-    raw.close();
+    // Neither grpc-js nor our .proto on the client side: node:http2, the message framed by hand.
+    const path = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
+    const answer = await h2Call(server.port, path, a.meta, w.finish());
+    expect(answer.headers[':status']).toBe(200);
+    expect(answer.headers['content-type']).toMatch(/^application\/grpc/);
+    expect(answer.trailers['grpc-status']).toBe('0');
+    expect(answer.body[0]).toBe(0); // not compressed
+    const bytes = answer.body.subarray(5, 5 + answer.body.readUInt32BE(1));
     // RateLimitResponse{overall_code=1, statuses=2{code=1, current_limit=2{requests_per_unit=1,
     // unit=2}, limit_remaining=3, duration_until_reset=4{seconds=1}}, response_headers_to_add=3}
     const top = fields(bytes);
@@ -201,6 +192,11 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     expect(status.get(3)).toEqual([6]);
     expect(fields(status.get(4)?.[0] as Uint8Array).get(1)).toEqual([3600 - 20]);
     expect((top.get(3) ?? []).length).toBeGreaterThan(0);
+    // An error is trailers-only: grpc-status in the response headers, no message.
+    const refused = await h2Call(server.port, path, {}, w.finish());
+    expect(refused.headers[':status']).toBe(200);
+    expect(refused.headers['grpc-status']).toBe(String(grpc.status.UNAUTHENTICATED));
+    expect(refused.body.length).toBe(0);
   });
 
   it('authenticates by metadata: x-gateway-key or authorization, with ratelimit:check unglobbed', async () => {
@@ -427,6 +423,55 @@ function statusesOf(stream: grpc.ClientReadableStream<{ status?: string }>, seen
     }
     return [...seen];
   };
+}
+
+/**
+ * One gRPC call over a bare node:http2 session, framed by hand, with the headers Envoy's own gRPC
+ * client sends: the response headers, the trailers and the raw body (length-prefixed messages).
+ */
+async function h2Call(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  message: Uint8Array,
+) {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  try {
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    frame.set(message, 5);
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': '100m',
+      'user-agent': 'envoy/1.32.0',
+      ...headers,
+    });
+    stream.end(frame);
+    return await new Promise<{
+      headers: http2.IncomingHttpHeaders;
+      trailers: http2.IncomingHttpHeaders;
+      body: Buffer;
+    }>((resolve, reject) => {
+      let head: http2.IncomingHttpHeaders = {};
+      let trailers: http2.IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      stream.on('response', (h: http2.IncomingHttpHeaders) => {
+        head = h;
+      });
+      stream.on('trailers', (h: http2.IncomingHttpHeaders) => {
+        trailers = h;
+      });
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => resolve({ headers: head, trailers, body: Buffer.concat(chunks) }));
+      stream.on('error', reject);
+    });
+  } finally {
+    session.close();
+  }
 }
 
 /** Decodes one protobuf message into field number -> values (varints as numbers, others as bytes). */
