@@ -85,9 +85,14 @@ const panels = [
     { unit: 'short' },
   ),
   panel(
-    'Event-loop lag (mean; shedding starts past OVERLOAD_MAX_EVENT_LOOP_DELAY_MS)',
+    'Event-loop lag (mean)',
     [['max by (instance) (nodejs_eventloop_lag_mean_seconds)', '{{instance}}']],
-    { unit: 's', x: 12 },
+    {
+      unit: 's',
+      x: 12,
+      description:
+        "Includes prom-client's 10 ms timer period (an idle replica shows 10 ms). A replica sheds load while this passes OVERLOAD_MAX_EVENT_LOOP_DELAY_MS + 10 ms.",
+    },
   ),
   row('Cache'),
   panel('Hit ratio (last minute)', [['avg by (op) (gateway_cache_hit_ratio)', '{{op}}']], {
