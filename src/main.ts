@@ -78,10 +78,10 @@ async function main(): Promise<void> {
     overload.stop();
     deps.queues.interruptWaits(); // long polls answer now instead of holding the drain up
     const closingRls = rls?.close(config.http.shutdownGraceMs);
-    // Fastify closes the idle keep-alive connections once, as close() begins. A connection whose
-    // request was still running goes idle only afterwards, and would hold the drain until its
-    // keep-alive timeout (HTTP_KEEP_ALIVE_TIMEOUT_MS, 72 s): past SHUTDOWN_GRACE_MS, so the process
-    // was killed (exit 1) on every rollout under load. Close those too, as they go idle.
+    // A keep-alive connection whose request was still running when close() began goes idle only
+    // afterwards, and nothing closes it: the drain waited out its keep-alive timeout
+    // (HTTP_KEEP_ALIVE_TIMEOUT_MS, 72 s), past SHUTDOWN_GRACE_MS, so under load every SIGTERM
+    // ended in a kill and exit 1 (fastify/fastify#7044, open for 5.12). Close them as they go idle.
     const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
     await app.close(); // waits for in-flight requests; new ones get 503 + Connection: close
     clearInterval(sweep);
