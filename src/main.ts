@@ -81,14 +81,18 @@ async function main(): Promise<void> {
     // A keep-alive connection whose request was still running when close() began goes idle only
     // afterwards, and nothing closes it: the drain waited out its keep-alive timeout
     // (HTTP_KEEP_ALIVE_TIMEOUT_MS, 72 s), past SHUTDOWN_GRACE_MS, so under load every SIGTERM
-    // ended in a kill and exit 1 (fastify/fastify#7044, open for 5.12). Close them as they go idle.
-    const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+    // ended in a kill and exit 1 (fastify/fastify#7044, open for 5.12). Close them as they go idle
+    // (a Prometheus scrape in flight on the metrics port likewise).
+    const sweep = setInterval(() => {
+      app.server.closeIdleConnections();
+      metricsServer?.closeIdleConnections();
+    }, 50);
     await app.close(); // waits for in-flight requests; new ones get 503 + Connection: close
-    clearInterval(sweep);
     await closingRls;
     await new Promise<void>((resolve) =>
       metricsServer ? metricsServer.close(() => resolve()) : resolve(),
     );
+    clearInterval(sweep);
     await deps.close();
     logger.info('stopped');
   });

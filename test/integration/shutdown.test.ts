@@ -31,7 +31,7 @@ async function json(base: string, method: string, path: string, auth: string, bo
 
 describe('SIGTERM under load (the real process)', () => {
   it('answers what is in flight, refuses the rest with 503, ends health watches, exits 0 in time', async () => {
-    const [port, rlsPort] = await Promise.all([freePort(), freePort()]);
+    const [port, rlsPort, metricsPort] = await Promise.all([freePort(), freePort(), freePort()]);
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: root,
       env: {
@@ -39,6 +39,7 @@ describe('SIGTERM under load (the real process)', () => {
         ...testEnv({
           PORT: String(port),
           RLS_GRPC_PORT: String(rlsPort),
+          METRICS_PORT: String(metricsPort),
           HOST: '127.0.0.1',
           LOG_LEVEL: 'warn',
           SHUTDOWN_GRACE_MS: String(GRACE_MS),
@@ -71,6 +72,9 @@ describe('SIGTERM under load (the real process)', () => {
       (await json(base, 'PUT', '/v1/queues/jobs/groups/workers', key, { startFrom: 'earliest' }))
         .status,
     ).toBeLessThan(300);
+
+    // A scrape: its keep-alive connection to the metrics port stays open, as Prometheus's does.
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).status).toBe(200);
 
     // A health watcher on the gRPC port.
     const Health = grpc.makeGenericClientConstructor(HEALTH_SERVICE, 'Health');
