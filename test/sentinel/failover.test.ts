@@ -135,6 +135,14 @@ function expectSettledAfter(ledger: readonly LedgerEntry[], from: number): void 
   ).toBe(0);
 }
 
+/** Waits until the sentinels have made `name` (a master that came back) a replica. */
+async function waitUntilReplica(name: string): Promise<void> {
+  await waitUntil(async () => {
+    const role = await rawCommand(topology.node(name).port, 'ROLE');
+    return Array.isArray(role) && role[0] === 'slave';
+  }, 20_000);
+}
+
 /** Polls `check` until it holds; a check that throws (a node still starting) counts as not yet. */
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -186,10 +194,7 @@ describe('master crash (kill -9) under load', () => {
 
     // The crashed master comes back (from its AOF) and is demoted to a replica of the new master.
     await topology.restart(victim);
-    await waitUntil(async () => {
-      const role = await rawCommand(topology.node(victim).port, 'ROLE');
-      return Array.isArray(role) && role[0] === 'slave';
-    }, 20_000);
+    await waitUntilReplica(victim);
   });
 });
 
@@ -227,10 +232,7 @@ describe('master hangs (SIGSTOP) under load', () => {
     const tenant = (await gw.deps.admin.verifyApiKey(key)) as { tenant: string };
     expect(await rawCommand(newPort, 'EXISTS', `${tenant.tenant}:cache:${lastPut!.key}`)).toBe(1);
     // The sentinels demote the old master once it answers again.
-    await waitUntil(async () => {
-      const role = await rawCommand(topology.node(victim).port, 'ROLE');
-      return Array.isArray(role) && role[0] === 'slave';
-    }, 20_000);
+    await waitUntilReplica(victim);
   });
 });
 
@@ -348,10 +350,7 @@ describe('the first sentinel hung (SIGSTOP) when the master crashes', () => {
     expectSettledAfter(load.ledger, promotedAt + 5000);
 
     await topology.restart(victim);
-    await waitUntil(async () => {
-      const role = await rawCommand(topology.node(victim).port, 'ROLE');
-      return Array.isArray(role) && role[0] === 'slave';
-    }, 20_000);
+    await waitUntilReplica(victim);
   });
 });
 
