@@ -521,12 +521,40 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       return port;
     },
     async waitForReplicas(count = replicaCount, timeoutMs = 30_000) {
+      // Settled, not just "a master with replicas": right after its nodes were paused, the
+      // sentinels may still be promoting another one (the old master answers with its replicas
+      // until the switch), and the new master then has none for seconds (NOREPLICAS). So every
+      // sentinel that answers must see its master as plain `master` (no s_down, o_down or
+      // failover in progress), all must name the same one, twice in a row 500 ms apart.
+      let settledOn = 0;
       await waitFor(
-        `${count} replicas online`,
+        `${count} replicas online, no failover in progress`,
         async () => {
-          const info = await rawText(await masterPortNow(), 'INFO', 'replication');
-          if (!info.includes('role:master')) return false;
-          return (info.match(/^slave\d+:.*state=online/gm) ?? []).length >= count;
+          const ports = new Set<number>();
+          for (const s of sentinelNodes) {
+            let reply: Resp;
+            try {
+              reply = await rawCommand(s.port, 'SENTINEL', 'MASTER', masterName);
+            } catch {
+              continue; // a paused or stopped sentinel
+            }
+            if (!Array.isArray(reply)) return false;
+            const field = (name: string) => reply[reply.indexOf(name) + 1];
+            if (field('flags') !== 'master') return false;
+            ports.add(Number(field('port')));
+          }
+          if (ports.size !== 1) return false;
+          const port = [...ports][0] as number;
+          const info = await rawText(port, 'INFO', 'replication');
+          const ok =
+            info.includes('role:master') &&
+            (info.match(/^slave\d+:.*state=online/gm) ?? []).length >= count;
+          if (!ok || settledOn !== port) {
+            settledOn = ok ? port : 0;
+            if (ok) await new Promise((r) => setTimeout(r, 500));
+            return false;
+          }
+          return true;
         },
         timeoutMs,
       );

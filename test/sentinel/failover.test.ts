@@ -290,7 +290,8 @@ describe('every data node unreachable (all paused) under load', () => {
     // replica and refuses writes (NOREPLICAS, a declared 503): Redis converging, not the gateway
     // (seen in a fresh-clone .ci/run: the failover began 2.5 s into the 4 s pause, and 16 answers
     // 4-6 s after /readyz were NOREPLICAS). The all-2xx tail is measured once the master has a
-    // replica again.
+    // replica again and no failover is in progress (seen too: the wait returning on the old
+    // master, which still had its replica, just before the sentinels switched to the new one).
     await topology.waitForReplicas(1, 30_000);
     await new Promise((r) => setTimeout(r, 3500));
     await load.stop();
