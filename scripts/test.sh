@@ -5,8 +5,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
-# Redis for every tier; nginx for the test of the README's NGINX snippet.
-sh scripts/ensure-packages.sh redis-server:redis-server redis-sentinel:redis-sentinel nginx:nginx-light
+# Redis for every tier; nginx for the test of the README's NGINX snippet; iproute2's `ip` for the
+# partition test's network namespace.
+sh scripts/ensure-packages.sh redis-server:redis-server redis-sentinel:redis-sentinel \
+  nginx:nginx-light ip:iproute2
 step() { printf '\n=== %s\n' "$1"; }
 step lint;            npm run -s lint
 step typecheck;       npm run -s typecheck

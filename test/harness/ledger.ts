@@ -1,8 +1,10 @@
 /**
  * A small closed-loop load generator for failure tests: N workers issue cache PUT/GET pairs over
- * real HTTP against a loopback gateway until told to stop, recording every answer in a ledger.
+ * real HTTP against a gateway (on loopback unless told otherwise) until told to stop, recording
+ * every answer in a ledger.
  */
 import { Agent, request } from 'node:http';
+import { expect } from 'vitest';
 
 export interface LedgerEntry {
   /** ms since the run started */
@@ -28,6 +30,7 @@ export interface LoadRun {
 
 function call(
   agent: Agent,
+  host: string,
   port: number,
   method: string,
   path: string,
@@ -36,7 +39,7 @@ function call(
 ) {
   return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>(
     (resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, method, path, headers, agent }, (res) => {
+      const req = request({ host, port, method, path, headers, agent }, (res) => {
         let b = '';
         res.setEncoding('utf8');
         res.on('data', (d: string) => (b += d));
@@ -53,6 +56,8 @@ function call(
 
 /** Starts `concurrency` workers doing PUT k / GET k in a loop. */
 export function startCacheLoad(opts: {
+  /** Default 127.0.0.1. */
+  host?: string;
   port: number;
   key: string;
   concurrency?: number;
@@ -72,6 +77,7 @@ export function startCacheLoad(opts: {
         : auth;
       const res = await call(
         agent,
+        opts.host ?? '127.0.0.1',
         opts.port,
         method,
         `/v1/cache/${encodeURIComponent(key)}`,
@@ -157,4 +163,32 @@ export function timeline(ledger: readonly LedgerEntry[], bucketMs = 500): string
         `${((b * bucketMs) / 1000).toFixed(1)}s ${[...m.entries()].map(([k, v]) => `${k}x${v}`).join(' ')}`,
     )
     .join('\n');
+}
+
+/**
+ * Every entry is a success, a declared 503 problem (a `BACKEND_` code with Retry-After, no raw
+ * Redis error in it), or (a GET just after a lost write) a miss; none took longer than `boundMs`.
+ */
+export function assertOnlyDeclaredAnswers(ledger: readonly LedgerEntry[], boundMs: number): void {
+  const undeclared = ledger.filter((e) => {
+    const ok = e.status === 200 || e.status === 201;
+    const declared503 =
+      e.status === 503 &&
+      e.contentType?.startsWith('application/problem+json') === true &&
+      e.retryAfter !== undefined &&
+      /^BACKEND_/.test(e.code ?? '') &&
+      !/READONLY|NOREPLICAS|ECONNREFUSED/.test(e.body);
+    const lostWrite = e.status === 404 && e.op === 'get' && e.code === 'CACHE_MISS';
+    return !(ok || declared503 || lostWrite);
+  });
+  const slow = ledger.filter((e) => e.latencyMs > boundMs);
+  const context = `${describeLedger(ledger)}\n${timeline(ledger)}`;
+  expect(
+    undeclared.slice(0, 5).map((e) => `${e.status} ${e.body}`),
+    context,
+  ).toEqual([]);
+  expect(
+    slow.slice(0, 5).map((e) => `${e.op} ${e.status} took ${e.latencyMs} ms`),
+    context,
+  ).toEqual([]);
 }

@@ -10,6 +10,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Island } from './netns.js';
 
 export const HOST = '127.0.0.1';
 
@@ -129,6 +130,8 @@ function parseResp(buf: Buffer, at: number): [Resp, number] | undefined {
 
 /** Data nodes need a login (the ACL's default user is off): port -> [user, password]. */
 const dataNodeAuth = new Map<number, [string, string]>();
+/** Nodes that are not on HOST (a partition test's island): port -> address. */
+const nodeHost = new Map<number, string>();
 
 const encode = (args: string[]) =>
   `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
@@ -154,7 +157,7 @@ export function rawCommandWithin(
 ): Promise<Resp> {
   const auth = dataNodeAuth.get(port);
   return new Promise((resolve, reject) => {
-    const sock = createConnection({ host: HOST, port });
+    const sock = createConnection({ host: nodeHost.get(port) ?? HOST, port });
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => {
       sock.destroy();
@@ -212,9 +215,13 @@ export type NodeKind = 'master' | 'replica' | 'sentinel';
 export interface RedisNode {
   readonly name: string;
   readonly kind: NodeKind;
+  /** Where this process reaches it: HOST, or the island's address. */
+  readonly host: string;
   readonly port: number;
   readonly confFile: string;
   proc: ChildProcess | undefined;
+  /** Runs it inside this island. */
+  readonly island?: Island;
 }
 
 export interface TopologyOptions {
@@ -225,6 +232,11 @@ export interface TopologyOptions {
   failoverTimeoutMs?: number;
   /** Extra lines for every data node's redis.conf. */
   extraRedisConf?: string[];
+  /**
+   * Starts the master inside this island (test/harness/netns.ts), on its data-link address; the
+   * other nodes listen on the outside end of that link too, so the master can reach them.
+   */
+  island?: Island;
 }
 
 export interface Topology {
@@ -285,7 +297,10 @@ function alive(proc: ChildProcess | undefined): proc is ChildProcess {
 
 function launch(node: RedisNode): void {
   const bin = node.kind === 'sentinel' ? 'redis-sentinel' : 'redis-server';
-  const proc = spawn(bin, [node.confFile], { stdio: 'ignore' });
+  const [file, args] = node.island
+    ? node.island.command(bin, [node.confFile])
+    : [bin, [node.confFile]];
+  const proc = spawn(file, args, { stdio: 'ignore' });
   proc.on('exit', () => live.delete(proc));
   live.add(proc);
   node.proc = proc;
@@ -334,11 +349,16 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     join(dir, 'users.acl'),
     `${readFileSync(DEPLOY_ACL, 'utf8')}\n${HARNESS_ADMIN_ACL}\n`,
   );
+  const island = options.island;
+  // With an island, the master listens only there; everything else on loopback and on the outside
+  // end of the island's data link (where the master and the sentinels' announcements reach it).
+  const binds = island ? `${HOST} ${island.outsideAddr}` : HOST;
+  const masterHost = island ? island.insideAddr : HOST;
   const dataConf = (name: string, port: number, replicaOf?: number) =>
     [
       `include ${DEPLOY_REDIS_CONF}`,
       `port ${port}`,
-      `bind ${HOST}`,
+      `bind ${replicaOf === undefined && island ? island.insideAddr : binds}`,
       `dir ${dir}`,
       `aclfile ${join(dir, 'users.acl')}`,
       `logfile ${join(dir, `${name}.log`)}`,
@@ -348,20 +368,28 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       `dbfilename ${name}.rdb`,
       `maxmemory 256mb`,
       `repl-diskless-sync-delay 0`,
-      ...(replicaOf !== undefined ? [`replicaof ${HOST} ${replicaOf}`] : []),
+      ...(replicaOf !== undefined ? [`replicaof ${masterHost} ${replicaOf}`] : []),
       ...(options.extraRedisConf ?? []),
     ].join('\n') + '\n';
 
-  const mk = (name: string, kind: NodeKind, port: number, conf: string): RedisNode => {
+  const mk = (
+    name: string,
+    kind: NodeKind,
+    port: number,
+    conf: string,
+    inIsland?: Island,
+  ): RedisNode => {
     const confFile = join(dir, `${name}.conf`);
     writeFileSync(confFile, conf);
     if (kind !== 'sentinel')
       dataNodeAuth.set(port, [HARNESS_ADMIN.username, HARNESS_ADMIN.password]);
-    return { name, kind, port, confFile, proc: undefined };
+    const host = inIsland ? inIsland.insideAddr : HOST;
+    if (host !== HOST) nodeHost.set(port, host);
+    return { name, kind, host, port, confFile, proc: undefined, island: inIsland };
   };
 
   const masterPort = await freePort();
-  const master = mk('master', 'master', masterPort, dataConf('master', masterPort));
+  const master = mk('master', 'master', masterPort, dataConf('master', masterPort), island);
   const replicas: RedisNode[] = [];
   for (let i = 1; i <= replicaCount; i++) {
     const port = await freePort();
@@ -372,10 +400,10 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     const port = await freePort();
     const conf = [
       `port ${port}`,
-      `bind ${HOST}`,
+      `bind ${binds}`,
       `dir ${dir}`,
       `logfile ${join(dir, `sentinel${i}.log`)}`,
-      `sentinel monitor ${masterName} ${HOST} ${masterPort} ${Math.floor(sentinelCount / 2) + 1}`,
+      `sentinel monitor ${masterName} ${masterHost} ${masterPort} ${Math.floor(sentinelCount / 2) + 1}`,
       `sentinel down-after-milliseconds ${masterName} ${downAfterMs}`,
       `sentinel failover-timeout ${masterName} ${failoverTimeoutMs}`,
       `sentinel parallel-syncs ${masterName} 1`,
