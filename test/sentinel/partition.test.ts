@@ -304,8 +304,14 @@ describe.skipIf(skip)('partition: the master and one gateway cut off from the re
     );
     expect(refused.length, context).toBeGreaterThan(0);
     const firstRefusal = Math.min(...refused.map((e) => answered(minority, e))) - cutAt;
+    const lastAck =
+      Math.max(
+        ...islandPuts
+          .filter((e) => ok(e) && answered(minority, e) < healAt)
+          .map((e) => answered(minority, e)),
+      ) - cutAt;
     console.log(
-      `partition: island writes refused (BACKEND_NO_REPLICAS) from ${firstRefusal} ms after the cut (max lag ${MAX_LAG_S} s); ` +
+      `partition: island writes acknowledged until ${lastAck} ms after the cut, refused (BACKEND_NO_REPLICAS) from ${firstRefusal} ms (max lag ${MAX_LAG_S} s); ` +
         `the island gateway read the new master ${caughtUpAt - healAt} ms after the heal`,
     );
 
