@@ -118,6 +118,9 @@ const envShape = z.object({
     (v) => v === undefined || TENANT_ID_PATTERN.test(v),
     'must be a tenant id ([a-z0-9][a-z0-9_-]{0,62})',
   ),
+  RLS_GRPC_TLS_CERT_FILE: optionalString,
+  RLS_GRPC_TLS_KEY_FILE: optionalString,
+  RLS_GRPC_TLS_CLIENT_CA_FILE: optionalString,
   RATELIMIT_LEGACY_HEADERS: bool(true),
   RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
   RATELIMIT_BATCH_MAX: int(64, 1, 1000),
@@ -190,6 +193,29 @@ export const configSchema = envShape.superRefine((c, ctx) => {
       code: 'custom',
       path: ['RLS_GRPC_PORT'],
       message: 'must differ from PORT and METRICS_PORT',
+    });
+  }
+  if ((c.RLS_GRPC_TLS_CERT_FILE === undefined) !== (c.RLS_GRPC_TLS_KEY_FILE === undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [
+        c.RLS_GRPC_TLS_CERT_FILE === undefined ? 'RLS_GRPC_TLS_CERT_FILE' : 'RLS_GRPC_TLS_KEY_FILE',
+      ],
+      message: 'RLS_GRPC_TLS_CERT_FILE and RLS_GRPC_TLS_KEY_FILE go together',
+    });
+  }
+  if (c.RLS_GRPC_TLS_CLIENT_CA_FILE !== undefined && c.RLS_GRPC_TLS_CERT_FILE === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['RLS_GRPC_TLS_CLIENT_CA_FILE'],
+      message: 'needs RLS_GRPC_TLS_CERT_FILE and RLS_GRPC_TLS_KEY_FILE (mutual TLS is TLS first)',
+    });
+  }
+  if (c.RLS_GRPC_TLS_CERT_FILE !== undefined && c.RLS_GRPC_PORT === 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['RLS_GRPC_TLS_CERT_FILE'],
+      message: 'has no effect without RLS_GRPC_PORT (the gRPC rate limit service is off)',
     });
   }
 });
@@ -292,6 +318,14 @@ export interface Config {
      * metadata); undefined: such calls are UNAUTHENTICATED.
      */
     readonly rlsGrpcAnonymousTenant?: string | undefined;
+    /** TLS for the RLS port (PEM files; a client CA: mutual TLS); undefined: plaintext h2c. */
+    readonly rlsGrpcTls?:
+      | {
+          readonly certFile: string;
+          readonly keyFile: string;
+          readonly clientCaFile?: string | undefined;
+        }
+      | undefined;
   };
   readonly sessions: {
     /** Default idle expiry, slid forward by touches. */
@@ -419,6 +453,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       rlsGrpcPort: c.RLS_GRPC_PORT,
       rlsGrpcMaxConnectionAgeSeconds: c.RLS_GRPC_MAX_CONNECTION_AGE_SECONDS,
       rlsGrpcAnonymousTenant: c.RLS_GRPC_ANONYMOUS_TENANT,
+      rlsGrpcTls:
+        c.RLS_GRPC_TLS_CERT_FILE === undefined || c.RLS_GRPC_TLS_KEY_FILE === undefined
+          ? undefined
+          : {
+              certFile: c.RLS_GRPC_TLS_CERT_FILE,
+              keyFile: c.RLS_GRPC_TLS_KEY_FILE,
+              clientCaFile: c.RLS_GRPC_TLS_CLIENT_CA_FILE,
+            },
     },
     sessions: {
       idleTtlSeconds: c.SESSION_IDLE_TTL_SECONDS,

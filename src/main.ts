@@ -110,11 +110,39 @@ async function main(): Promise<void> {
         onError: (err) => logger.error({ err }, 'gRPC rate limit service error'),
         maxConnectionAgeMs: config.ratelimit.rlsGrpcMaxConnectionAgeSeconds * 1000,
         anonymousTenant: config.ratelimit.rlsGrpcAnonymousTenant,
+        tls: config.ratelimit.rlsGrpcTls && {
+          ...config.ratelimit.rlsGrpcTls,
+          onLoaded: (expiry) => {
+            deps.metrics.ratelimit.rlsTlsLoaded(expiry);
+            logger.info(
+              { expires: new Date(expiry.server).toISOString() },
+              'gRPC rate limit service: TLS certificate loaded',
+            );
+          },
+          onReloadError: (err) => {
+            deps.metrics.ratelimit.rlsTlsReloadFailed();
+            logger.error(
+              { err },
+              'gRPC rate limit service: renewed TLS files not loaded; serving the previous certificate',
+            );
+          },
+        },
       },
       config.host,
       config.ratelimit.rlsGrpcPort,
     );
-    logger.info({ port: rls.port }, 'gRPC rate limit service (Envoy RLS) listening');
+    logger.info(
+      {
+        port: rls.port,
+        tls:
+          config.ratelimit.rlsGrpcTls === undefined
+            ? 'off'
+            : config.ratelimit.rlsGrpcTls.clientCaFile
+              ? 'mutual'
+              : 'on',
+      },
+      'gRPC rate limit service (Envoy RLS) listening',
+    );
   }
   if (metricsServer) {
     await new Promise<void>((resolve, reject) => {

@@ -4,7 +4,7 @@
  * policies-file policies (operator-controlled), `tenant` for tenant-specific ones, `inline` for
  * definitions sent with a check.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type CounterSeries, FastCounter } from './fast-metrics.js';
 
 export interface RatelimitMetrics {
@@ -21,6 +21,10 @@ export interface RatelimitMetrics {
   rlsCall(code: string, seconds: number): void;
   /** An envoy descriptor no limit applied to: `unknown_domain` or `no_limit`. */
   envoyUnmatched(reason: 'unknown_domain' | 'no_limit'): void;
+  /** The RLS port's TLS certificates now served, and when they expire (ms since the epoch). */
+  rlsTlsLoaded(expiry: { server: number; clientCa?: number }): void;
+  /** Renewed RLS TLS files that could not be read or loaded (the old certificate stays). */
+  rlsTlsReloadFailed(): void;
 }
 
 export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
@@ -71,6 +75,19 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const tlsExpiry = new Gauge({
+    name: 'gateway_rls_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the certificates the gRPC rate limit service serves with TLS expire (Unix time): certificate="server" (RLS_GRPC_TLS_CERT_FILE) and "client_ca" (RLS_GRPC_TLS_CLIENT_CA_FILE). Follows renewals; no series without TLS.',
+    labelNames: ['certificate'] as const,
+    registers: [registry],
+  });
+  const tlsReloads = new Counter({
+    name: 'gateway_rls_tls_reloads_total',
+    help: 'Changes of the gRPC rate limit service TLS files by result: loaded (served to new connections from then on) or failed (unreadable, or a certificate and key that do not match: the previous certificate stays; the log says why).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  let tlsStarted = false;
   return {
     decision(policy, outcome) {
       const id = `${policy}|${outcome}`;
@@ -88,5 +105,14 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     quotaFlushError: () => quotaErrors.inc(),
     rlsCall: (code, seconds) => rlsCalls.observe({ code }, seconds),
     envoyUnmatched: (reason) => unmatched.inc({ reason }),
+    rlsTlsLoaded(expiry) {
+      tlsExpiry.set({ certificate: 'server' }, expiry.server / 1000);
+      if (expiry.clientCa !== undefined)
+        tlsExpiry.set({ certificate: 'client_ca' }, expiry.clientCa / 1000);
+      // The first load is the start, not a renewal.
+      if (tlsStarted) tlsReloads.inc({ result: 'loaded' });
+      tlsStarted = true;
+    },
+    rlsTlsReloadFailed: () => tlsReloads.inc({ result: 'failed' }),
   };
 }

@@ -30,8 +30,15 @@ type Raw = {
 
 const Client = grpc.makeGenericClientConstructor(RLS_SERVICE, 'RateLimitService');
 
-export function rlsClient(port: number) {
-  const raw = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Raw;
+/** A client on 127.0.0.1:port, plaintext unless given TLS credentials. */
+export function rlsClient(
+  port: number,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+) {
+  // TLS: the test certificates name localhost (a TLS server name may not be an IP address).
+  const raw = new Client(`127.0.0.1:${port}`, credentials, {
+    'grpc.ssl_target_name_override': 'localhost',
+  }) as unknown as Raw;
   return {
     /** One ShouldRateLimit call with these metadata headers: the response, or the gRPC error. */
     call(

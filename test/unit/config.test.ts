@@ -128,6 +128,34 @@ describe('parseConfig', () => {
     }
   });
 
+  it('turns TLS on for the gRPC port with a certificate and key, mutual TLS with a client CA', () => {
+    expect(parseConfig({ RLS_GRPC_PORT: '8081' }).ratelimit.rlsGrpcTls).toBeUndefined();
+    const tls = { RLS_GRPC_TLS_CERT_FILE: '/tls/tls.crt', RLS_GRPC_TLS_KEY_FILE: '/tls/tls.key' };
+    expect(parseConfig({ RLS_GRPC_PORT: '8081', ...tls }).ratelimit.rlsGrpcTls).toEqual({
+      certFile: '/tls/tls.crt',
+      keyFile: '/tls/tls.key',
+      clientCaFile: undefined,
+    });
+    expect(
+      parseConfig({ RLS_GRPC_PORT: '8081', ...tls, RLS_GRPC_TLS_CLIENT_CA_FILE: '/ca/ca.crt' })
+        .ratelimit.rlsGrpcTls?.clientCaFile,
+    ).toBe('/ca/ca.crt');
+    expect(() =>
+      parseConfig({ RLS_GRPC_PORT: '8081', RLS_GRPC_TLS_CERT_FILE: '/tls/tls.crt' }),
+    ).toThrow(
+      /RLS_GRPC_TLS_KEY_FILE: RLS_GRPC_TLS_CERT_FILE and RLS_GRPC_TLS_KEY_FILE go together/,
+    );
+    expect(() =>
+      parseConfig({ RLS_GRPC_PORT: '8081', RLS_GRPC_TLS_KEY_FILE: '/tls/tls.key' }),
+    ).toThrow(/RLS_GRPC_TLS_CERT_FILE: .*go together/);
+    expect(() =>
+      parseConfig({ RLS_GRPC_PORT: '8081', RLS_GRPC_TLS_CLIENT_CA_FILE: '/ca/ca.crt' }),
+    ).toThrow(/RLS_GRPC_TLS_CLIENT_CA_FILE: needs RLS_GRPC_TLS_CERT_FILE/);
+    expect(() => parseConfig(tls)).toThrow(
+      /RLS_GRPC_TLS_CERT_FILE: has no effect without RLS_GRPC_PORT/,
+    );
+  });
+
   it('writes every session touch unless SESSION_TOUCH_AFTER_SECONDS says otherwise', () => {
     expect(parseConfig({}).sessions.touchAfterSeconds).toBe(0);
     expect(parseConfig({ SESSION_TOUCH_AFTER_SECONDS: '60' }).sessions.touchAfterSeconds).toBe(60);

@@ -10,8 +10,9 @@
  * tenant (for clients that cannot send metadata). Errors are gRPC statuses, so Envoy's
  * `failure_mode_deny` decides what a failed call means: UNAUTHENTICATED, PERMISSION_DENIED,
  * INVALID_ARGUMENT, NOT_FOUND (no `envoy` list), UNAVAILABLE (Redis could not decide and a policy
- * fails closed, or the gateway is draining), INTERNAL. Plaintext (h2c): inside the cluster, or
- * behind the mesh's mTLS.
+ * fails closed, or the gateway is draining), INTERNAL. Plaintext (h2c) inside the cluster or
+ * behind the mesh's mTLS; or TLS, and mutual TLS with a client CA, from certificate files read
+ * again as they are renewed (rls-tls.ts).
  *
  * Envoy keeps one HTTP/2 connection per worker to the service for as long as it can, so through a
  * Kubernetes Service it stays on the replica it first reached: connections are asked to go away
@@ -34,6 +35,7 @@ import type { AuthFailure, Principal } from '../../http/auth.js';
 import { allowsAll } from '../../http/scopes.js';
 import { type EnvoyService, callOf } from './envoy-service.js';
 import { rateLimitHeaders } from './headers.js';
+import { type RlsTlsOptions, reloadingTlsCredentials } from './rls-tls.js';
 import { EnvoyRequest } from './schemas.js';
 
 const proto = (file: string) =>
@@ -117,6 +119,8 @@ export interface RlsServerOptions {
    * no authentication. Undefined: such a call is UNAUTHENTICATED. A key that is sent must be valid.
    */
   anonymousTenant?: string | undefined;
+  /** TLS (and with a client CA, mutual TLS); undefined: plaintext HTTP/2 (h2c). */
+  tls?: RlsTlsOptions | undefined;
 }
 
 /** After GOAWAY, how long calls still in flight on the old connection get before it is closed. */
@@ -322,10 +326,16 @@ export async function startRlsServer(
     },
   });
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const tls = opts.tls === undefined ? undefined : reloadingTlsCredentials(opts.tls);
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
+    server.bindAsync(
+      address,
+      tls?.credentials ?? grpc.ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
     );
+  }).catch((err: unknown) => {
+    tls?.stop();
+    throw err;
   });
   return {
     port: bound,
@@ -340,6 +350,7 @@ export async function startRlsServer(
         }
         watches.clear();
         clearInterval(watchTimer);
+        tls?.stop();
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();
