@@ -6,9 +6,9 @@ set -eu
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
 # Redis for every tier; nginx for the test of the README's NGINX snippet; iproute2's `ip` for the
-# partition test's network namespace.
+# partition test's network namespace; openssl for the TLS tests' certificates.
 sh scripts/ensure-packages.sh redis-server:redis-server redis-sentinel:redis-sentinel \
-  nginx:nginx-light ip:iproute2
+  nginx:nginx-light ip:iproute2 openssl:openssl
 step() { printf '\n=== %s\n' "$1"; }
 step lint;            npm run -s lint
 step typecheck;       npm run -s typecheck

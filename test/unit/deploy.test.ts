@@ -246,6 +246,13 @@ describe('Helm chart', () => {
     };
     expect(validate({ ...values, rateLimitPolicies: policies })).toBe(true);
     expect(() => parsePoliciesFile(JSON.stringify(policies), 'policies.json')).not.toThrow();
+    // Mutual TLS on the RLS port is TLS first.
+    expect(validate({ ...values, rlsTLS: { secretName: 'rls', clientCASecretName: 'ca' } })).toBe(
+      true,
+    );
+    expect(validate({ ...values, rlsTLS: { secretName: '', clientCASecretName: 'ca' } })).toBe(
+      false,
+    );
     expect(validate({ ...values, rateLimitPolicies: { polices: {} } })).toBe(false);
     expect(validate({ ...values, rateLimitPolicies: { envoy: [{ descriptors: [] }] } })).toBe(
       false,
