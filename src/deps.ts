@@ -179,6 +179,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     redis,
     clock,
     overloaded: () => lifecycle.overloaded,
+    shadowAll: () => policies.shadowAll(),
     localDenyEntries: config.ratelimit.localDenyEntries,
     batchMax: config.ratelimit.batchMax,
     onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
@@ -271,6 +272,12 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
       policies.setFile(file);
     } catch (err) {
       throw new Error(`${policiesFile}: ${(err as Error).message}`);
+    }
+    if (file.shadow === true) {
+      ratelimitLog.warn(
+        { file: policiesFile },
+        'rate limits in shadow mode (the policies file sets shadow: true): nothing is denied',
+      );
     }
   };
   if (policiesFile !== undefined) {

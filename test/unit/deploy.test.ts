@@ -232,6 +232,7 @@ describe('Helm chart', () => {
     ).toBe(true);
     // rateLimitPolicies holds a policies file: what the schema lets through, the gateway parses.
     const policies = {
+      shadow: false,
       policies: { login: { algorithm: 'fixed_window', limit: 5, windowMs: 60000 } },
       tenants: { acme: { public: { algorithm: 'unlimited' } } },
       quotas: { acme: 1000 },

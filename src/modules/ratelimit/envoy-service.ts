@@ -83,19 +83,19 @@ export const UNLIMITED_REMAINING = 4_294_967_295;
  * A cost larger than the limit can never fit: over the limit without asking Redis (as
  * envoyproxy/ratelimit, which would count it and find it over).
  */
-function neverFits(limit: Limited, nowMs: number): Decision {
+function neverFits(limit: Limited, nowMs: number, shadow: boolean): Decision {
   const { policy } = limit;
   const untilReset = secondsUntilReset(limit.unit, nowMs) * 1000;
   return {
-    allowed: policy.shadow,
+    allowed: shadow,
     limit: limit.requestsPerUnit,
     remaining: 0,
     resetMs: untilReset,
-    retryAfterMs: policy.shadow ? 0 : untilReset,
+    retryAfterMs: shadow ? 0 : untilReset,
     policy: policy.name,
     sfName: policy.sfName,
     limiter: policy,
-    ...(policy.shadow ? { shadowDenied: true as const } : {}),
+    ...(shadow ? { shadowDenied: true as const } : {}),
   };
 }
 
@@ -144,8 +144,9 @@ export function createEnvoyService(opts: EnvoyServiceOptions) {
         const limited = limit as Limited;
         const cost = Math.max(1, d.hitsAddend ?? call.hitsAddend);
         if (cost > limited.requestsPerUnit) {
-          onDecision?.(limited.policy, limited.policy.shadow ? 'shadow_denied' : 'denied');
-          return neverFits(limited, nowMs);
+          const shadow = service.shadowOf(limited.policy);
+          onDecision?.(limited.policy, shadow ? 'shadow_denied' : 'denied');
+          return neverFits(limited, nowMs, shadow);
         }
         const identifier = envoyIdentifier(domain, d.entries);
         return service.check(tenant, { policy: limited.policy, identifier, cost });

@@ -367,6 +367,12 @@ const PoliciesMap = z.record(PolicyName, PolicyDefinition);
 const TenantId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a tenant id');
 
 export const PoliciesFile = z.strictObject({
+  shadow: z
+    .boolean()
+    .optional()
+    .describe(
+      'true: every limit, of every tenant and source (built-in, file, admin API, inline, envoy), is in shadow mode: nothing is denied, what would have been is counted as shadow_denied. A switch for rolling rate limiting out, or for an incident; hot-reloaded with the file.',
+    ),
   policies: PoliciesMap.optional(),
   tenants: z.record(TenantId, PoliciesMap).optional(),
   quotas: z

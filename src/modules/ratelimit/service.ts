@@ -62,6 +62,8 @@ export interface RatelimitServiceOptions {
   batchMax: number;
   /** True while the process sheds load: decisions follow the failure mode without Redis. */
   overloaded?(): boolean;
+  /** True while every policy is in shadow mode (the policies file's `shadow: true`). */
+  shadowAll?(): boolean;
   onDecision?(policy: Policy, outcome: DecisionOutcome): void;
   /** A denial answered from the in-process cache. */
   onLocalDenial?(): void;
@@ -168,6 +170,9 @@ function unavailableKind(err: unknown): RedisErrorKind | undefined {
 export function createRatelimitService(opts: RatelimitServiceOptions) {
   const { redis, clock } = opts;
   const denied = new Map<string, Denied>();
+  /** Whether a policy's denials are only recorded: its own `shadow`, or every policy's. */
+  const shadowOf = (policy: Policy): boolean =>
+    policy.shadow || (opts.shadowAll !== undefined && opts.shadowAll());
   let queued: Queued[] = [];
 
   /** Sends the checks queued in this turn, `batchMax` per script call. */
@@ -284,7 +289,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       sfName: policy.sfName,
       limiter,
     };
-    if (!allowed && policy.shadow) {
+    if (!allowed && shadowOf(policy)) {
       d.allowed = true;
       d.shadowDenied = true;
       d.retryAfterMs = 0;
@@ -329,6 +334,8 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
   }
 
   return {
+    shadowOf,
+
     /** One check. */
     check(tenant: string, input: CheckInput): Decision | Promise<Decision> {
       const { policy, identifier, cost } = input;
@@ -338,7 +345,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       const key = keys.ratelimit(tenant, policy.stateName, limiter.code, identifier);
       const now = clock.nowMs();
       // Only unit-cost checks use the remembered denials: a larger cost needs longer to fit.
-      if (cost === 1 && !policy.shadow) {
+      if (cost === 1 && !shadowOf(policy)) {
         const known = denied.get(key);
         if (known !== undefined) {
           if (now < known.until) {
@@ -362,7 +369,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       const call = runOne(
         key,
         now,
-        [...limiter.args, cost, policy.shadow ? 1 : 0],
+        [...limiter.args, cost, shadowOf(policy) ? 1 : 0],
         policy.timeoutMs,
       );
       return call.then(
@@ -393,7 +400,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
         checkCost(policy, limiter, cost, `body.checks[${index}].cost`);
         keyArgs.push(keys.ratelimit(tenant, policy.stateName, limiter.code, identifier));
-        args.push(...limiter.args, cost, policy.shadow ? 1 : 0);
+        args.push(...limiter.args, cost, shadowOf(policy) ? 1 : 0);
         limited.push({ index, policy, limiter });
       });
       if (limited.length > 0) {

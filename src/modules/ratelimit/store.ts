@@ -58,6 +58,7 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
   let fileGlobal = new Map<string, Policy>();
   let fileTenants = new Map<string, Map<string, Policy>>();
   let quotas = new Map<string, number>();
+  let shadowAll = false;
   let envoy: EnvoyDomains | undefined;
   const api = new Map<string, TenantEntry>();
 
@@ -170,6 +171,11 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
       return envoy;
     },
 
+    /** The policies file's `shadow: true`: every limit is in shadow mode. */
+    shadowAll(): boolean {
+      return shadowAll;
+    },
+
     /** Requests per minute each API key of the tenant may make, when the file sets it. */
     quotaFor(tenant: string): number | undefined {
       return quotas.get(tenant);
@@ -185,6 +191,7 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
         Object.entries(file.tenants ?? {}).map(([t, defs]) => [t, compileMap(defs, 'tenant-file')]),
       );
       quotas = new Map(Object.entries(file.quotas ?? {}));
+      shadowAll = file.shadow === true;
       opts.onChange?.();
     },
 
