@@ -25,7 +25,7 @@ export interface RlsTlsOptions {
    * the client CA (if any) expire, in ms since the epoch.
    */
   onLoaded?(expiry: { server: number; clientCa?: number }): void;
-  /** Changed files that did not load; the certificate being served stays. */
+  /** Files that could not be read, or changed files that did not load; the old certificate stays. */
   onReloadError?(err: Error): void;
 }
 
