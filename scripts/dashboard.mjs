@@ -179,6 +179,24 @@ const panels = [
     ],
     { unit: 's', w: 8, h: 6, x: 16 },
   ),
+  panel(
+    'Every limit in shadow mode (policies file shadow: true); shadow denials',
+    [
+      ['max(gateway_ratelimit_shadow_all)', 'shadow: true'],
+      [rate('gateway_ratelimit_decisions_total{outcome="shadow_denied"}'), 'shadow denials/s'],
+    ],
+    { w: 8, h: 6 },
+  ),
+  panel(
+    'gRPC rate limit service: days until its TLS certificates expire',
+    [
+      [
+        'min by (certificate) (gateway_rls_tls_certificate_expiry_timestamp_seconds - time()) / 86400',
+        '{{certificate}}',
+      ],
+    ],
+    { w: 16, h: 6, x: 8 },
+  ),
   row('Sessions and idempotency'),
   panel('Session events', [[rate('gateway_session_events_total', 'event'), '{{event}}']], {
     unit: 'ops',

@@ -273,6 +273,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     } catch (err) {
       throw new Error(`${policiesFile}: ${(err as Error).message}`);
     }
+    metrics.ratelimit.shadowAll(file.shadow === true);
     if (file.shadow === true) {
       ratelimitLog.warn(
         { file: policiesFile },

@@ -25,6 +25,8 @@ export interface RatelimitMetrics {
   rlsTlsLoaded(expiry: { server: number; clientCa?: number }): void;
   /** Renewed RLS TLS files that could not be read or loaded (the old certificate stays). */
   rlsTlsReloadFailed(): void;
+  /** Whether the policies file puts every limit in shadow mode. */
+  shadowAll(on: boolean): void;
 }
 
 export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
@@ -87,6 +89,11 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
     labelNames: ['result'] as const,
     registers: [registry],
   });
+  const shadowAll = new Gauge({
+    name: 'gateway_ratelimit_shadow_all',
+    help: '1 while the policies file sets shadow: true: every limit only records what it would deny (shadow_denied), nothing is denied.',
+    registers: [registry],
+  });
   let tlsStarted = false;
   return {
     decision(policy, outcome) {
@@ -114,5 +121,6 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
       tlsStarted = true;
     },
     rlsTlsReloadFailed: () => tlsReloads.inc({ result: 'failed' }),
+    shadowAll: (on) => shadowAll.set(on ? 1 : 0),
   };
 }

@@ -80,6 +80,9 @@ const envoy = async (ip: string, hitsAddend = 1) =>
       },
     }),
   ).overallCode;
+const shadowAllGauge = async () =>
+  (await t.deps.metrics.registry.getSingleMetric('gateway_ratelimit_shadow_all')?.get())?.values[0]
+    ?.value;
 const shadowDenied = async () =>
   (
     await t.deps.metrics.registry.getSingleMetric('gateway_ratelimit_decisions_total')?.get()
@@ -108,7 +111,9 @@ describe("the policies file's shadow: true", () => {
     expect(await envoy(ip)).toBe('OVER_LIMIT');
     expect(await envoy('192.0.2.11', 5)).toBe('OVER_LIMIT'); // a cost no window can hold
 
+    expect(await shadowAllGauge()).toBe(0);
     setShadow(true);
+    expect(await shadowAllGauge()).toBe(1);
     const before = await shadowDenied();
     expect(await check('one', 'k')).toMatchObject({ allowed: true, shadowDenied: true });
     expect(await check(inline, 'k')).toMatchObject({ allowed: true, shadowDenied: true });
@@ -122,6 +127,7 @@ describe("the policies file's shadow: true", () => {
     expect((await shadowDenied()) - before).toBe(6);
 
     setShadow(false);
+    expect(await shadowAllGauge()).toBe(0);
     expect((await check('one', 'k')).allowed).toBe(false);
     expect(await hook(ip)).toBe(429);
     expect(await envoy(ip)).toBe('OVER_LIMIT');
