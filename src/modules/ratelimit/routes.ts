@@ -387,7 +387,7 @@ export const ratelimitAdminRoutes: FastifyPluginAsyncZod<RatelimitAdminRoutesOpt
     },
     async (request) => {
       requireTenantAccess(request, request.params.tenant);
-      return { policies: await store.list(request.params.tenant) };
+      return { shadowAll: store.shadowAll(), policies: await store.list(request.params.tenant) };
     },
   );
 

@@ -241,20 +241,30 @@ export const PolicySummarySchema = z
     ],
   });
 
-export const PolicyList = z.object({ policies: z.array(PolicySummarySchema) }).meta({
-  id: 'RateLimitPolicyList',
-  examples: [
-    {
-      policies: [
-        {
-          name: 'bulk',
-          source: 'builtin',
-          definition: { algorithm: 'fixed_window', limit: 10, windowMs: 60000 },
-        },
-      ],
-    },
-  ],
-});
+export const PolicyList = z
+  .object({
+    shadowAll: z
+      .boolean()
+      .describe(
+        "true while the policies file's `shadow: true` puts every limit in shadow mode: none of these denies anything, whatever its own `shadow`.",
+      ),
+    policies: z.array(PolicySummarySchema),
+  })
+  .meta({
+    id: 'RateLimitPolicyList',
+    examples: [
+      {
+        shadowAll: false,
+        policies: [
+          {
+            name: 'bulk',
+            source: 'builtin',
+            definition: { algorithm: 'fixed_window', limit: 10, windowMs: 60000 },
+          },
+        ],
+      },
+    ],
+  });
 
 /*
  * envoyproxy/ratelimit's RateLimitRequest and RateLimitResponse as protojson writes and reads them

@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  ADMIN_TOKEN,
   type TestApp,
   body,
   buildTestApp,
@@ -27,10 +28,13 @@ const lines = (shadow: boolean) => [
 const path = writePoliciesFile(lines(false));
 let t: TestApp;
 let auth: Record<string, string>;
+let tenant: string;
 
 beforeAll(async () => {
   t = await buildTestApp({ env: { RATELIMIT_POLICIES_FILE: path } });
-  auth = (await newTenant(t.deps, ['ratelimit:check'])).auth;
+  const created = await newTenant(t.deps, ['ratelimit:check']);
+  auth = created.auth;
+  tenant = created.tenant;
 });
 afterAll(() => t?.close());
 
@@ -80,6 +84,15 @@ const envoy = async (ip: string, hitsAddend = 1) =>
       },
     }),
   ).overallCode;
+/** What the admin API's policy list says. */
+const listed = async () =>
+  body<{ shadowAll: boolean }>(
+    await t.app.inject({
+      method: 'GET',
+      url: `/v1/admin/tenants/${tenant}/policies`,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    }),
+  ).shadowAll;
 const shadowAllGauge = async () =>
   (await t.deps.metrics.registry.getSingleMetric('gateway_ratelimit_shadow_all')?.get())?.values[0]
     ?.value;
@@ -112,8 +125,10 @@ describe("the policies file's shadow: true", () => {
     expect(await envoy('192.0.2.11', 5)).toBe('OVER_LIMIT'); // a cost no window can hold
 
     expect(await shadowAllGauge()).toBe(0);
+    expect(await listed()).toBe(false);
     setShadow(true);
     expect(await shadowAllGauge()).toBe(1);
+    expect(await listed()).toBe(true);
     const before = await shadowDenied();
     expect(await check('one', 'k')).toMatchObject({ allowed: true, shadowDenied: true });
     expect(await check(inline, 'k')).toMatchObject({ allowed: true, shadowDenied: true });
