@@ -1,10 +1,15 @@
 /**
  * A client of the gateway's gRPC rate limit service (envoy.service.ratelimit.v3), as Envoy's
- * ratelimit filter calls it: one HTTP/2 connection, the API key in metadata. For tests and the
- * bench.
+ * ratelimit filter calls it: one HTTP/2 connection, the API key in metadata; and the service on a
+ * test app's deps. For tests and the bench.
  */
 import * as grpc from '@grpc/grpc-js';
-import { RLS_SERVICE } from '../../src/modules/ratelimit/rls-grpc.js';
+import type { Deps } from '../../src/deps.js';
+import {
+  RLS_SERVICE,
+  type RlsServerOptions,
+  startRlsServer,
+} from '../../src/modules/ratelimit/rls-grpc.js';
 
 export interface RlsStatus {
   code?: string;
@@ -55,4 +60,23 @@ export function rlsClient(
     },
     close: () => raw.close(),
   };
+}
+
+/**
+ * The gRPC rate limit service on `deps`, on a free loopback port: these options over plain
+ * defaults (no legacy headers, never draining, started).
+ */
+export function startTestRlsServer(deps: Deps, options: Partial<RlsServerOptions> = {}) {
+  return startRlsServer(
+    {
+      envoy: deps.envoy,
+      verifyApiKey: (k) => deps.admin.verifyApiKey(k),
+      legacyHeaders: false,
+      draining: () => false,
+      started: () => true,
+      ...options,
+    },
+    '127.0.0.1',
+    0,
+  );
 }

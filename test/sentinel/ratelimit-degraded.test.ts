@@ -7,7 +7,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compilePolicy } from '../../src/modules/ratelimit/policy.js';
-import { startRlsServer } from '../../src/modules/ratelimit/rls-grpc.js';
 import {
   ADMIN_TOKEN,
   type TestApp,
@@ -16,7 +15,7 @@ import {
   rawHttp,
   writePoliciesFile,
 } from '../harness/app.js';
-import { rlsClient } from '../harness/rls.js';
+import { rlsClient, startTestRlsServer } from '../harness/rls.js';
 import { type Topology, startTopology } from '../harness/topology.js';
 
 let topology: Topology;
@@ -205,17 +204,7 @@ describe('Redis paused', () => {
   });
 
   it('the envoyproxy/ratelimit endpoint and the gRPC rate limit service fail open, flagged', async () => {
-    const rls = await startRlsServer(
-      {
-        envoy: gw.deps.envoy,
-        verifyApiKey: (k) => gw.deps.admin.verifyApiKey(k),
-        legacyHeaders: true,
-        draining: () => false,
-        started: () => true,
-      },
-      '127.0.0.1',
-      0,
-    );
+    const rls = await startTestRlsServer(gw.deps, { legacyHeaders: true });
     const client = rlsClient(rls.port);
     const meta = { 'x-gateway-key': key };
     const request = {

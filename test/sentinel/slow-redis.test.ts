@@ -35,29 +35,25 @@ beforeAll(async () => {
     downAfterMs: 30_000,
     extraRedisConf: ['enable-debug-command yes'],
   });
-  gw = await buildTestApp({
-    sentinels: topology.sentinels,
-    masterName: topology.masterName,
-    env: {
-      REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
-      REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
-      // Every read goes to Redis (the near cache would answer repeated GETs itself).
-      CACHE_LOCAL_MAX_BYTES: '0',
-    },
-  });
-  await gw.app.listen({ port: 0, host: '127.0.0.1' });
+  // A gateway listening on loopback; every read goes to Redis (the near cache would answer
+  // repeated GETs itself).
+  const gateway = async (env: Record<string, string> = {}) => {
+    const app = await buildTestApp({
+      sentinels: topology.sentinels,
+      masterName: topology.masterName,
+      env: {
+        REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
+        CACHE_LOCAL_MAX_BYTES: '0',
+        ...env,
+      },
+    });
+    await app.app.listen({ port: 0, host: '127.0.0.1' });
+    return app;
+  };
+  gw = await gateway();
   port = (gw.app.server.address() as { port: number }).port;
-  replicaReads = await buildTestApp({
-    sentinels: topology.sentinels,
-    masterName: topology.masterName,
-    env: {
-      REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
-      REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
-      CACHE_LOCAL_MAX_BYTES: '0',
-      READ_FROM_REPLICAS: 'true',
-    },
-  });
-  await replicaReads.app.listen({ port: 0, host: '127.0.0.1' });
+  replicaReads = await gateway({ READ_FROM_REPLICAS: 'true' });
   key = (await newTenant(gw.deps, ['cache:read', 'cache:write'])).key;
 });
 

@@ -16,7 +16,7 @@ import {
   startRlsServer,
 } from '../../../src/modules/ratelimit/rls-grpc.js';
 import { newTenant, useTestApp, writePoliciesFile } from '../../harness/app.js';
-import { rlsClient } from '../../harness/rls.js';
+import { rlsClient, startTestRlsServer } from '../../harness/rls.js';
 
 const policiesFile = writePoliciesFile([
   'envoy:',
@@ -43,18 +43,7 @@ let client: ReturnType<typeof rlsClient>;
 
 /** A gRPC server on the test app's deps, on a free port: these options over plain defaults. */
 const startServer = (options: Partial<RlsServerOptions> = {}) =>
-  startRlsServer(
-    {
-      envoy: t.deps.envoy,
-      verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
-      legacyHeaders: false,
-      draining: () => false,
-      started: () => true,
-      ...options,
-    },
-    '127.0.0.1',
-    0,
-  );
+  startTestRlsServer(t.deps, options);
 
 /** The status POST /v1/ratelimit/envoy answers with (the same counters as the gRPC service). */
 const httpStatus = async (auth: Record<string, string>, request: object) =>

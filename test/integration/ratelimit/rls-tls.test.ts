@@ -10,15 +10,11 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  HEALTH_SERVICE,
-  type RlsServerOptions,
-  startRlsServer,
-} from '../../../src/modules/ratelimit/rls-grpc.js';
+import { HEALTH_SERVICE } from '../../../src/modules/ratelimit/rls-grpc.js';
 import type { RlsTlsOptions } from '../../../src/modules/ratelimit/rls-tls.js';
 import { newTenant, testEnv, useTestApp, writePoliciesFile } from '../../harness/app.js';
 import { type Pem, certificateDir } from '../../harness/certs.js';
-import { rlsClient } from '../../harness/rls.js';
+import { rlsClient, startTestRlsServer } from '../../harness/rls.js';
 import { freePort } from '../../harness/topology.js';
 
 const policiesFile = writePoliciesFile([
@@ -43,20 +39,8 @@ afterAll(async () => {
   certs.remove();
 });
 
-async function start(tls: RlsTlsOptions, options: Partial<RlsServerOptions> = {}) {
-  const server = await startRlsServer(
-    {
-      envoy: t.deps.envoy,
-      verifyApiKey: (k) => t.deps.admin.verifyApiKey(k),
-      legacyHeaders: false,
-      draining: () => false,
-      started: () => true,
-      tls,
-      ...options,
-    },
-    '127.0.0.1',
-    0,
-  );
+async function start(tls: RlsTlsOptions) {
+  const server = await startTestRlsServer(t.deps, { tls });
   servers.push(server);
   return server;
 }
