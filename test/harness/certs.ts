@@ -14,8 +14,16 @@ export interface Pem {
   keyFile: string;
 }
 
-const openssl = (args: string[]) =>
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+const openssl = (args: string[]) => {
+  try {
+    return execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('openssl not found: install it (sudo apt-get install -y openssl)');
+    }
+    throw err;
+  }
+};
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
