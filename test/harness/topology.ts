@@ -215,8 +215,6 @@ export type NodeKind = 'master' | 'replica' | 'sentinel';
 export interface RedisNode {
   readonly name: string;
   readonly kind: NodeKind;
-  /** Where this process reaches it: HOST, or the island's address. */
-  readonly host: string;
   readonly port: number;
   readonly confFile: string;
   proc: ChildProcess | undefined;
@@ -383,9 +381,8 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     writeFileSync(confFile, conf);
     if (kind !== 'sentinel')
       dataNodeAuth.set(port, [HARNESS_ADMIN.username, HARNESS_ADMIN.password]);
-    const host = inIsland ? inIsland.insideAddr : HOST;
-    if (host !== HOST) nodeHost.set(port, host);
-    return { name, kind, host, port, confFile, proc: undefined, island: inIsland };
+    if (inIsland) nodeHost.set(port, inIsland.insideAddr);
+    return { name, kind, port, confFile, proc: undefined, island: inIsland };
   };
 
   const masterPort = await freePort();
