@@ -4,7 +4,8 @@
  * every answer in a ledger.
  */
 import { Agent, request } from 'node:http';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
+import type { Topology } from './topology.js';
 
 export interface LedgerEntry {
   /** ms since the run started */
@@ -191,4 +192,20 @@ export function assertOnlyDeclaredAnswers(ledger: readonly LedgerEntry[], boundM
     slow.slice(0, 5).map((e) => `${e.op} ${e.status} took ${e.latencyMs} ms`),
     context,
   ).toEqual([]);
+}
+
+/**
+ * A failure test that fails on a loaded CI machine is hard to reproduce: after each failed test,
+ * print what Redis and the sentinels logged (promotion, replica resync, NOREPLICAS causes), and
+ * `more()` (the gateway's connections, another process's log).
+ */
+export function logTopologyOnFailure(
+  topology: () => Topology | undefined,
+  more: () => string = () => '',
+): void {
+  afterEach((ctx) => {
+    const t = topology();
+    if (ctx.task.result?.state !== 'fail' || t === undefined) return;
+    console.error(`Redis and sentinel logs after "${ctx.task.name}"${more()}:\n${t.logTails()}`);
+  });
 }

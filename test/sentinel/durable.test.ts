@@ -4,7 +4,7 @@
  * idempotency records acknowledged just before `kill -9` of the master are all readable once a
  * replica has been promoted.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type TestApp,
   type TestTenant,
@@ -13,6 +13,7 @@ import {
   expectProblem,
   newTenant,
 } from '../harness/app.js';
+import { logTopologyOnFailure } from '../harness/ledger.js';
 import { type Topology, startTopology } from '../harness/topology.js';
 
 let topology: Topology;
@@ -42,15 +43,10 @@ beforeEach(async () => {
   await topology.waitForReplicas();
 });
 
-// As in failover.test.ts: a failed run carries what Redis, the sentinels and the gateway's
-// connections were doing.
-afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail') {
-    console.error(
-      `Redis and sentinel logs after "${ctx.task.name}" (gateway connections: ${JSON.stringify(gw.deps.redis.state())}):\n${topology.logTails()}`,
-    );
-  }
-});
+logTopologyOnFailure(
+  () => topology,
+  () => ` (gateway connections: ${JSON.stringify(gw.deps.redis.state())})`,
+);
 
 afterAll(async () => {
   for (const r of topology?.replicas ?? []) topology.resume(r.name);

@@ -6,12 +6,13 @@
  * Retry-After (never a 500, never a hang past the request deadline), and the gateway serves again
  * on the new master without a restart.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
 import {
   type LedgerEntry,
   assertOnlyDeclaredAnswers,
   describeLedger,
+  logTopologyOnFailure,
   startCacheLoad,
   timeline,
 } from '../harness/ledger.js';
@@ -59,13 +60,7 @@ beforeEach(async () => {
   await topology.waitForReplicas();
 });
 
-// A failover test that fails on a loaded CI machine is hard to reproduce: its message carries
-// what Redis and the sentinels logged (promotion, replica resync, NOREPLICAS causes).
-afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail') {
-    console.error(`Redis and sentinel logs after "${ctx.task.name}":\n${topology.logTails()}`);
-  }
-});
+logTopologyOnFailure(() => topology);
 
 afterAll(async () => {
   await gw?.close();

@@ -22,13 +22,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestApp, buildTestApp, newTenant, testEnv } from '../harness/app.js';
 import {
   type LedgerEntry,
   type LoadRun,
   assertOnlyDeclaredAnswers,
   describeLedger,
+  logTopologyOnFailure,
   startCacheLoad,
   timeline,
 } from '../harness/ledger.js';
@@ -116,13 +117,10 @@ beforeAll(async () => {
   }
 });
 
-afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail' && topology) {
-    console.error(
-      `Redis and sentinel logs after "${ctx.task.name}":\n${topology.logTails()}\n--- island gateway\n${islandLog}`,
-    );
-  }
-});
+logTopologyOnFailure(
+  () => topology,
+  () => ` (the island gateway's log: ${islandLog})`,
+);
 
 afterAll(async () => {
   islandProc?.kill('SIGKILL');

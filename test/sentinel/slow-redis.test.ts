@@ -10,11 +10,12 @@
  * a paused write holds up the reads sent after it on the gateway's shared connection. With
  * READ_FROM_REPLICAS the reads go to a replica and go on.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
 import {
   type LedgerEntry,
   assertOnlyDeclaredAnswers,
+  logTopologyOnFailure,
   startCacheLoad,
   timeline,
 } from '../harness/ledger.js';
@@ -57,11 +58,7 @@ beforeAll(async () => {
   key = (await newTenant(gw.deps, ['cache:read', 'cache:write'])).key;
 });
 
-afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail') {
-    console.error(`Redis and sentinel logs after "${ctx.task.name}":\n${topology.logTails()}`);
-  }
-});
+logTopologyOnFailure(() => topology);
 
 afterAll(async () => {
   await replicaReads?.close();
