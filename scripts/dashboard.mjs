@@ -246,6 +246,23 @@ const panels = [
     [[rate('gateway_redis_errors_total', 'module, kind'), '{{module}} {{kind}}']],
     { unit: 'ops', w: 8, x: 16 },
   ),
+  panel(
+    'Sentinels naming the master (lowest over the replicas)',
+    [['min by (sentinel) (gateway_redis_sentinel_up)', '{{sentinel}}']],
+    {
+      description:
+        'Each sentinel of REDIS_SENTINELS is asked for the master every REDIS_SENTINEL_PROBE_INTERVAL_MS; 0 when some replica got no master from it (the next reconnect would skip it).',
+    },
+  ),
+  panel(
+    'Distinct masters the sentinels name',
+    [['max by (instance) (gateway_redis_sentinel_masters)', '{{instance}}']],
+    {
+      x: 12,
+      description:
+        '1 when the sentinels agree; above 1 for more than a moment means a stale sentinel; 0 when none answers.',
+    },
+  ),
   row('Auth'),
   panel(
     'Refused credentials by reason',

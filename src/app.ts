@@ -203,7 +203,15 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   await app.register(healthRoutes, {
     lifecycle: deps.lifecycle,
     started: () => deps.redis.everReady(),
-    redisState: () => deps.redis.state(),
+    redisState: () => ({
+      ...deps.redis.state(),
+      ...Object.fromEntries(
+        (deps.sentinels?.last() ?? []).map((r) => [
+          `sentinel:${r.sentinel}`,
+          r.state === 'ok' ? `ok, names ${r.master}` : `${r.state}: ${r.detail}`,
+        ]),
+      ),
+    }),
   });
   await app.register(adminRoutes, { prefix: '/v1/admin', service: deps.admin });
   await app.register(cacheRoutes, {

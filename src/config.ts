@@ -76,6 +76,7 @@ const envShape = z.object({
   REDIS_TLS_CA_FILE: optionalString,
   REDIS_CONNECT_TIMEOUT_MS: int(2000, 100, 60_000),
   REDIS_COMMAND_TIMEOUT_MS: int(500, 10, 60_000),
+  REDIS_SENTINEL_PROBE_INTERVAL_MS: int(10_000, 0, 3_600_000),
   READ_FROM_REPLICAS: bool(false),
   REDIS_DURABLE_CONNECTIONS: int(2, 1, 64),
   DURABLE_REPLICAS: int(1, 1, 16),
@@ -243,6 +244,8 @@ export interface Config {
     readonly tlsCaFile?: string | undefined;
     readonly connectTimeoutMs: number;
     readonly commandTimeoutMs: number;
+    /** How often every sentinel is asked for the master (redis/sentinel-probe.ts); 0 = never. */
+    readonly sentinelProbeIntervalMs: number;
     readonly readFromReplicas: boolean;
     /** Dedicated connections for durable writes (each write is followed by WAIT on its own connection). */
     readonly durableConnections: number;
@@ -409,6 +412,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       tlsCaFile: c.REDIS_TLS_CA_FILE,
       connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,
       commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
+      sentinelProbeIntervalMs: c.REDIS_SENTINEL_PROBE_INTERVAL_MS,
       readFromReplicas: c.READ_FROM_REPLICAS,
       durableConnections: c.REDIS_DURABLE_CONNECTIONS,
     },

@@ -23,15 +23,18 @@ import { type QueueService, createQueueService } from './modules/queues/service.
 import { type SessionService, createSessionService } from './modules/sessions/service.js';
 import type { Lifecycle } from './observability/health.js';
 import { type Metrics, createMetrics } from './observability/metrics.js';
-import { type RedisHandle, createRedis } from './redis/client.js';
+import { type RedisHandle, createRedis, redisTls } from './redis/client.js';
 import { keys } from './redis/keys.js';
 import { defineScripts, loadScripts } from './redis/scripts.js';
+import { type SentinelProbe, mastersNamed, startSentinelProbe } from './redis/sentinel-probe.js';
 
 export interface Deps {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly redis: RedisHandle;
+  /** Every sentinel asked for the master now and then (Sentinel mode, unless turned off). */
+  readonly sentinels: SentinelProbe | undefined;
   readonly metrics: Metrics;
   readonly lifecycle: Lifecycle;
   readonly admin: ReturnType<typeof createAdminService>;
@@ -115,6 +118,50 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
       },
     },
   });
+  const topology = config.redis.topology;
+  let mastersBefore = 0;
+  const sentinels =
+    topology.mode === 'sentinel' &&
+    config.redis.sentinelProbeIntervalMs > 0 &&
+    options.lazyConnect !== true
+      ? startSentinelProbe({
+          sentinels: topology.sentinels,
+          masterName: topology.masterName,
+          username: config.redis.sentinelUsername,
+          password: config.redis.sentinelPassword,
+          tls: redisTls(config),
+          timeoutMs: config.redis.connectTimeoutMs,
+          intervalMs: config.redis.sentinelProbeIntervalMs,
+          onChange(r, previous) {
+            if (r.state === 'ok') {
+              log.info({ sentinel: r.sentinel, master: r.master }, 'sentinel answers again');
+            } else {
+              log.warn(
+                { sentinel: r.sentinel, state: r.state, detail: r.detail, previous },
+                'sentinel cannot name the master; a reconnect will skip it (and fail if no sentinel can)',
+              );
+            }
+          },
+          onRound(reports) {
+            for (const r of reports) {
+              metrics.sentinelUp.set({ sentinel: r.sentinel }, r.state === 'ok' ? 1 : 0);
+            }
+            const masters = mastersNamed(reports);
+            // Logged once when they start to disagree (a failover being announced, or a stale
+            // sentinel); the gauge shows how long it lasts.
+            if (masters > 1 && mastersBefore <= 1) {
+              log.warn(
+                {
+                  named: Object.fromEntries(reports.map((r) => [r.sentinel, r.master ?? r.state])),
+                },
+                'sentinels name different masters',
+              );
+            }
+            mastersBefore = masters;
+            metrics.sentinelMasters.set(masters);
+          },
+        })
+      : undefined;
   const scripts = loadScripts();
   defineScripts(
     [
@@ -301,6 +348,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     logger,
     clock,
     redis,
+    sentinels,
     metrics,
     lifecycle,
     admin,
@@ -320,6 +368,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
       quota.close();
       cache.close();
       metrics.cache.close();
+      sentinels?.stop();
       await redis.close();
     },
   };

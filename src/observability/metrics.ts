@@ -22,6 +22,10 @@ export interface Metrics {
   readonly redisReconnects: Counter<'role'>;
   readonly redisFailovers: Counter;
   readonly redisRetries: Counter<'reason'>;
+  /** Per configured sentinel: 1 when it named a master at the last probe (redis/sentinel-probe.ts). */
+  readonly sentinelUp: Gauge<'sentinel'>;
+  /** Distinct masters the answering sentinels named at the last probe. */
+  readonly sentinelMasters: Gauge;
   readonly authFailures: Counter<'reason'>;
   readonly authCache: FastCounter<'result'>;
   /** 1 while the process sheds load (its event loop lags past the limit), else 0. */
@@ -82,6 +86,17 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const sentinelUp = new Gauge({
+    name: 'gateway_redis_sentinel_up',
+    help: '1 when this configured sentinel answered the last probe with a master for REDIS_MASTER_NAME, else 0 (unreachable, refused, or it monitors no such master).',
+    labelNames: ['sentinel'] as const,
+    registers: [registry],
+  });
+  const sentinelMasters = new Gauge({
+    name: 'gateway_redis_sentinel_masters',
+    help: 'Distinct master addresses the sentinels named at the last probe: 1 when they agree, 2 or more while a failover is announced or a sentinel is stale, 0 when none answered.',
+    registers: [registry],
+  });
   const authFailures = new Counter({
     name: 'gateway_auth_failures_total',
     help: 'Refused credentials by reason (missing, malformed, unknown, revoked, expired, scope).',
@@ -120,6 +135,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     redisReconnects,
     redisFailovers,
     redisRetries,
+    sentinelUp,
+    sentinelMasters,
     authFailures,
     authCache,
     overloaded,

@@ -108,9 +108,15 @@ export interface CreateRedisOptions {
   now?: () => number;
 }
 
+/** TLS options for the data nodes and the sentinels (REDIS_TLS, REDIS_TLS_CA_FILE), or none. */
+export function redisTls(config: Config): { ca?: Buffer } | undefined {
+  const r = config.redis;
+  return r.tls ? (r.tlsCaFile ? { ca: readFileSync(r.tlsCaFile) } : {}) : undefined;
+}
+
 function baseOptions(config: Config, name: string, lazy: boolean): RedisOptions {
   const r = config.redis;
-  const tls = r.tls ? (r.tlsCaFile ? { ca: readFileSync(r.tlsCaFile) } : {}) : undefined;
+  const tls = redisTls(config);
   const opts: RedisOptions = {
     // ioredis 5 speaks RESP2 (what our scripts' replies are written for). Not ioredis 6: its RESP
     // decoder cost 12-17 us more CPU per session reply (load/RESULTS.md, stop 10).

@@ -47,6 +47,8 @@ beforeAll(async () => {
       REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
       REDIS_COMMAND_TIMEOUT_MS: '500',
       REDIS_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
+      // Every sentinel asked for the master twice a second (10 s by default).
+      REDIS_SENTINEL_PROBE_INTERVAL_MS: '500',
     },
   });
   await gw.app.listen({ port: 0, host: '127.0.0.1' });
@@ -79,6 +81,14 @@ async function failoversSeen(): Promise<number> {
   const m = await gw.deps.metrics.redisFailovers.get();
   return m.values[0]?.value ?? 0;
 }
+
+/** gateway_redis_sentinel_up: sentinel `host:port` -> 1 or 0, as at the last probe. */
+async function sentinelsUp(): Promise<Record<string, number>> {
+  const m = await gw.deps.metrics.sentinelUp.get();
+  return Object.fromEntries(m.values.map((v) => [String(v.labels.sentinel), v.value]));
+}
+
+const sentinelAddress = (name: string) => `127.0.0.1:${topology.node(name).port}`;
 
 async function redisErrors(kind: string): Promise<number> {
   const m = await gw.deps.metrics.redisErrors.get();
@@ -401,6 +411,14 @@ describe('the first sentinel hung (SIGSTOP) when the master crashes', () => {
       await topology.waitForNewMaster(oldPort, 30_000);
       promotedAt = load.now();
       await new Promise((r) => setTimeout(r, 7000));
+      // The probe tells the hung sentinel apart (no reply within REDIS_CONNECT_TIMEOUT_MS), and
+      // the other two agree on the new master.
+      expect(await sentinelsUp()).toEqual(
+        Object.fromEntries(
+          topology.sentinelNodes.map((n) => [sentinelAddress(n.name), n.name === hung ? 0 : 1]),
+        ),
+      );
+      expect((await gw.deps.metrics.sentinelMasters.get()).values[0]?.value).toBe(1);
     } finally {
       topology.resume(hung);
     }
@@ -417,26 +435,56 @@ describe('the first sentinel hung (SIGSTOP) when the master crashes', () => {
   });
 });
 
-describe('every sentinel down (killed), the master up', () => {
+describe('every sentinel down (killed), the master up (RELIABILITY.md scenario 5)', () => {
   // Last: killed and started again, the sentinels need a moment to find each other. Not paused: a
   // sentinel whose own timer stalled for over 2 s enters TILT and does nothing for 30 s.
-  it('keeps serving on the connections it has: sentinels are only asked on a reconnect', async () => {
+  it('keeps serving on the connections it has and says the sentinels are gone; a master restart meanwhile gets declared 503s until they return', async () => {
+    const victim = await currentMaster();
+    const sentinels = topology.sentinelNodes.map((s) => s.name);
+    const everySentinel = (v: number) =>
+      Object.fromEntries(sentinels.map((s) => [sentinelAddress(s), v]));
+    expect(await sentinelsUp()).toEqual(everySentinel(1));
     const load = startCacheLoad({ port, key, prefix: 'sentinels-down' });
     await new Promise((r) => setTimeout(r, 800));
     const from = load.now();
-    const sentinels = topology.sentinelNodes.map((s) => s.name);
     await Promise.all(sentinels.map((s) => topology.kill(s, 'SIGKILL')));
-    await new Promise((r) => setTimeout(r, 3000));
+    // The sentinels are asked only on a reconnect; the probe tells at once that none would answer.
+    await waitUntil(async () => Object.values(await sentinelsUp()).every((v) => v === 0), 3000);
+    expect((await gw.deps.metrics.sentinelMasters.get()).values[0]?.value).toBe(0);
+    await new Promise((r) => setTimeout(r, 1000));
     const until = load.now();
+
+    // The master restarts while no sentinel can name it: the gateway cannot reconnect.
+    await topology.restart(victim);
+    await new Promise((r) => setTimeout(r, 3000));
+    const sentinelsBackAt = load.now();
     await Promise.all(sentinels.map((s) => topology.restart(s)));
-    await new Promise((r) => setTimeout(r, 500));
+    await waitUntil(async () => Object.values(await sentinelsUp()).every((v) => v === 1), 10_000);
+    await new Promise((r) => setTimeout(r, 5000));
     await load.stop();
+
     const during = load.ledger.filter((e) => e.t >= from && e.t + e.latencyMs <= until);
     expect(during.length, timeline(load.ledger)).toBeGreaterThan(20);
     expect(
       during.filter((e) => !ok(e)).map((e) => `${e.op} ${e.status} ${e.body}`),
       timeline(load.ledger),
     ).toEqual([]);
+    assertOnlyDeclaredAnswers(load.ledger, LATENCY_BOUND_MS);
+    // Between the restart and the sentinels' return: 503s, the outage known, answered at once.
+    const stranded = load.ledger.filter(
+      (e) => e.t > until + REQUEST_TIMEOUT_MS + 500 && e.t + e.latencyMs < sentinelsBackAt,
+    );
+    expect(stranded.length, timeline(load.ledger)).toBeGreaterThan(5);
+    expect(
+      stranded.filter((e) => e.status !== 503 || !/BACKEND_UNAVAILABLE/.test(e.body)),
+      timeline(load.ledger),
+    ).toEqual([]);
+    // Back within a reconnect attempt or two of the sentinels' return.
+    expectServedAgainWithin(load.ledger, sentinelsBackAt, 5000);
+    console.log(
+      `sentinels down: ${during.length} answers, all 2xx, before the master restart; then ${stranded.length} 503s; served again ${servedAgainAt(load.ledger, sentinelsBackAt) - sentinelsBackAt} ms after the sentinels were started again`,
+    );
+    expectSettledAfter(load.ledger, sentinelsBackAt + 5000);
     expect(await topology.masterPort()).toBeGreaterThan(0);
   });
 });

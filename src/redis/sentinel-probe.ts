@@ -1,0 +1,155 @@
+/**
+ * Asks every configured sentinel, on a connection of its own every REDIS_SENTINEL_PROBE_INTERVAL_MS,
+ * which master it names.
+ *
+ * The request path asks the sentinels only when it (re)connects. Between failovers they can all be
+ * down, unreachable from this pod, or configured for another master name, and the gateway serves
+ * on as if nothing were wrong, until the next reconnect fails and every request is a 503. This
+ * makes that visible while there is time to fix it (metrics, alerts, /readyz?verbose, a log line
+ * per change).
+ *
+ * A new connection each time, not a kept one: a reconnect resolves the name and opens a
+ * connection too, and that is what must work (a kept connection would hide a DNS name gone stale
+ * or a firewall that refuses new connections).
+ */
+import { Redis } from 'ioredis';
+
+export type SentinelState =
+  /** It names a master for our master group. */
+  | 'ok'
+  /** No connection, or no reply within the timeout. */
+  | 'unreachable'
+  /** It answered with an error (authentication, ACL). */
+  | 'refused'
+  /** It does not monitor a master of that name (REDIS_MASTER_NAME differs from its config). */
+  | 'unknown-master';
+
+export interface SentinelReport {
+  /** `host:port` as configured. */
+  readonly sentinel: string;
+  readonly state: SentinelState;
+  /** The master it names, `host:port`, when ok. */
+  readonly master?: string;
+  /** Why it is not ok. */
+  readonly detail?: string;
+}
+
+export interface SentinelProbeOptions {
+  readonly sentinels: readonly { host: string; port: number }[];
+  readonly masterName: string;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  readonly tls?: { ca?: Buffer } | undefined;
+  /** Connect and reply timeout of one probe (REDIS_CONNECT_TIMEOUT_MS, as ioredis's own lookups). */
+  readonly timeoutMs: number;
+  readonly intervalMs: number;
+  /** After each round, with every sentinel's report, in configuration order. */
+  onRound?(reports: readonly SentinelReport[]): void;
+  /** A sentinel's state changed (first round: every sentinel not ok). */
+  onChange?(report: SentinelReport, previous: SentinelState | undefined): void;
+}
+
+export interface SentinelProbe {
+  /** Probes every sentinel now (a round in progress is shared, not doubled). */
+  probe(): Promise<readonly SentinelReport[]>;
+  /** The last round's reports; empty before the first. */
+  last(): readonly SentinelReport[];
+  stop(): void;
+}
+
+/** Distinct masters named by the sentinels that answered: 1 when they agree. */
+export function mastersNamed(reports: readonly SentinelReport[]): number {
+  return new Set(reports.flatMap((r) => (r.master === undefined ? [] : [r.master]))).size;
+}
+
+export function startSentinelProbe(options: SentinelProbeOptions): SentinelProbe {
+  let last: readonly SentinelReport[] = [];
+  let running: Promise<readonly SentinelReport[]> | undefined;
+  let stopped = false;
+  const open = new Set<Redis>();
+
+  async function probeOne(s: { host: string; port: number }): Promise<SentinelReport> {
+    const sentinel = `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
+    const client = new Redis({
+      host: s.host,
+      port: s.port,
+      username: options.username,
+      password: options.password,
+      tls: options.tls,
+      lazyConnect: true,
+      connectTimeout: options.timeoutMs,
+      commandTimeout: options.timeoutMs,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      enableReadyCheck: false,
+      disableClientInfo: true,
+    });
+    // ioredis rejects with "Connection is closed." and tells why (ECONNREFUSED, ENOTFOUND, a
+    // timeout) only in an 'error' event.
+    let cause: Error | undefined;
+    client.on('error', (err: Error) => {
+      cause ??= err;
+    });
+    open.add(client);
+    try {
+      await client.connect();
+      const reply = await client.call('SENTINEL', 'get-master-addr-by-name', options.masterName);
+      if (!Array.isArray(reply) || reply.length !== 2) {
+        return {
+          sentinel,
+          state: 'unknown-master',
+          detail: `it monitors no master named "${options.masterName}"`,
+        };
+      }
+      const [host, port] = reply as [string, string];
+      return {
+        sentinel,
+        state: 'ok',
+        master: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      };
+    } catch (err) {
+      if ((err as Error).name === 'ReplyError') {
+        return { sentinel, state: 'refused', detail: (err as Error).message };
+      }
+      return { sentinel, state: 'unreachable', detail: (cause ?? (err as Error)).message };
+    } finally {
+      open.delete(client);
+      client.disconnect();
+    }
+  }
+
+  async function round(): Promise<readonly SentinelReport[]> {
+    const reports = await Promise.all(options.sentinels.map(probeOne));
+    if (stopped) return reports;
+    const before = new Map(last.map((r) => [r.sentinel, r.state]));
+    last = reports;
+    for (const r of reports) {
+      const previous = before.get(r.sentinel);
+      if (previous !== r.state && (previous !== undefined || r.state !== 'ok')) {
+        options.onChange?.(r, previous);
+      }
+    }
+    options.onRound?.(reports);
+    return reports;
+  }
+
+  function probe(): Promise<readonly SentinelReport[]> {
+    running ??= round().finally(() => {
+      running = undefined;
+    });
+    return running;
+  }
+
+  void probe();
+  const timer = setInterval(() => void probe(), options.intervalMs);
+  timer.unref();
+  return {
+    probe,
+    last: () => last,
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+      for (const c of open) c.disconnect();
+    },
+  };
+}
