@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
-import { AppError } from '../errors.js';
+import { AppError, classifyRedisError } from '../errors.js';
 import { type KeyTracking, createKeyTracking } from './tracking.js';
 
 export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker' | 'durable' | 'blocking';
@@ -187,6 +187,9 @@ export function notExecuted(err: unknown): boolean {
 function notSent(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith("Stream isn't writeable");
 }
+
+/** How long NOREPLICAS is answered at once after it outlasted a request's budget (retryable()). */
+const NO_REPLICAS_FAST_MS = 1000;
 
 /** How soon a client that ioredis gave up (see wire()) is started again. */
 const RESTART_ENDED_CLIENT_MS = 100;
@@ -488,6 +491,29 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     });
   }
 
+  /**
+   * NOREPLICAS that outlasts a request's budget is no failover settling but replicas down or too
+   * far behind (RELIABILITY.md scenario 9): retried, every write would hold its request for the
+   * whole budget, and a busy replica would pile up thousands of them. So from then on it is
+   * answered at once (each write still tries once, so the first one after a replica is back
+   * succeeds), until no write has met it for NO_REPLICAS_FAST_MS.
+   */
+  let noReplicasUntil = 0;
+
+  /** Whether a command refused with `err` is sent again after `backoff` ms, before `deadline`. */
+  function retryable(err: unknown, backoff: number, deadline: number): boolean {
+    if (!notExecuted(err)) return false;
+    const noReplicas = classifyRedisError(err) === 'noreplicas';
+    const t = now();
+    if (noReplicas && t < noReplicasUntil) {
+      noReplicasUntil = t + NO_REPLICAS_FAST_MS;
+      return false;
+    }
+    if (t + backoff < deadline) return true;
+    if (noReplicas) noReplicasUntil = t + NO_REPLICAS_FAST_MS;
+    return false;
+  }
+
   /** The slow path: wait for a master, run, and resend commands refused before execution. */
   async function onMasterRetrying<T>(
     fn: (client: Redis) => Promise<T>,
@@ -503,7 +529,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       } catch (err) {
         // Refused before execution (a failover settling, replicas re-attaching): try again
         // within the request's budget; past it, the caller answers 503.
-        if (!notExecuted(err) || now() + backoff >= deadline) throw err;
+        if (!retryable(err, backoff, deadline)) throw err;
         hooks.onRetry?.((err as Error).message.split(' ', 1)[0] ?? 'unknown');
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 400);
@@ -516,7 +542,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     if (primary.status !== 'ready') return onMasterRetrying(fn, start + budgetMs, 25);
     // Hot path: no async frame, one derived promise; failures go to the slow path.
     return fn(primary).catch((err: unknown) => {
-      if (!notExecuted(err) || now() + 25 >= start + budgetMs) throw err;
+      if (!retryable(err, 25, start + budgetMs)) throw err;
       hooks.onRetry?.((err as Error).message.split(' ', 1)[0] ?? 'unknown');
       return sleep(25).then(() => onMasterRetrying(fn, start + budgetMs, 50));
     });
@@ -562,7 +588,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
         return result;
       } catch (err) {
         acked.catch(() => undefined);
-        if (!notExecuted(err) || now() + backoff >= deadline) throw err;
+        if (!retryable(err, backoff, deadline)) throw err;
         hooks.onRetry?.((err as Error).message.split(' ', 1)[0] ?? 'unknown');
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 400);

@@ -37,6 +37,8 @@ beforeAll(async () => {
     'queue:consume',
     'queue:admin',
     'ratelimit:check',
+    'cache:read',
+    'cache:write',
   ]);
 });
 
@@ -159,6 +161,107 @@ describe('durable writes', () => {
     ]);
     // The window's count survived too: 3 + 3 of 10 used.
     expect((await check()).remaining).toBe(4);
+  });
+
+  it('both replicas down: reads go on (from the master with READ_FROM_REPLICAS too), writes answer 503 BACKEND_NO_REPLICAS, and are served again when a replica returns (RELIABILITY.md scenario 9)', async () => {
+    const reader = await buildTestApp({
+      sentinels: topology.sentinels,
+      masterName: topology.masterName,
+      env: { READ_FROM_REPLICAS: 'true' },
+    });
+    try {
+      const cache = (app: TestApp, method: 'GET' | 'PUT', key: string) =>
+        app.app.inject({
+          method,
+          url: `/v1/cache/${key}`,
+          headers: owner.auth,
+          ...(method === 'PUT' ? { payload: { value: key } } : {}),
+        });
+      expect((await cache(gw, 'PUT', 'before')).statusCode).toBe(201);
+      // The replica reader has the key before the replicas go.
+      await expect.poll(async () => (await cache(reader, 'GET', 'before')).statusCode).toBe(200);
+      await Promise.all(topology.replicas.map((r) => topology.kill(r.name, 'SIGKILL')));
+      const answers: {
+        t: number;
+        op: string;
+        key: string;
+        ms: number;
+        status: number;
+        code?: string;
+        retry?: unknown;
+      }[] = [];
+      const started = Date.now();
+      for (let i = 0; Date.now() - started < 5000; i++) {
+        for (const [name, app] of [
+          ['gw', gw],
+          ['reader', reader],
+        ] as const) {
+          let sent = Date.now();
+          const get = await cache(app, 'GET', 'before');
+          answers.push({
+            t: Date.now() - started,
+            op: `${name} get`,
+            key: 'before',
+            ms: Date.now() - sent,
+            status: get.statusCode,
+          });
+          const key = `during-${name}-${i}`;
+          sent = Date.now();
+          const put = await cache(app, 'PUT', key);
+          answers.push({
+            t: Date.now() - started,
+            op: `${name} put`,
+            key,
+            ms: Date.now() - sent,
+            status: put.statusCode,
+            code: put.statusCode === 503 ? body<{ code: string }>(put).code : undefined,
+            retry: put.headers['retry-after'],
+          });
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const context = JSON.stringify(answers.filter((a) => a.status !== 200).slice(0, 10));
+      // Reads: all found, on both gateways (the reader's replica connection is gone: the master).
+      expect(
+        answers.filter((a) => a.op.endsWith('get') && a.status !== 200),
+        context,
+      ).toEqual([]);
+      // Writes: the master drops a replica whose connection closed at once, so with none left
+      // min-replicas-to-write refuses writes from the first moment; a declared 503 with
+      // Retry-After, the write not applied.
+      const puts = answers.filter((a) => a.op.endsWith('put'));
+      expect(
+        puts.filter((a) => a.t > 1000 && !(a.status === 503 && a.code === 'BACKEND_NO_REPLICAS')),
+        context,
+      ).toEqual([]);
+      expect(puts.filter((a) => a.status === 503).every((a) => a.retry !== undefined)).toBe(true);
+      // Each gateway's first refused write is retried for its whole budget (a failover settling
+      // looks the same at first); after that they are answered at once.
+      const slow = puts.filter((a) => a.ms > 500);
+      expect(slow.length, JSON.stringify(slow)).toBeLessThanOrEqual(2);
+      expect(puts.length - slow.length, context).toBeGreaterThan(20);
+      const fast = puts
+        .filter((a) => a.ms <= 500)
+        .map((a) => a.ms)
+        .sort((a, b) => a - b);
+      // A refused write was not applied.
+      const refused = puts.find((a) => a.status === 503)!;
+      expect((await cache(gw, 'GET', refused.key)).statusCode).toBe(404);
+
+      await Promise.all(topology.replicas.map((r) => topology.restart(r.name)));
+      const back = Date.now();
+      let status = 0;
+      while (status !== 201 && Date.now() - back < 10_000) {
+        status = (await cache(gw, 'PUT', 'after')).statusCode;
+        if (status !== 201) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(201);
+      console.log(
+        `replicas down: ${puts.length} writes, ${puts.filter((a) => a.status === 503).length} answered 503 BACKEND_NO_REPLICAS (${slow.length} after the request budget; the others in ${fast[Math.floor(fast.length / 2)]} ms at the median, ${fast.at(-1)} ms at most), reads all found; writes served again ${Date.now() - back} ms after the replicas were started again`,
+      );
+    } finally {
+      await reader.close();
+    }
   });
 
   it('acknowledged durable sessions, idempotency records and queue messages survive kill -9 of the master; consumers resume', async () => {
