@@ -250,6 +250,7 @@ const panels = [
     'Sentinels naming the master (lowest over the replicas)',
     [['min by (sentinel) (gateway_redis_sentinel_up)', '{{sentinel}}']],
     {
+      w: 8,
       description:
         'Each sentinel of REDIS_SENTINELS is asked for the master every REDIS_SENTINEL_PROBE_INTERVAL_MS; 0 when some replica got no master from it (the next reconnect would skip it).',
     },
@@ -258,9 +259,20 @@ const panels = [
     'Distinct masters the sentinels name',
     [['max by (instance) (gateway_redis_sentinel_masters)', '{{instance}}']],
     {
-      x: 12,
+      w: 8,
+      x: 8,
       description:
         '1 when the sentinels agree; above 1 for more than a moment means a stale sentinel; 0 when none answers.',
+    },
+  ),
+  panel(
+    'Master settings that keep writes (1 = as recommended)',
+    [['min by (setting) (gateway_redis_setting_ok)', '{{setting}}']],
+    {
+      w: 8,
+      x: 16,
+      description:
+        'Read from INFO at each connection to a master: persistence (appendonly), eviction (maxmemory-policy noeviction), min_replicas (min-replicas-to-write). See the runbook, CacheGatewayRedisEvictionPolicy.',
     },
   ),
   row('Auth'),

@@ -206,6 +206,11 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
     redisState: () => ({
       ...deps.redis.state(),
       ...Object.fromEntries(
+        deps.redis
+          .settings()
+          .map((c) => [`setting.${c.setting}`, c.ok ? `ok, ${c.detail}` : c.detail]),
+      ),
+      ...Object.fromEntries(
         (deps.sentinels?.last() ?? []).map((r) => [
           `sentinel:${r.sentinel}`,
           r.state === 'ok' ? `ok, names ${r.master}` : `${r.state}: ${r.detail}`,

@@ -110,6 +110,16 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
         log.fatal({ err: err.message }, 'redis permissions');
         options.onFatal?.(err);
       },
+      onSettings(checks, address) {
+        for (const c of checks) {
+          metrics.redisSettingOk.set({ setting: c.setting }, c.ok ? 1 : 0);
+          if (!c.ok)
+            log.warn(
+              { setting: c.setting, address, detail: c.detail },
+              'redis setting risks data loss',
+            );
+        }
+      },
       onRetry(reason) {
         metrics.redisRetries.inc({ reason: /^[A-Z]+$/.test(reason) ? reason : 'NOTSENT' });
       },

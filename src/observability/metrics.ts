@@ -22,6 +22,8 @@ export interface Metrics {
   readonly redisReconnects: Counter<'role'>;
   readonly redisFailovers: Counter;
   readonly redisRetries: Counter<'reason'>;
+  /** Per durability setting of the master (redis/settings-check.ts): 1 as recommended, else 0. */
+  readonly redisSettingOk: Gauge<'setting'>;
   /** Per configured sentinel: 1 when it named a master at the last probe (redis/sentinel-probe.ts). */
   readonly sentinelUp: Gauge<'sentinel'>;
   /** Distinct masters the answering sentinels named at the last probe. */
@@ -86,6 +88,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const redisSettingOk = new Gauge({
+    name: 'gateway_redis_setting_ok',
+    help: 'Per setting of the Redis master that decides whether acknowledged writes survive (persistence: appendonly; eviction: maxmemory-policy noeviction; min_replicas: min-replicas-to-write), 1 when set as deploy/redis/redis.conf does, else 0; read at each connection to a master.',
+    labelNames: ['setting'] as const,
+    registers: [registry],
+  });
   const sentinelUp = new Gauge({
     name: 'gateway_redis_sentinel_up',
     help: '1 when this configured sentinel answered the last probe with a master for REDIS_MASTER_NAME, else 0 (unreachable, refused, or it monitors no such master).',
@@ -135,6 +143,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     redisReconnects,
     redisFailovers,
     redisRetries,
+    redisSettingOk,
     sentinelUp,
     sentinelMasters,
     authFailures,

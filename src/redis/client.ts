@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 import { AppError, classifyRedisError } from '../errors.js';
+import { type RedisSettingCheck, checkRedisSettings } from './settings-check.js';
 import { type KeyTracking, createKeyTracking } from './tracking.js';
 
 export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker' | 'durable' | 'blocking';
@@ -31,6 +32,8 @@ export interface RedisHooks {
   onDurable?(module: string, result: 'confirmed' | 'unconfirmed'): void;
   /** The Redis user lacks a permission the gateway cannot work without (e.g. +info). */
   onFatal?(err: Error): void;
+  /** The settings of the master just connected to that decide whether writes survive. */
+  onSettings?(checks: readonly RedisSettingCheck[], address: string): void;
 }
 
 /** What services get: commands run on a ready master (or replica), within the request budget. */
@@ -83,6 +86,8 @@ export interface RedisHandle extends RedisAccess {
   everReady(): boolean;
   /** Per-role connection state, for /readyz?verbose and logs. */
   state(): Record<string, string>;
+  /** The durability settings of the master last connected to; empty before. */
+  settings(): readonly RedisSettingCheck[];
   close(): Promise<void>;
 }
 
@@ -381,10 +386,11 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   /**
    * ioredis skips its ready check when INFO is refused (NOPERM) and then cannot tell a master from
    * a replica; the gateway insists: without INFO it stops, and on anything but a master (a stale
-   * sentinel answer) it reconnects.
+   * sentinel answer) it reconnects. The same INFO tells the master's durability settings.
    */
-  const verifyPrimary = () => {
-    primary.info('replication').then(
+  let settings: readonly RedisSettingCheck[] = [];
+  const verifyPrimary = (address: string) => {
+    primary.info().then(
       (info) => {
         const role = /^role:(\w+)/m.exec(info)?.[1];
         if (config.redis.topology.mode === 'sentinel' && role !== 'master') {
@@ -398,6 +404,8 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
           return;
         }
         everReady = true;
+        settings = checkRedisSettings(info);
+        hooks.onSettings?.(settings, address);
       },
       (err: Error) => {
         if (err.message.includes('NOPERM')) {
@@ -418,7 +426,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       const address = addressOf(client);
       hooks.onReady?.(role, address);
       if (role !== 'primary') return;
-      verifyPrimary();
+      verifyPrimary(address);
       downSince = undefined;
       if (lastPrimaryAddress !== undefined && lastPrimaryAddress !== address) {
         hooks.onFailover?.(lastPrimaryAddress, address);
@@ -619,6 +627,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       });
     },
     everReady: () => everReady,
+    settings: () => settings,
     state: () => ({
       primary: primary.status,
       subscriber: subscriber.status,

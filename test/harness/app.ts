@@ -66,10 +66,19 @@ export async function buildTestApp(
     clock?: Clock;
     sentinels?: { host: string; port: number }[];
     masterName?: string;
+    /** Every log line at warn and above, parsed (the logger is silent otherwise). */
+    onLog?: (line: Record<string, unknown>) => void;
   } = {},
 ): Promise<TestApp> {
   const config = parseConfig(testEnv(options.env, options.sentinels, options.masterName));
-  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const onLog = options.onLog;
+  const logger =
+    onLog === undefined
+      ? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+      : pino(
+          { level: 'warn' },
+          { write: (line: string) => onLog(JSON.parse(line) as Record<string, unknown>) },
+        );
   const deps = createDeps(config, logger, options.clock ? { clock: options.clock } : {});
   const app = await buildApp(deps);
   await app.ready();
