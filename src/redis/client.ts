@@ -502,7 +502,7 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
   /**
    * NOREPLICAS that outlasts a request's budget is no failover settling but replicas down or too
    * far behind (RELIABILITY.md scenario 9): retried, every write would hold its request for the
-   * whole budget, and a busy replica would pile up thousands of them. So from then on it is
+   * whole budget, and a busy gateway would pile up thousands of them. So from then on it is
    * answered at once (each write still tries once, so the first one after a replica is back
    * succeeds), until no write has met it for NO_REPLICAS_FAST_MS.
    */
