@@ -210,11 +210,10 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
           .settings()
           .map((c) => [`setting.${c.setting}`, c.ok ? `ok, ${c.detail}` : c.detail]),
       ),
+      // By position in REDIS_SENTINELS and state only: /readyz is unauthenticated, on the main
+      // port, and addresses and error texts stay in the metrics (their own port) and the log.
       ...Object.fromEntries(
-        (deps.sentinels?.last() ?? []).map((r) => [
-          `sentinel:${r.sentinel}`,
-          r.state === 'ok' ? `ok, names ${r.master}` : `${r.state}: ${r.detail}`,
-        ]),
+        (deps.sentinels?.last() ?? []).map((r, i) => [`sentinel.${i + 1}`, r.state]),
       ),
     }),
   });

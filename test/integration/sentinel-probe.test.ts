@@ -128,8 +128,12 @@ describe('sentinel probe', () => {
       const res = await gw.app.inject({ method: 'GET', url: '/readyz?verbose' });
       expect(res.statusCode).toBe(200);
       const checks = body<{ checks: Record<string, string> }>(res).checks;
-      expect(checks[`redis.sentinel:${name(real)}`]).toBe(`ok, names ${master}`);
-      expect(checks[`redis.sentinel:${closed}`]).toMatch(/^unreachable: .*ECONNREFUSED/);
+      // By position and state only: no address or error text on the unauthenticated port.
+      expect(Object.entries(checks).filter(([k]) => k.startsWith('redis.sentinel'))).toEqual([
+        ...sentinels.map((_, i) => [`redis.sentinel.${i + 1}`, 'ok']),
+        [`redis.sentinel.${sentinels.length + 1}`, 'unreachable'],
+      ]);
+      expect(res.body).not.toContain(String(closedPort));
     } finally {
       await gw.close();
     }
