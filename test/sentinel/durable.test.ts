@@ -58,6 +58,15 @@ afterAll(async () => {
   await topology?.stop();
 });
 
+/** GETs `url` as the owner, again while it answers 503 (Redis away), until `deadline`. */
+async function getThroughOutage(url: string, deadline: number) {
+  for (;;) {
+    const res = await gw.app.inject({ method: 'GET', url, headers: owner.auth });
+    if (res.statusCode !== 503 || Date.now() > deadline) return res;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 function createSession(payload: Record<string, unknown>) {
   return gw.app.inject({ method: 'POST', url: '/v1/sessions', headers: owner.auth, payload });
 }
@@ -132,25 +141,18 @@ describe('durable writes', () => {
     const keysBefore = ((await rawCommand(masterPort, 'KEYS', '*')) as string[]).sort();
     expect(keysBefore.length).toBeGreaterThan(5);
     await topology.restart(victim.name); // kill -9, then start it again at once
-    const loaded = ((await rawCommand(masterPort, 'KEYS', '*')) as string[]).sort();
-    expect(keysBefore.filter((k) => !loaded.includes(k))).toEqual([]);
+    // Started means answering INFO; KEYS answers LOADING until the AOF is read.
+    let loaded = await rawCommand(masterPort, 'KEYS', '*');
+    for (let i = 0; i < 50 && !Array.isArray(loaded); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      loaded = await rawCommand(masterPort, 'KEYS', '*');
+    }
+    if (!Array.isArray(loaded)) throw new Error(`KEYS after the restart: ${String(loaded)}`);
+    expect(keysBefore.filter((k) => !(loaded as string[]).includes(k))).toEqual([]);
     // Still the master (no failover: the data came from the AOF, not from a promoted replica).
     expect(await topology.masterPort()).toBe(masterPort);
 
-    const deadline = Date.now() + 20_000;
-    let read = await gw.app.inject({
-      method: 'GET',
-      url: `/v1/sessions/${sessionId}`,
-      headers: owner.auth,
-    });
-    while (read.statusCode === 503 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      read = await gw.app.inject({
-        method: 'GET',
-        url: `/v1/sessions/${sessionId}`,
-        headers: owner.auth,
-      });
-    }
+    const read = await getThroughOutage(`/v1/sessions/${sessionId}`, Date.now() + 20_000);
     expect(read.statusCode, read.body).toBe(200);
     expect(body<{ data: unknown }>(read).data).toEqual({ kept: true });
     const replay = await q('/v1/idempotency/restart-1/_begin', {});
@@ -333,13 +335,7 @@ describe('durable writes', () => {
     await topology.waitForNewMaster(oldPort, 30_000);
 
     const deadline = Date.now() + 20_000;
-    const read = async (url: string) => {
-      for (;;) {
-        const res = await gw.app.inject({ method: 'GET', url, headers: owner.auth });
-        if (res.statusCode !== 503 || Date.now() > deadline) return res;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
+    const read = (url: string) => getThroughOutage(url, deadline);
     for (const s of sessions) {
       const res = await read(`/v1/sessions/${s.id}`);
       expect(res.statusCode, res.body).toBe(200);
