@@ -479,6 +479,10 @@ describe('every sentinel down (killed), the master up (RELIABILITY.md scenario 5
       stranded.filter((e) => e.status !== 503 || !/BACKEND_UNAVAILABLE/.test(e.body)),
       timeline(load.ledger),
     ).toEqual([]);
+    expect(
+      stranded.filter((e) => e.latencyMs < 100).length / stranded.length,
+      'most answered at once',
+    ).toBeGreaterThan(0.8);
     // Back within a reconnect attempt or two of the sentinels' return.
     expectServedAgainWithin(load.ledger, sentinelsBackAt, 5000);
     console.log(
