@@ -4,7 +4,7 @@
  * for ioredis's sentinel lookups and failover detector and for the gateway's sentinel probe.
  */
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
-import { HOST } from './topology.js';
+import { HOST, encode, parseResp } from './topology.js';
 
 /** What the fake answers to `SENTINEL get-master-addr-by-name`. */
 export type MockMasterAnswer =
@@ -22,30 +22,6 @@ export interface MockSentinel {
 }
 
 const bulk = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-const array = (items: string[]) => `*${items.length}\r\n${items.map(bulk).join('')}`;
-
-/** Parses the complete RESP arrays of bulk strings at the start of `buf`; returns the rest. */
-function parseCommands(buf: Buffer): { commands: string[][]; rest: Buffer } {
-  const commands: string[][] = [];
-  let at = 0;
-  for (;;) {
-    const start = at;
-    const header = buf.indexOf('\r\n', at);
-    if (header < 0 || buf[at] !== 0x2a) return { commands, rest: buf.subarray(start) };
-    const n = Number(buf.subarray(at + 1, header).toString());
-    at = header + 2;
-    const parts: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const lenEnd = buf.indexOf('\r\n', at);
-      if (lenEnd < 0) return { commands, rest: buf.subarray(start) };
-      const len = Number(buf.subarray(at + 1, lenEnd).toString());
-      if (buf.length < lenEnd + 2 + len + 2) return { commands, rest: buf.subarray(start) };
-      parts.push(buf.subarray(lenEnd + 2, lenEnd + 2 + len).toString());
-      at = lenEnd + 2 + len + 2;
-    }
-    commands.push(parts);
-  }
-}
 
 export async function startMockSentinel(answer: MockMasterAnswer): Promise<MockSentinel> {
   const commands: string[][] = [];
@@ -56,7 +32,7 @@ export async function startMockSentinel(answer: MockMasterAnswer): Promise<MockS
     if (name === 'SENTINEL' && sub === 'get-master-addr-by-name') {
       switch (answer.kind) {
         case 'master':
-          return array([answer.host, String(answer.port)]);
+          return encode([answer.host, String(answer.port)]);
         case 'none':
           return '*-1\r\n';
         case 'error':
@@ -81,9 +57,14 @@ export async function startMockSentinel(answer: MockMasterAnswer): Promise<MockS
     socket.on('error', () => undefined);
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
-      const parsed = parseCommands(Buffer.concat([pending, chunk]));
-      pending = parsed.rest;
-      for (const cmd of parsed.commands) {
+      pending = Buffer.concat([pending, chunk]);
+      for (
+        let parsed = parseResp(pending, 0);
+        parsed !== undefined;
+        parsed = parseResp(pending, 0)
+      ) {
+        pending = pending.subarray(parsed[1]);
+        const cmd = (parsed[0] as string[]).map(String);
         commands.push([(cmd[0] ?? '').toUpperCase(), ...cmd.slice(1)]);
         const r = reply(cmd);
         if (r !== undefined) socket.write(r);

@@ -88,10 +88,10 @@ export async function freePort(): Promise<number> {
   }
 }
 
-type Resp = string | number | null | Resp[] | Error;
+export type Resp = string | number | null | Resp[] | Error;
 
 /** Parses one RESP2 value from `buf` at `at`; undefined when more bytes are needed. */
-function parseResp(buf: Buffer, at: number): [Resp, number] | undefined {
+export function parseResp(buf: Buffer, at: number): [Resp, number] | undefined {
   const eol = buf.indexOf('\r\n', at);
   if (eol === -1) return undefined;
   const type = String.fromCharCode(buf[at] as number);
@@ -133,7 +133,8 @@ const dataNodeAuth = new Map<number, [string, string]>();
 /** Nodes that are not on HOST (a partition test's island): port -> address. */
 const nodeHost = new Map<number, string>();
 
-const encode = (args: string[]) =>
+/** A RESP2 array of bulk strings: a command, or an array reply. */
+export const encode = (args: string[]) =>
   `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
 
 /**
