@@ -247,8 +247,11 @@ const panels = [
     { unit: 'ops', w: 8, x: 16 },
   ),
   panel(
-    'Sentinels naming the master (lowest over the replicas)',
-    [['min by (sentinel) (gateway_redis_sentinel_up)', '{{sentinel}}']],
+    'Sentinels naming the master, and saying a failover could be authorized (lowest over the replicas)',
+    [
+      ['min by (sentinel) (gateway_redis_sentinel_up)', 'names the master {{sentinel}}'],
+      ['min by (sentinel) (gateway_redis_sentinel_quorum)', 'quorum {{sentinel}}'],
+    ],
     {
       w: 8,
       description:

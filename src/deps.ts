@@ -26,7 +26,12 @@ import { type Metrics, createMetrics } from './observability/metrics.js';
 import { type RedisHandle, createRedis, redisTls } from './redis/client.js';
 import { keys } from './redis/keys.js';
 import { defineScripts, loadScripts } from './redis/scripts.js';
-import { type SentinelProbe, mastersNamed, startSentinelProbe } from './redis/sentinel-probe.js';
+import {
+  type SentinelProbe,
+  failoverPossible,
+  mastersNamed,
+  startSentinelProbe,
+} from './redis/sentinel-probe.js';
 
 export interface Deps {
   readonly config: Config;
@@ -130,6 +135,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   });
   const topology = config.redis.topology;
   let mastersBefore = 0;
+  let failoverBefore: boolean | undefined;
   const sentinels =
     topology.mode === 'sentinel' &&
     config.redis.sentinelProbeIntervalMs > 0 &&
@@ -155,7 +161,22 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
           onRound(reports) {
             for (const r of reports) {
               metrics.sentinelUp.set({ sentinel: r.sentinel }, r.state === 'ok' ? 1 : 0);
+              if (r.quorum === undefined) metrics.sentinelQuorum.remove({ sentinel: r.sentinel });
+              else metrics.sentinelQuorum.set({ sentinel: r.sentinel }, r.quorum ? 1 : 0);
             }
+            // Logged when it changes: no sentinel that answers can get a failover authorized.
+            const failover = failoverPossible(reports);
+            if (failover === false && failoverBefore !== false) {
+              log.error(
+                {
+                  named: Object.fromEntries(reports.map((r) => [r.sentinel, r.detail ?? r.state])),
+                },
+                'sentinels cannot fail the master over: too few usable sentinels for the quorum or the majority',
+              );
+            } else if (failover === true && failoverBefore === false) {
+              log.info('sentinels can fail the master over again');
+            }
+            failoverBefore = failover;
             const masters = mastersNamed(reports);
             // Logged once when they start to disagree (a failover being announced, or a stale
             // sentinel); the gauge shows how long it lasts.

@@ -28,6 +28,8 @@ export interface Metrics {
   readonly sentinelUp: Gauge<'sentinel'>;
   /** Distinct masters the answering sentinels named at the last probe. */
   readonly sentinelMasters: Gauge;
+  /** Per sentinel that said (SENTINEL CKQUORUM): 1 when a failover could be authorized now. */
+  readonly sentinelQuorum: Gauge<'sentinel'>;
   readonly authFailures: Counter<'reason'>;
   readonly authCache: FastCounter<'result'>;
   /** 1 while the process sheds load (its event loop lags past the limit), else 0. */
@@ -105,6 +107,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     help: 'Distinct master addresses the sentinels named at the last probe: 1 when they agree, 2 or more while a failover is announced or a sentinel is stale, 0 when none answered.',
     registers: [registry],
   });
+  const sentinelQuorum = new Gauge({
+    name: 'gateway_redis_sentinel_quorum',
+    help: 'Per sentinel that answered SENTINEL CKQUORUM at the last probe: 1 when, as it sees the others, enough sentinels are usable for the quorum and the majority a failover needs; 0 when not (a master that fails now is not replaced). No series for a sentinel that did not say.',
+    labelNames: ['sentinel'] as const,
+    registers: [registry],
+  });
   const authFailures = new Counter({
     name: 'gateway_auth_failures_total',
     help: 'Refused credentials by reason (missing, malformed, unknown, revoked, expired, scope).',
@@ -146,6 +154,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     redisSettingOk,
     sentinelUp,
     sentinelMasters,
+    sentinelQuorum,
     authFailures,
     authCache,
     overloaded,

@@ -1,6 +1,6 @@
 /**
  * Asks every configured sentinel, on a connection of its own every REDIS_SENTINEL_PROBE_INTERVAL_MS,
- * which master it names.
+ * which master it names, and whether it could get a failover authorized now (CKQUORUM).
  *
  * The request path asks the sentinels only when it (re)connects. Between failovers they can all be
  * down, unreachable from this pod, or configured for another master name, and the gateway serves
@@ -30,6 +30,11 @@ export interface SentinelReport {
   readonly state: SentinelState;
   /** The master it names, `host:port`, when ok. */
   readonly master?: string;
+  /**
+   * When ok: whether, as it sees the other sentinels, enough are usable to reach the quorum and the
+   * majority a failover needs (`SENTINEL CKQUORUM`); undefined when it would not say (an ACL).
+   */
+  readonly quorum?: boolean;
   /** Why it is not ok. */
   readonly detail?: string;
 }
@@ -55,6 +60,15 @@ export interface SentinelProbe {
   /** The last round's reports; empty before the first. */
   last(): readonly SentinelReport[];
   stop(): void;
+}
+
+/**
+ * Whether a failover could happen now: some sentinel says the quorum and majority are reachable
+ * (true), every one that said either way says not (false), or none said (undefined).
+ */
+export function failoverPossible(reports: readonly SentinelReport[]): boolean | undefined {
+  const said = reports.flatMap((r) => (r.quorum === undefined ? [] : [r.quorum]));
+  return said.length === 0 ? undefined : said.includes(true);
 }
 
 /** Distinct masters named by the sentinels that answered: 1 when they agree. */
@@ -102,11 +116,14 @@ export function startSentinelProbe(options: SentinelProbeOptions): SentinelProbe
         };
       }
       const [host, port] = reply as [string, string];
-      return {
-        sentinel,
-        state: 'ok',
-        master: `${host.includes(':') ? `[${host}]` : host}:${port}`,
-      };
+      const master = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+      // NOQUORUM: a master that fails now is not replaced (the reply says how many are usable).
+      const quorum = await client.call('SENTINEL', 'CKQUORUM', options.masterName).then(
+        () => ({ quorum: true }),
+        (err: Error) =>
+          err.message.startsWith('NOQUORUM') ? { quorum: false, detail: err.message } : {},
+      );
+      return { sentinel, state: 'ok', master, ...quorum };
     } catch (err) {
       if ((err as Error).name === 'ReplyError') {
         return { sentinel, state: 'refused', detail: (err as Error).message };

@@ -8,7 +8,8 @@ import { HOST, encode, parseResp } from './topology.js';
 
 /** What the fake answers to `SENTINEL get-master-addr-by-name`. */
 export type MockMasterAnswer =
-  | { kind: 'master'; host: string; port: number }
+  /** `noQuorum`: CKQUORUM says too few sentinels are usable for a failover. */
+  | { kind: 'master'; host: string; port: number; noQuorum?: boolean }
   | { kind: 'none' }
   | { kind: 'error'; message: string }
   | { kind: 'silent' };
@@ -42,6 +43,11 @@ export async function startMockSentinel(answer: MockMasterAnswer): Promise<MockS
       }
     }
     if (answer.kind === 'silent') return undefined;
+    if (name === 'SENTINEL' && sub === 'ckquorum') {
+      return answer.kind === 'master' && answer.noQuorum === true
+        ? '-NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach the specified quorum for this master. Not enough available Sentinels to reach the majority and authorize a failover\r\n'
+        : '+OK 3 usable Sentinels. Quorum and failover authorization can be reached\r\n';
+    }
     if (name === 'SENTINEL') return '*0\r\n'; // `sentinels`, `replicas`: none known
     if (name === 'SUBSCRIBE' || name === 'PSUBSCRIBE') {
       return cmd

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   type SentinelReport,
+  failoverPossible,
   mastersNamed,
   startSentinelProbe,
 } from '../../src/redis/sentinel-probe.js';
@@ -44,6 +45,12 @@ beforeAll(async () => {
       "NOPERM User gateway has no permissions to run the 'sentinel|get-master-addr-by-name' command",
   });
   mocks.silent = await startMockSentinel({ kind: 'silent' });
+  mocks.cutOff = await startMockSentinel({
+    kind: 'master',
+    host: master.split(':')[0]!,
+    port: Number(master.split(':')[1]),
+    noQuorum: true,
+  });
 });
 
 afterAll(async () => {
@@ -51,7 +58,7 @@ afterAll(async () => {
 });
 
 describe('sentinel probe', () => {
-  it('reports each sentinel: ok with its master, unreachable, silent, no such master, refused; and when they disagree', async () => {
+  it('reports each sentinel: ok with its master and quorum, unreachable, silent, no such master, refused; and when they disagree', async () => {
     const changes: [string, string, string | undefined][] = [];
     const rounds: (readonly SentinelReport[])[] = [];
     const list = [
@@ -61,6 +68,7 @@ describe('sentinel probe', () => {
       mocks.none!,
       mocks.refusing!,
       mocks.stale!,
+      mocks.cutOff!,
     ];
     const probe = startSentinelProbe({
       sentinels: list,
@@ -75,14 +83,21 @@ describe('sentinel probe', () => {
       const reports = await probe.probe();
       // The silent one costs the timeout, not more; the others answer at once.
       expect(Date.now() - started).toBeLessThan(2000);
-      expect(reports.map((r) => [r.sentinel, r.state, r.master])).toEqual([
-        [name(real), 'ok', master],
-        [`${HOST}:${closedPort}`, 'unreachable', undefined],
-        [name(mocks.silent!), 'unreachable', undefined],
-        [name(mocks.none!), 'unknown-master', undefined],
-        [name(mocks.refusing!), 'refused', undefined],
-        [name(mocks.stale!), 'ok', name(replica)],
+      expect(reports.map((r) => [r.sentinel, r.state, r.master, r.quorum])).toEqual([
+        [name(real), 'ok', master, true],
+        [`${HOST}:${closedPort}`, 'unreachable', undefined, undefined],
+        [name(mocks.silent!), 'unreachable', undefined, undefined],
+        [name(mocks.none!), 'unknown-master', undefined, undefined],
+        [name(mocks.refusing!), 'refused', undefined, undefined],
+        [name(mocks.stale!), 'ok', name(replica), true],
+        [name(mocks.cutOff!), 'ok', master, false],
       ]);
+      expect(reports[6]!.detail).toMatch(/^NOQUORUM 1 usable Sentinels/);
+      // One sentinel that can get a failover authorized is enough; all that say must say no.
+      expect(failoverPossible(reports)).toBe(true);
+      expect(failoverPossible(reports.slice(1))).toBe(true);
+      expect(failoverPossible([reports[6]!, reports[1]!])).toBe(false);
+      expect(failoverPossible(reports.slice(1, 5))).toBeUndefined();
       expect(reports[1]!.detail).toMatch(/ECONNREFUSED/);
       expect(reports[2]!.detail).toMatch(/timed out/i);
       expect(reports[3]!.detail).toContain(`no master named "${masterName}"`);
@@ -125,6 +140,14 @@ describe('sentinel probe', () => {
         [closed]: 0,
       });
       expect((await gw.deps.metrics.sentinelMasters.get()).values[0]?.value).toBe(1);
+      // The real sentinels can get a failover authorized; the closed port said nothing.
+      const quorum = Object.fromEntries(
+        (await gw.deps.metrics.sentinelQuorum.get()).values.map((v) => [
+          String(v.labels.sentinel),
+          v.value,
+        ]),
+      );
+      expect(quorum).toEqual(Object.fromEntries(sentinels.map((s) => [name(s), 1])));
       const res = await gw.app.inject({ method: 'GET', url: '/readyz?verbose' });
       expect(res.statusCode).toBe(200);
       const checks = body<{ checks: Record<string, string> }>(res).checks;

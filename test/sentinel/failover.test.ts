@@ -90,6 +90,12 @@ async function sentinelsUp(): Promise<Record<string, number>> {
 
 const sentinelAddress = (name: string) => `127.0.0.1:${topology.node(name).port}`;
 
+/** gateway_redis_sentinel_quorum: sentinel `host:port` -> 1 or 0 (CKQUORUM), for those that said. */
+async function sentinelsQuorum(): Promise<Record<string, number>> {
+  const m = await gw.deps.metrics.sentinelQuorum.get();
+  return Object.fromEntries(m.values.map((v) => [String(v.labels.sentinel), v.value]));
+}
+
 async function redisErrors(kind: string): Promise<number> {
   const m = await gw.deps.metrics.redisErrors.get();
   return m.values.filter((v) => v.labels.kind === kind).reduce((n, v) => n + v.value, 0);
@@ -447,7 +453,16 @@ describe('every sentinel down (killed), the master up (RELIABILITY.md scenario 5
     const load = startCacheLoad({ port, key, prefix: 'sentinels-down' });
     await new Promise((r) => setTimeout(r, 800));
     const from = load.now();
-    await Promise.all(sentinels.map((s) => topology.kill(s, 'SIGKILL')));
+    // Two go first: the one left marks them down after down-after and says that a failover can no
+    // longer be authorized (SENTINEL CKQUORUM: quorum 2, 1 usable).
+    const [last, ...first] = sentinels as [string, ...string[]];
+    await Promise.all(first.map((s) => topology.kill(s, 'SIGKILL')));
+    await waitUntil(
+      async () => (await sentinelsQuorum())[sentinelAddress(last)] === 0,
+      DOWN_AFTER_MS + 3000,
+    );
+    expect(await sentinelsQuorum()).toEqual({ [sentinelAddress(last)]: 0 });
+    await topology.kill(last, 'SIGKILL');
     // The sentinels are asked only on a reconnect; the probe tells at once that none would answer.
     await waitUntil(async () => Object.values(await sentinelsUp()).every((v) => v === 0), 3000);
     expect((await gw.deps.metrics.sentinelMasters.get()).values[0]?.value).toBe(0);
