@@ -35,7 +35,7 @@ export interface SentinelReport {
    * majority a failover needs (`SENTINEL CKQUORUM`); undefined when it would not say (an ACL).
    */
   readonly quorum?: boolean;
-  /** Why it is not ok. */
+  /** Why it is not ok, or (ok, quorum false) why a failover could not be authorized. */
   readonly detail?: string;
 }
 
