@@ -454,8 +454,11 @@ describe('every sentinel down (killed), the master up (RELIABILITY.md scenario 5
     await new Promise((r) => setTimeout(r, 800));
     const from = load.now();
     // Two go first: the one left marks them down after down-after and says that a failover can no
-    // longer be authorized (SENTINEL CKQUORUM: quorum 2, 1 usable).
-    const [last, ...first] = sentinels as [string, ...string[]];
+    // longer be authorized (SENTINEL CKQUORUM: quorum 2, 1 usable). The one left is not the first:
+    // the test before paused that one, and a sentinel back from a pause is in TILT mode for 30 s,
+    // in which it marks nothing down.
+    const last = sentinels.at(-1)!;
+    const first = sentinels.slice(0, -1);
     await Promise.all(first.map((s) => topology.kill(s, 'SIGKILL')));
     await waitUntil(
       async () => (await sentinelsQuorum())[sentinelAddress(last)] === 0,
