@@ -50,6 +50,15 @@ export function testEnv(
   };
 }
 
+/** A metric's series by one label's value: `{ [labelValue]: value }`. */
+export async function seriesBy(
+  metric: { get(): Promise<{ values: { labels: Record<string, unknown>; value: number }[] }> },
+  label: string,
+): Promise<Record<string, number>> {
+  const { values } = await metric.get();
+  return Object.fromEntries(values.map((v) => [String(v.labels[label]), v.value]));
+}
+
 /** Waits until the app's master client is ready (or throws after `timeoutMs`). */
 export async function waitForRedis(deps: Deps, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

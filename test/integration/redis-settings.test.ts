@@ -6,15 +6,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { body, buildTestApp, newTenant, useTestApp } from '../harness/app.js';
+import { body, buildTestApp, newTenant, seriesBy, useTestApp } from '../harness/app.js';
 import { HOST, freePort, programPath, rawCommand } from '../harness/topology.js';
 
 const t = useTestApp();
 
-async function settingsGauge(app: { deps: typeof t.deps }): Promise<Record<string, number>> {
-  const m = await app.deps.metrics.redisSettingOk.get();
-  return Object.fromEntries(m.values.map((v) => [String(v.labels.setting), v.value]));
-}
+const settingsGauge = (app: { deps: typeof t.deps }) =>
+  seriesBy(app.deps.metrics.redisSettingOk, 'setting');
 
 describe('durability settings of the master', () => {
   it('pass with deploy/redis/redis.conf', async () => {

@@ -13,7 +13,7 @@ import {
   startSentinelProbe,
 } from '../../src/redis/sentinel-probe.js';
 import { type MockSentinel, startMockSentinel } from '../harness/mock-sentinel.js';
-import { body, buildTestApp, newTenant } from '../harness/app.js';
+import { body, buildTestApp, newTenant, seriesBy } from '../harness/app.js';
 import { HOST, freePort, rawCommand } from '../harness/topology.js';
 
 const { sentinels, masterName } = inject('redis');
@@ -132,22 +132,15 @@ describe('sentinel probe', () => {
       await expect
         .poll(async () => (await gw.deps.metrics.sentinelUp.get()).values.length, { timeout: 5000 })
         .toBe(sentinels.length + 1);
-      const up = Object.fromEntries(
-        (await gw.deps.metrics.sentinelUp.get()).values.map((v) => [v.labels.sentinel, v.value]),
-      );
-      expect(up).toEqual({
+      expect(await seriesBy(gw.deps.metrics.sentinelUp, 'sentinel')).toEqual({
         ...Object.fromEntries(sentinels.map((s) => [name(s), 1])),
         [closed]: 0,
       });
       expect((await gw.deps.metrics.sentinelMasters.get()).values[0]?.value).toBe(1);
       // The real sentinels can get a failover authorized; the closed port said nothing.
-      const quorum = Object.fromEntries(
-        (await gw.deps.metrics.sentinelQuorum.get()).values.map((v) => [
-          String(v.labels.sentinel),
-          v.value,
-        ]),
+      expect(await seriesBy(gw.deps.metrics.sentinelQuorum, 'sentinel')).toEqual(
+        Object.fromEntries(sentinels.map((s) => [name(s), 1])),
       );
-      expect(quorum).toEqual(Object.fromEntries(sentinels.map((s) => [name(s), 1])));
       const res = await gw.app.inject({ method: 'GET', url: '/readyz?verbose' });
       expect(res.statusCode).toBe(200);
       const checks = body<{ checks: Record<string, string> }>(res).checks;

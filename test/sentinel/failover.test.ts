@@ -7,7 +7,7 @@
  * on the new master without a restart.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type TestApp, buildTestApp, newTenant } from '../harness/app.js';
+import { type TestApp, buildTestApp, newTenant, seriesBy } from '../harness/app.js';
 import {
   type LedgerEntry,
   assertOnlyDeclaredAnswers,
@@ -83,18 +83,12 @@ async function failoversSeen(): Promise<number> {
 }
 
 /** gateway_redis_sentinel_up: sentinel `host:port` -> 1 or 0, as at the last probe. */
-async function sentinelsUp(): Promise<Record<string, number>> {
-  const m = await gw.deps.metrics.sentinelUp.get();
-  return Object.fromEntries(m.values.map((v) => [String(v.labels.sentinel), v.value]));
-}
+const sentinelsUp = () => seriesBy(gw.deps.metrics.sentinelUp, 'sentinel');
 
 const sentinelAddress = (name: string) => `127.0.0.1:${topology.node(name).port}`;
 
 /** gateway_redis_sentinel_quorum: sentinel `host:port` -> 1 or 0 (CKQUORUM), for those that said. */
-async function sentinelsQuorum(): Promise<Record<string, number>> {
-  const m = await gw.deps.metrics.sentinelQuorum.get();
-  return Object.fromEntries(m.values.map((v) => [String(v.labels.sentinel), v.value]));
-}
+const sentinelsQuorum = () => seriesBy(gw.deps.metrics.sentinelQuorum, 'sentinel');
 
 async function redisErrors(kind: string): Promise<number> {
   const m = await gw.deps.metrics.redisErrors.get();
