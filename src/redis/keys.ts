@@ -127,6 +127,8 @@ export const keys = {
    * Queue names match QUEUE_NAME_PATTERN (checked by the queues module's schemas).
    */
   queue: (tenant: string, name: string): string => tenantPrefix(tenant, 'q') + queueName(name),
+  /** The prefix of a tenant's queue streams (listing): `<tenant>:q:`. */
+  queuePrefix: (tenant: string): string => tenantPrefix(tenant, 'q'),
   /** Messages published with a delay, a sorted set scored by due time: `<tenant>:qdelay:<name>`. */
   queueDelayed: (tenant: string, name: string): string =>
     tenantPrefix(tenant, 'qdelay') + queueName(name),

@@ -79,6 +79,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
       ['queueLease', 'lease-1.lua', 1, false],
       ['queueAck', 'ack-2.lua', 2, true],
       ['queueRedrive', 'redrive-3.lua', 3, true],
+      ['queueDelete', 'delete-6.lua', 6, false],
     ] as const
   ).map(([name, file, numberOfKeys, common]) => ({
     name,
@@ -232,6 +233,15 @@ declare module 'ioredis' {
       settings: string,
       ...args: (string | number)[]
     ): Result<[number, number], Context>;
+    /** See modules/queues/lua/delete-6.lua: [existed, messages, delayed, groups, deadLettered]. */
+    queueDelete(
+      stream: string,
+      delayed: string,
+      settings: string,
+      dlq: string,
+      dlqDelayed: string,
+      dlqSettings: string,
+    ): Result<[number, number, number, number, number], Context>;
     /** See modules/idempotency/lua/begin-1.lua. */
     idempotencyBegin(key: string, ...args: (string | number)[]): Result<string[], Context>;
     /** See modules/idempotency/lua/complete-1.lua. */

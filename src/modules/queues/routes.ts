@@ -1,15 +1,15 @@
 /**
- * HTTP surface of queues: /v1/queues/{name} (info), /messages (publish, _batch), /groups/{group}
+ * HTTP surface of queues: /v1/queues (list), /v1/queues/{name} (info, settings, delete), /messages (publish, _batch), /groups/{group}
  * (create, delete, _receive, _ack, _nack, _extend, pending), /dlq (list, _redrive). Received
  * messages carry their stored JSON spliced into the body, never re-encoded.
  *
  * Scopes, each with an optional queue-name glob (`queue:consume:calc-*`): `queue:publish`
  * (publish), `queue:consume` (receive, ack, nack, extend, pending, info), `queue:admin` (groups,
- * dead-letter queue, redrive).
+ * settings, dead-letter queue, redrive, listing, deletion).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AppError } from '../../errors.js';
-import { authorizeResource, principalOf } from '../../http/auth.js';
+import { authorizePrefix, authorizeResource, principalOf } from '../../http/auth.js';
 import { emptyResponse, jsonResponse, problemResponses } from '../../http/openapi.js';
 import {
   AckBody,
@@ -17,10 +17,12 @@ import {
   BatchBody,
   BatchPublished,
   DeadLetters,
+  Deleted,
   ExtendBody,
   GroupBody,
   GroupCreated,
   GroupParams,
+  ListQuery,
   LeaseResult,
   NackBody,
   NameParams,
@@ -29,6 +31,7 @@ import {
   PublishBody,
   Published,
   QueueInfo,
+  QueueList,
   ReceiveBody,
   Received,
   RedriveBody,
@@ -195,6 +198,65 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
       const principal = principalOf(request);
       authorizeResource(principal, CONSUME, request.params.name, 'path.name');
       return service.info(principal.tenant, request.params.name);
+    },
+  );
+
+  app.get(
+    '/',
+    {
+      config: { scope: ADMIN, module: 'queues' },
+      schema: {
+        operationId: 'queueList',
+        tags: TAGS,
+        summary: 'List queues',
+        description:
+          "Pages the tenant's queues whose names start with `prefix`, with their lengths (SCAN: a page may be short or empty while the cursor is not null; a queue may appear twice). A queue is listed once it has a stream: a group, or a message that became receivable. Dead-letter queues appear as `<name>.dlq`. A key whose scope has a queue-name glob may list only under the glob's literal prefix.",
+        querystring: ListQuery,
+        response: {
+          200: jsonResponse('A page of queues.', QueueList),
+          ...problemResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const prefix = request.query.prefix ?? '';
+      authorizePrefix(principal, ADMIN, prefix, 'query.prefix');
+      return service.list(
+        principal.tenant,
+        prefix,
+        request.query.cursor,
+        request.query.limit ?? 100,
+      );
+    },
+  );
+
+  app.delete(
+    '/:name',
+    {
+      config: { scope: ADMIN, module: 'queues' },
+      schema: {
+        operationId: 'queueDelete',
+        tags: TAGS,
+        summary: 'Delete a queue',
+        description:
+          'Deletes the queue in one atomic step: its messages (received or not), consumer groups, delayed messages, settings and its dead-letter queue `<name>.dlq`. Consumers waiting on it get 404 GROUP_NOT_FOUND within 5 s; a later publish starts a new, empty queue (dedup ids seen within the dedup window still count as duplicates). 404 when there was nothing to delete.',
+        params: NameParams,
+        response: {
+          200: jsonResponse('Deleted; what was in it.', Deleted),
+          ...problemResponses(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      authorizeResource(principal, ADMIN, request.params.name, 'path.name');
+      const deleted = await service.deleteQueue(principal.tenant, request.params.name);
+      request.log.info(
+        { tenant: principal.tenant, apiKey: principal.keyId, ...deleted },
+        'queue deleted',
+      );
+      return deleted;
     },
   );
 

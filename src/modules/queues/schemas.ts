@@ -403,3 +403,70 @@ export const RedriveResult = z
     remaining: z.number().int().describe('Messages still in the dead-letter queue.'),
   })
   .meta({ id: 'QueueRedriven', examples: [{ redriven: 1, remaining: 0 }] });
+
+export const ListQuery = z.strictObject({
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{0,128}$/, 'must be up to 128 of A-Z a-z 0-9 . _ -')
+    .optional()
+    .describe('Only queues whose names start with this text.'),
+  cursor: z
+    .string()
+    .regex(/^\d{1,20}$/, 'must be a cursor returned by a previous listing')
+    .optional()
+    .describe('The cursor of the previous page; omit for the first.'),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(1000))
+    .optional()
+    .describe('About how many queues per page, 1..1000 (default 100).'),
+});
+
+export const QueueList = z
+  .object({
+    queues: z.array(
+      z.object({
+        name: z.string(),
+        length: z
+          .number()
+          .int()
+          .describe('Entries in the stream (acknowledged history may remain until trimmed).'),
+      }),
+    ),
+    cursor: z
+      .string()
+      .nullable()
+      .describe(
+        'Null on the last page. A page may be short, or even empty, before that; a queue may appear twice.',
+      ),
+  })
+  .meta({
+    id: 'QueueList',
+    examples: [
+      {
+        queues: [
+          { name: 'calc-jobs', length: 120 },
+          { name: 'calc-jobs.dlq', length: 1 },
+        ],
+        cursor: null,
+      },
+    ],
+  });
+
+export const Deleted = z
+  .object({
+    name: z.string(),
+    messages: z
+      .number()
+      .int()
+      .describe('Stream entries deleted (received or not; acknowledged history included).'),
+    delayed: z.number().int().describe('Delayed messages deleted.'),
+    groups: z.number().int().describe('Consumer groups deleted, with their in-flight messages.'),
+    deadLettered: z.number().int().describe('Messages deleted from the dead-letter queue.'),
+  })
+  .meta({
+    id: 'QueueDeleted',
+    examples: [{ name: 'calc-jobs', messages: 120, delayed: 3, groups: 1, deadLettered: 1 }],
+  });

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import type { BlockingPool, RedisAccess } from '../../redis/client.js';
-import { keys } from '../../redis/keys.js';
+import { escapeGlob, keys } from '../../redis/keys.js';
 import { randomToken } from '../../random.js';
 
 export interface QueueLimits {
@@ -25,6 +25,8 @@ export const VISIBILITY_CEILING_MS = 12 * 3600 * 1000;
 /** One XREAD BLOCK lasts at most this long; a longer wait is several of them. */
 const BLOCK_CHUNK_MS = 5000;
 const DLQ_SUFFIX = '.dlq';
+/** How long one listing call may keep scanning before it returns a cursor. */
+const SCAN_BUDGET_MS = 1000;
 
 export type QueueEvent =
   | 'published'
@@ -104,6 +106,8 @@ export function createQueueService(opts: QueueServiceOptions) {
   const event = (e: QueueEvent, n = 1) => {
     if (n > 0) opts.onEvent?.(e, n);
   };
+  const queueMissing = (name: string) =>
+    new AppError('QUEUE_NOT_FOUND', `No queue "${name}": nothing was published to it.`);
   const groupMissing = (group: string) =>
     new AppError(
       'GROUP_NOT_FOUND',
@@ -358,9 +362,7 @@ export function createQueueService(opts: QueueServiceOptions) {
           c.xlen(keys.queue(tenant, name + DLQ_SUFFIX)),
         ]),
       );
-      if (exists === 0 && delayed === 0) {
-        throw new AppError('QUEUE_NOT_FOUND', `No queue "${name}": nothing was published to it.`);
-      }
+      if (exists === 0 && delayed === 0) throw queueMissing(name);
       const groups: GroupInfo[] = [];
       if (exists === 1) {
         const raw = (await redis.onMaster((c) => c.xinfo('GROUPS', stream))) as unknown[];
@@ -476,6 +478,59 @@ export function createQueueService(opts: QueueServiceOptions) {
       );
       event('redriven', moved);
       return { redriven: moved, remaining };
+    },
+
+    /**
+     * Deletes the queue with its groups, delayed messages, settings and dead-letter queue, in one
+     * step; QUEUE_NOT_FOUND when none of them existed.
+     */
+    async deleteQueue(tenant: string, name: string) {
+      const dlq = name + DLQ_SUFFIX;
+      const [existed, messages, delayed, groups, deadLettered] = await redis.onMaster((c) =>
+        c.queueDelete(
+          keys.queue(tenant, name),
+          keys.queueDelayed(tenant, name),
+          keys.queueConfig(tenant, name),
+          keys.queue(tenant, dlq),
+          keys.queueDelayed(tenant, dlq),
+          keys.queueConfig(tenant, dlq),
+        ),
+      );
+      if (existed === 0) throw queueMissing(name);
+      return { name, messages, delayed, groups, deadLettered };
+    },
+
+    /**
+     * Pages the tenant's queues whose names start with `prefix` (SCAN over streams: a page may be
+     * short while the cursor is not null). A queue appears once it has a stream: a message that
+     * became receivable, or a group.
+     */
+    async list(
+      tenant: string,
+      prefix: string,
+      cursorText: string | undefined,
+      limit: number,
+    ): Promise<{ queues: { name: string; length: number }[]; cursor: string | null }> {
+      const start = Date.now();
+      const streamPrefix = keys.queuePrefix(tenant);
+      const match = `${escapeGlob(streamPrefix)}${escapeGlob(prefix)}*`;
+      let c = cursorText ?? '0';
+      const names: string[] = [];
+      do {
+        const [next, found] = await redis.onReader((r) =>
+          r.scan(c, 'MATCH', match, 'COUNT', Math.max(limit, 100), 'TYPE', 'stream'),
+        );
+        for (const k of found)
+          if (k.startsWith(streamPrefix)) names.push(k.slice(streamPrefix.length));
+        c = next;
+      } while (c !== '0' && names.length < limit && Date.now() - start < SCAN_BUDGET_MS);
+      const lengths = await redis.onReader((r) =>
+        Promise.all(names.map((n) => r.xlen(keys.queue(tenant, n)))),
+      );
+      return {
+        queues: names.map((n, i) => ({ name: n, length: lengths[i] ?? 0 })),
+        cursor: c === '0' ? null : c,
+      };
     },
 
     /** Ends every long poll now (shutdown); they answer with what they have. */

@@ -1,8 +1,9 @@
 /**
  * Queues against real Redis: publish (single, batch, dedup, delay), groups, receive with
  * visibility timeouts and long polling, ack / nack / extend, dead-letter and redrive, trimming
- * that never drops an unacknowledged message, at-least-once delivery of 10 000 messages to three
- * consumers one of which crashes, isolation, scopes and hostile input.
+ * that never drops an unacknowledged message, deleting and listing queues, at-least-once
+ * delivery of 10 000 messages to three consumers one of which crashes, isolation, scopes and
+ * hostile input.
  */
 import { describe, expect, it } from 'vitest';
 import { keys } from '../../../src/redis/keys.js';
@@ -529,6 +530,130 @@ describe('groups, info, pending', () => {
   });
 });
 
+describe('delete and list', () => {
+  it('DELETE removes the queue, its groups, delayed messages, settings and dead letters at once, nothing else', async () => {
+    const a = await newTenant(t.deps, ALL);
+    const b = await newTenant(t.deps, ALL);
+    const q = qname();
+    const other = `${q}-other`;
+    await group(a, q);
+    await publishBatch(a, q, [{ data: 1 }, { data: 2 }]);
+    await group(a, q, 'h', 'latest');
+    await publish(a, q, { data: 3, delayMs: 60_000 });
+    await publish(a, `${q}.dlq`, { data: 'dead' });
+    expect((await call(a, 'PUT', `/v1/queues/${q}`, { maxReceiveCount: 7 })).statusCode).toBe(200);
+    await receive(a, q, { max: 1, visibilityTimeoutMs: 60_000 });
+    await group(a, other);
+    await publish(a, other, { data: 'kept' });
+    await group(b, q);
+    await publish(b, q, { data: 'b kept' });
+
+    // A consumer long-polling the queue when it goes.
+    const waiting = call(a, 'POST', `/v1/queues/${q}/groups/h/_receive`, {
+      consumer: 'c2',
+      waitMs: 20_000,
+    });
+    await sleep(100);
+    const started = Date.now();
+    const res = await call(a, 'DELETE', `/v1/queues/${q}`);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(body(res)).toEqual({ name: q, messages: 2, delayed: 1, groups: 2, deadLettered: 1 });
+    const waited = await waiting;
+    expectProblem(waited, 404, 'GROUP_NOT_FOUND');
+    expect(Date.now() - started).toBeLessThan(7000);
+
+    const redis = await adminRedis(t);
+    try {
+      for (const name of [q, `${q}.dlq`]) {
+        for (const key of [
+          keys.queue(a.tenant, name),
+          keys.queueDelayed(a.tenant, name),
+          keys.queueConfig(a.tenant, name),
+        ]) {
+          expect(await redis.exists(key), key).toBe(0);
+        }
+      }
+      expect(await redis.xlen(keys.queue(a.tenant, other))).toBe(1);
+      expect(await redis.xlen(keys.queue(b.tenant, q))).toBe(1);
+    } finally {
+      redis.disconnect();
+    }
+    expectProblem(await call(a, 'GET', `/v1/queues/${q}`), 404, 'QUEUE_NOT_FOUND');
+    expectProblem(await call(a, 'DELETE', `/v1/queues/${q}`), 404, 'QUEUE_NOT_FOUND');
+    expectProblem(
+      await call(a, 'POST', `/v1/queues/${q}/groups/g/_receive`, { consumer: 'c' }),
+      404,
+      'GROUP_NOT_FOUND',
+    );
+    // Tenant B's queue of the same name was not touched, and A cannot delete it again.
+    expect((await receive(b, q, {})).messages.map((m) => m.data)).toEqual(['b kept']);
+
+    // A publish starts a new, empty queue with the default settings and no groups.
+    await publish(a, q, { data: 'new' });
+    expect(body(await call(a, 'GET', `/v1/queues/${q}`))).toMatchObject({
+      length: 1,
+      delayed: 0,
+      deadLettered: 0,
+      maxReceiveCount: 3,
+      groups: [],
+    });
+    // Bad names are refused before Redis; scopes are checked.
+    expectProblem(await call(a, 'DELETE', `/v1/queues/a:b`), 400, 'VALIDATION_FAILED');
+    const consumer = await addKey(t.deps, a.tenant, ['queue:consume', 'queue:publish']);
+    expectProblem(await call(consumer, 'DELETE', `/v1/queues/${q}`), 403, 'SCOPE_MISSING');
+    const confined = await addKey(t.deps, a.tenant, ['queue:admin:calc-*']);
+    expectProblem(await call(confined, 'DELETE', `/v1/queues/${q}`), 403, 'SCOPE_MISSING');
+    expect(body(await call(a, 'GET', `/v1/queues/${q}`))).toMatchObject({ length: 1 });
+  });
+
+  it("GET /v1/queues pages the tenant's queues under a prefix, with their lengths", async () => {
+    const a = await newTenant(t.deps, ALL);
+    const b = await newTenant(t.deps, ALL);
+    const p = `lst-${qname()}`;
+    await group(a, `${p}-a`);
+    await publishBatch(a, `${p}-b`, [{ data: 1 }, { data: 2 }]);
+    await publish(a, `${p}-b.dlq`, { data: 'dead' });
+    await publish(a, `${p}-delayed`, { data: 1, delayMs: 60_000 });
+    await publish(a, `x${p}`, { data: 1 });
+    await publish(b, `${p}-b`, { data: 'b' });
+
+    const res = await call(a, 'GET', `/v1/queues?prefix=${p}`);
+    expect(res.statusCode, res.body).toBe(200);
+    const all = new Map<string, number>();
+    let cursor: string | null = null;
+    let pages = 0;
+    type Page = { queues: { name: string; length: number }[]; cursor: string | null };
+    do {
+      const url = `/v1/queues?prefix=${p}&limit=1${cursor === null ? '' : `&cursor=${cursor}`}`;
+      const page: Page = body<Page>(await call(a, 'GET', url));
+      for (const q of page.queues) all.set(q.name, q.length);
+      cursor = page.cursor;
+      pages++;
+    } while (cursor !== null && pages < 10_000);
+    // A queue with only a delayed message has no stream yet, so it is not listed.
+    expect(Object.fromEntries([...all].sort())).toEqual({
+      [`${p}-a`]: 0,
+      [`${p}-b`]: 2,
+      [`${p}-b.dlq`]: 1,
+    });
+    const listed = body<{ queues: { name: string }[] }>(res).queues.map((q) => q.name);
+    expect(listed.every((n) => n.startsWith(p))).toBe(true);
+
+    // A key confined to a glob lists only under the glob's literal prefix.
+    const confined = await addKey(t.deps, a.tenant, [`queue:admin:${p}-b*`]);
+    expectProblem(await call(confined, 'GET', `/v1/queues`), 403, 'SCOPE_MISSING');
+    const mine = body<{ queues: { name: string }[] }>(
+      await call(confined, 'GET', `/v1/queues?prefix=${p}-b&limit=1000`),
+    );
+    expect(mine.queues.map((q) => q.name).sort()).toEqual([`${p}-b`, `${p}-b.dlq`]);
+    const consumer = await addKey(t.deps, a.tenant, ['queue:consume']);
+    expectProblem(await call(consumer, 'GET', `/v1/queues`), 403, 'SCOPE_MISSING');
+    for (const bad of ['prefix=a*', 'prefix=a:b', 'cursor=abc', 'limit=0', 'limit=1001', 'x=1']) {
+      expectProblem(await call(a, 'GET', `/v1/queues?${bad}`), 400, 'VALIDATION_FAILED');
+    }
+  });
+});
+
 describe('bad input, isolation and scopes', () => {
   it('refuses hostile names and bad bodies with a 400 naming the field, and publishes nothing', async () => {
     const a = await newTenant(t.deps, ALL);
@@ -755,6 +880,18 @@ for (const [label, scope, wrongScope, make] of [
     'queue:consume',
     'queue:admin',
     (q: string) => ({ method: 'GET', url: `/v1/queues/${q}/groups/g/pending` }),
+  ],
+  [
+    'DELETE /v1/queues/{name}',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'DELETE', url: `/v1/queues/${q}` }),
+  ],
+  [
+    'GET /v1/queues',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'GET', url: `/v1/queues?prefix=${q}` }),
   ],
   [
     'GET /v1/queues/{name}/dlq',
