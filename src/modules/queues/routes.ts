@@ -1,11 +1,12 @@
 /**
- * HTTP surface of queues: /v1/queues (list), /v1/queues/{name} (info, settings, delete), /messages (publish, _batch), /groups/{group}
- * (create, delete, _receive, _ack, _nack, _extend, pending), /dlq (list, _redrive). Received
- * messages carry their stored JSON spliced into the body, never re-encoded.
+ * HTTP surface of queues: /v1/queues (list), /v1/queues/{name} (info, settings, delete, _purge),
+ * /messages (publish, _batch), /groups/{group} (create, delete, _receive, _ack, _nack, _extend,
+ * pending), /dlq (list, _redrive). Received messages carry their stored JSON spliced into the
+ * body, never re-encoded.
  *
  * Scopes, each with an optional queue-name glob (`queue:consume:calc-*`): `queue:publish`
  * (publish), `queue:consume` (receive, ack, nack, extend, pending, info), `queue:admin` (groups,
- * settings, dead-letter queue, redrive, listing, deletion).
+ * settings, dead-letter queue, redrive, listing, purge, deletion).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AppError } from '../../errors.js';
@@ -29,6 +30,7 @@ import {
   PageQuery,
   PendingList,
   PublishBody,
+  Purged,
   Published,
   QueueInfo,
   QueueList,
@@ -283,6 +285,35 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
       authorizeResource(principal, ADMIN, request.params.name, 'path.name');
       const settings = await service.configure(principal.tenant, request.params.name, request.body);
       return { name: request.params.name, ...settings };
+    },
+  );
+
+  app.post(
+    '/:name/_purge',
+    {
+      config: { scope: ADMIN, module: 'queues' },
+      schema: {
+        operationId: 'queuePurge',
+        tags: TAGS,
+        summary: 'Drop every message of a queue',
+        description:
+          'In one atomic step, drops every message (received or not) and every delayed message. The consumer groups stay, positioned at the end with nothing in flight (acks of messages received before answer 0); settings and the dead-letter queue are kept. 404 when the queue had neither messages nor groups.',
+        params: NameParams,
+        response: {
+          200: jsonResponse('Purged; what was dropped.', Purged),
+          ...problemResponses(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      authorizeResource(principal, ADMIN, request.params.name, 'path.name');
+      const purged = await service.purge(principal.tenant, request.params.name);
+      request.log.info(
+        { tenant: principal.tenant, apiKey: principal.keyId, ...purged },
+        'queue purged',
+      );
+      return purged;
     },
   );
 

@@ -470,3 +470,18 @@ export const Deleted = z
     id: 'QueueDeleted',
     examples: [{ name: 'calc-jobs', messages: 120, delayed: 3, groups: 1, deadLettered: 1 }],
   });
+
+export const Purged = z
+  .object({
+    name: z.string(),
+    messages: z
+      .number()
+      .int()
+      .describe('Stream entries dropped (received or not; acknowledged history included).'),
+    delayed: z.number().int().describe('Delayed messages dropped.'),
+    groups: z.number().int().describe('Consumer groups kept, now with nothing in flight.'),
+  })
+  .meta({
+    id: 'QueuePurged',
+    examples: [{ name: 'calc-jobs', messages: 120, delayed: 3, groups: 1 }],
+  });

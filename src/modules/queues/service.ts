@@ -501,6 +501,18 @@ export function createQueueService(opts: QueueServiceOptions) {
     },
 
     /**
+     * Drops every message and delayed message of the queue, keeping its groups (at the end, with
+     * nothing in flight), settings and dead-letter queue; QUEUE_NOT_FOUND when it had neither.
+     */
+    async purge(tenant: string, name: string) {
+      const [existed, messages, delayed, groups] = await redis.onMaster((c) =>
+        c.queuePurge(keys.queue(tenant, name), keys.queueDelayed(tenant, name)),
+      );
+      if (existed === 0) throw queueMissing(name);
+      return { name, messages, delayed, groups };
+    },
+
+    /**
      * Pages the tenant's queues whose names start with `prefix` (SCAN over streams: a page may be
      * short while the cursor is not null). A queue appears once it has a stream: a message that
      * became receivable, or a group.

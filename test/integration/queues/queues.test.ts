@@ -530,7 +530,7 @@ describe('groups, info, pending', () => {
   });
 });
 
-describe('delete and list', () => {
+describe('delete, purge and list', () => {
   it('DELETE removes the queue, its groups, delayed messages, settings and dead letters at once, nothing else', async () => {
     const a = await newTenant(t.deps, ALL);
     const b = await newTenant(t.deps, ALL);
@@ -604,6 +604,51 @@ describe('delete and list', () => {
     const confined = await addKey(t.deps, a.tenant, ['queue:admin:calc-*']);
     expectProblem(await call(confined, 'DELETE', `/v1/queues/${q}`), 403, 'SCOPE_MISSING');
     expect(body(await call(a, 'GET', `/v1/queues/${q}`))).toMatchObject({ length: 1 });
+  });
+
+  it('_purge drops every message and delayed message, keeps groups (nothing in flight), settings and dead letters', async () => {
+    const a = await newTenant(t.deps, ALL);
+    const q = qname();
+    await group(a, q);
+    const ids = await publishBatch(a, q, [{ data: 1 }, { data: 2 }, { data: 3 }]);
+    await group(a, q, 'h', 'latest');
+    await publish(a, q, { data: 4, delayMs: 60_000 });
+    await publish(a, `${q}.dlq`, { data: 'dead' });
+    expect((await call(a, 'PUT', `/v1/queues/${q}`, { maxReceiveCount: 7 })).statusCode).toBe(200);
+    const held = (await receive(a, q, { max: 1, visibilityTimeoutMs: 60_000 })).messages;
+    expect(held.map((m) => m.id)).toEqual([ids[0]]);
+
+    // A consumer of h long-polls through the purge and gets the next message published.
+    const waiting = call(a, 'POST', `/v1/queues/${q}/groups/h/_receive`, {
+      consumer: 'c2',
+      waitMs: 10_000,
+    });
+    await sleep(100);
+    const res = await call(a, 'POST', `/v1/queues/${q}/_purge`);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(body(res)).toEqual({ name: q, messages: 3, delayed: 1, groups: 2 });
+    const info = body<{ groups: { name: string; pending: number }[] }>(
+      await call(a, 'GET', `/v1/queues/${q}`),
+    );
+    expect(info).toMatchObject({ length: 0, delayed: 0, deadLettered: 1, maxReceiveCount: 7 });
+    expect(info.groups.map((g) => [g.name, g.pending]).sort()).toEqual([
+      ['g', 0],
+      ['h', 0],
+    ]);
+    expect(await ack(a, q, [ids[0] as string])).toBe(0);
+    expect((await receive(a, q, { max: 10 })).messages).toEqual([]);
+
+    const { id } = await publish(a, q, { data: 'after' });
+    const woken = await waiting;
+    expect(woken.statusCode, woken.body).toBe(200);
+    expect(body<{ messages: Msg[] }>(woken).messages.map((m) => [m.id, m.data])).toEqual([
+      [id, 'after'],
+    ]);
+    expect((await receive(a, q, { max: 10 })).messages.map((m) => m.data)).toEqual(['after']);
+
+    expectProblem(await call(a, 'POST', `/v1/queues/${qname()}/_purge`), 404, 'QUEUE_NOT_FOUND');
+    const consumer = await addKey(t.deps, a.tenant, ['queue:consume', 'queue:publish']);
+    expectProblem(await call(consumer, 'POST', `/v1/queues/${q}/_purge`), 403, 'SCOPE_MISSING');
   });
 
   it("GET /v1/queues pages the tenant's queues under a prefix, with their lengths", async () => {
@@ -886,6 +931,12 @@ for (const [label, scope, wrongScope, make] of [
     'queue:admin',
     'queue:consume',
     (q: string) => ({ method: 'DELETE', url: `/v1/queues/${q}` }),
+  ],
+  [
+    'POST /v1/queues/{name}/_purge',
+    'queue:admin',
+    'queue:consume',
+    (q: string) => ({ method: 'POST', url: `/v1/queues/${q}/_purge` }),
   ],
   [
     'GET /v1/queues',
