@@ -56,6 +56,12 @@ export const ERRORS = {
     type: 'idempotency-token-mismatch',
   },
   TENANT_EXISTS: { status: 409, title: 'Tenant already exists', type: 'tenant-exists' },
+  TENANT_DELETING: { status: 409, title: 'Tenant is being deleted', type: 'tenant-deleting' },
+  TENANT_MANAGED_BY_FILE: {
+    status: 409,
+    title: 'Tenant has keys in the keys file',
+    type: 'tenant-managed-by-file',
+  },
   API_KEY_MANAGED_BY_FILE: {
     status: 409,
     title: 'API key is managed by the keys file',

@@ -75,6 +75,11 @@ export function escapeGlob(literal: string): string {
 }
 
 export const keys = {
+  /**
+   * The prefix of every key holding a tenant's data, `<tenant>:` (erasing a deleted tenant). The
+   * gateway's own records of a tenant are under `_gw:` below.
+   */
+  tenantData: (tenant: string): string => `${tenantId(tenant)}:`,
   /** A cached value: `<tenant>:cache:<key>`. */
   cache: (tenant: string, key: string): string => userKey(tenant, 'cache', 'key', key),
   /** The prefix of every cached value of a tenant (listing, invalidation by prefix or pattern). */
@@ -147,6 +152,8 @@ export const keys = {
     tenants: (): string => '_gw:tenants',
     /** Hash: one API key's record (never the secret; its SHA-256). */
     apiKey: (keyId: string): string => `_gw:apikey:${keyId}`,
+    /** The prefix of the key records (a script deleting a tenant appends the ids it reads). */
+    apiKeyPrefix: (): string => '_gw:apikey:',
     /** Set: the ids of one tenant's API keys. */
     tenantApiKeys: (tenant: string): string => `_gw:tenant-apikeys:${tenantId(tenant)}`,
     /** Hash: a tenant's rate-limit policies set through the admin API (name -> JSON definition). */

@@ -49,6 +49,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'tenantCreate', file: 'modules/admin/lua/create-tenant-2.lua', numberOfKeys: 2 },
   { name: 'apiKeyCreate', file: 'modules/admin/lua/create-key-3.lua', numberOfKeys: 3 },
   { name: 'apiKeyRevoke', file: 'modules/admin/lua/revoke-key-1.lua', numberOfKeys: 1 },
+  { name: 'tenantDeleteBegin', file: 'modules/admin/lua/delete-tenant-3.lua', numberOfKeys: 3 },
   {
     name: 'ratelimitCheck',
     file: 'modules/ratelimit/lua/check-n.lua',
@@ -142,7 +143,7 @@ declare module 'ioredis' {
       name: string,
       createdAtMs: number,
     ): Result<number, Context>;
-    /** See modules/admin/lua/create-key-3.lua. Returns 1, or -1 when the tenant does not exist. */
+    /** See modules/admin/lua/create-key-3.lua. 1, or -1 when the tenant does not exist (or is being deleted). */
     apiKeyCreate(
       tenantKey: string,
       apiKeyKey: string,
@@ -157,6 +158,17 @@ declare module 'ioredis' {
       revokedAtMs: number,
       channel: string,
       keyId: string,
+    ): Result<number, Context>;
+    /** See modules/admin/lua/delete-tenant-3.lua: API keys deleted, or -1 no such tenant. */
+    tenantDeleteBegin(
+      tenantKey: string,
+      tenantKeysKey: string,
+      policiesKey: string,
+      nowMs: number,
+      apiKeyPrefix: string,
+      revokedChannel: string,
+      policiesChannel: string,
+      tenant: string,
     ): Result<number, Context>;
     /**
      * See modules/ratelimit/lua/check-n.lua: n keys, then now, atomic flag and 6 arguments per

@@ -1,7 +1,7 @@
 /**
  * HTTP surface of tenants and API keys under /v1/admin. The operator (ADMIN_TOKEN) manages every
- * tenant; an API key with the `admin` scope manages its own tenant's keys, and other tenants are
- * invisible to it (404, as if absent).
+ * tenant (and alone creates, lists and deletes them); an API key with the `admin` scope manages
+ * its own tenant's keys, and other tenants are invisible to it (404, as if absent).
  */
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -13,8 +13,10 @@ import {
   CreateKeyBody,
   CreateTenantBody,
   CreatedApiKey,
+  DeleteTenantQuery,
   KeyParams,
   Tenant,
+  TenantDeletion,
   TenantList,
   TenantParams,
 } from './schemas.js';
@@ -98,6 +100,37 @@ export const adminRoutes: FastifyPluginAsyncZod<AdminRoutesOptions> = async (app
     async (request) => {
       requireTenantAccess(request, request.params.tenant);
       return service.getTenant(request.params.tenant);
+    },
+  );
+
+  app.delete(
+    '/tenants/:tenant',
+    {
+      config,
+      schema: {
+        operationId: 'adminDeleteTenant',
+        tags: TAGS,
+        summary: 'Delete a tenant and erase its data (operator only)',
+        description:
+          "At once: the tenant's API keys stop working on every replica and its rate-limit policies go. Then its data (cache, sessions, rate-limit state, idempotency records, queues) is erased, for up to a second per call: 202 `deleting` with a `cursor` means call again with it; 200 `deleted` means a whole pass found nothing of the tenant left, and its id may be created again (until then, 409 TENANT_DELETING). Calling again without the cursor starts the erasure over. 409 TENANT_MANAGED_BY_FILE while API_KEYS_FILE has keys for it.",
+        params: TenantParams,
+        querystring: DeleteTenantQuery,
+        response: {
+          200: jsonResponse('Deleted: nothing of the tenant is left.', TenantDeletion),
+          202: jsonResponse('Keys and policies gone; data still being erased.', TenantDeletion),
+          ...problemResponses(400, 401, 403, 404, 409),
+        },
+      },
+    },
+    async (request, reply) => {
+      requireOperator(request);
+      const result = await service.deleteTenant(
+        request.params.tenant,
+        request.query.cursor,
+        request.query.limit ?? 100_000,
+      );
+      request.log.info(result, 'tenant deletion');
+      return reply.code(result.state === 'deleted' ? 200 : 202).send(result);
     },
   );
 

@@ -40,6 +40,12 @@ export const Tenant = z
     name: z.string(),
     createdAt: z.string().describe('ISO 8601; empty for tenants known only from API_KEYS_FILE.'),
     source: z.enum(['api', 'file']),
+    deletingAt: z
+      .string()
+      .optional()
+      .describe(
+        'ISO 8601; present while a deletion has not finished erasing the data (call DELETE again).',
+      ),
   })
   .meta({
     id: 'Tenant',
@@ -126,3 +132,38 @@ export const CreatedApiKey = z
 export const ApiKeyList = z
   .object({ keys: z.array(ApiKeyInfo) })
   .meta({ id: 'ApiKeyList', examples: [{ keys: [keyExample] }] });
+
+export const DeleteTenantQuery = z.strictObject({
+  cursor: z
+    .string()
+    .max(24)
+    .optional()
+    .describe('The cursor of the previous call while the state was `deleting`.'),
+  limit: z
+    .string()
+    .regex(/^\d{1,7}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(1_000_000))
+    .optional()
+    .describe(
+      'About how many Redis keys one call may erase (default 100000; it also stops after a second).',
+    ),
+});
+
+export const TenantDeletion = z
+  .object({
+    tenant: z.string(),
+    state: z
+      .enum(['deleting', 'deleted'])
+      .describe('`deleting`: call again with `cursor`; `deleted`: nothing of the tenant is left.'),
+    apiKeysDeleted: z.number().int().describe('API keys deleted by this call.'),
+    erased: z.number().int().describe('Redis keys of the tenant erased by this call.'),
+    cursor: z.string().nullable().describe('Pass it to the next call; null once deleted.'),
+  })
+  .meta({
+    id: 'TenantDeletion',
+    examples: [
+      { tenant: 'acme', state: 'deleting', apiKeysDeleted: 3, erased: 41250, cursor: '73728.1' },
+      { tenant: 'acme', state: 'deleted', apiKeysDeleted: 0, erased: 812, cursor: null },
+    ],
+  });

@@ -12,7 +12,7 @@ import { AppError } from '../../errors.js';
 import type { AuthFailure, Principal } from '../../http/auth.js';
 import { type Scope, parseScope, parseScopes } from '../../http/scopes.js';
 import type { RedisAccess } from '../../redis/client.js';
-import { keys } from '../../redis/keys.js';
+import { escapeGlob, keys } from '../../redis/keys.js';
 import { constantTimeEqual, generateKey, hashKey, keyIdOf, keyMatches } from './api-key.js';
 import type { FileKey } from './keys-file.js';
 
@@ -21,6 +21,16 @@ export interface Tenant {
   name: string;
   createdAt: string;
   source: 'api' | 'file';
+  /** Set while DELETE /v1/admin/tenants/{tenant} has not finished erasing the tenant's data. */
+  deletingAt?: string;
+}
+
+export interface TenantDeletion {
+  tenant: string;
+  state: 'deleting' | 'deleted';
+  apiKeysDeleted: number;
+  erased: number;
+  cursor: string | null;
 }
 
 export interface ApiKeyInfo {
@@ -55,6 +65,11 @@ interface CachedKey {
 
 /** Unknown key ids are remembered this long at most, so floods of random keys stay off Redis. */
 const NEGATIVE_TTL_MS = 5000;
+/** How long one DELETE of a tenant may erase before it answers with a cursor. */
+const ERASE_BUDGET_MS = 1000;
+const ERASE_COUNT = 1000;
+/** A deletion cursor: the SCAN cursor, and whether the current pass found anything (1) or not (0). */
+const ERASE_CURSOR = /^(\d{1,20})\.([01])$/;
 
 const iso = (ms: number | undefined): string | null =>
   ms === undefined || Number.isNaN(ms) ? null : new Date(ms).toISOString();
@@ -159,6 +174,17 @@ export function createAdminService(opts: AdminServiceOptions) {
     });
   }
 
+  function tenantOf(id: string, rec: Record<string, string>): Tenant {
+    const deletingAt = iso(num(rec.deletingAt));
+    return {
+      id,
+      name: rec.name ?? id,
+      createdAt: iso(num(rec.createdAt)) ?? '',
+      source: 'api',
+      ...(deletingAt === null ? {} : { deletingAt }),
+    };
+  }
+
   async function requireTenant(id: string): Promise<void> {
     const exists = await redis.onMaster((r) => r.exists(keys.gw.tenant(id)));
     if (exists === 0 && ![...fileKeys.values()].some((k) => k.tenant === id)) {
@@ -221,7 +247,16 @@ export function createAdminService(opts: AdminServiceOptions) {
       const created = await redis.onMaster((r) =>
         r.tenantCreate(keys.gw.tenant(id), keys.gw.tenants(), id, name ?? id, now),
       );
-      if (created === 0) throw new AppError('TENANT_EXISTS', `Tenant "${id}" already exists.`);
+      if (created === 0) {
+        const deleting = await redis.onMaster((r) => r.hexists(keys.gw.tenant(id), 'deletingAt'));
+        if (deleting === 1) {
+          throw new AppError(
+            'TENANT_DELETING',
+            `Tenant "${id}" is being deleted; call DELETE /v1/admin/tenants/${id} until it answers 200, then create it again.`,
+          );
+        }
+        throw new AppError('TENANT_EXISTS', `Tenant "${id}" already exists.`);
+      }
       return { id, name: name ?? id, createdAt: new Date(now).toISOString(), source: 'api' };
     },
 
@@ -231,12 +266,7 @@ export function createAdminService(opts: AdminServiceOptions) {
       const out: Tenant[] = [];
       rows.forEach((rec, i) => {
         if (rec.id !== undefined) {
-          out.push({
-            id: rec.id,
-            name: rec.name ?? rec.id,
-            createdAt: iso(num(rec.createdAt)) ?? '',
-            source: 'api',
-          });
+          out.push(tenantOf(rec.id, rec));
         } else {
           out.push({ id: ids[i] as string, name: ids[i] as string, createdAt: '', source: 'api' });
         }
@@ -253,14 +283,7 @@ export function createAdminService(opts: AdminServiceOptions) {
 
     async getTenant(id: string): Promise<Tenant> {
       const rec = await redis.onMaster((r) => r.hgetall(keys.gw.tenant(id)));
-      if (rec.id !== undefined) {
-        return {
-          id,
-          name: rec.name ?? id,
-          createdAt: iso(num(rec.createdAt)) ?? '',
-          source: 'api',
-        };
-      }
+      if (rec.id !== undefined) return tenantOf(id, rec);
       if ([...fileKeys.values()].some((k) => k.tenant === id))
         return { id, name: id, createdAt: '', source: 'file' };
       throw new AppError('TENANT_NOT_FOUND', `No tenant "${id}".`);
@@ -359,6 +382,84 @@ export function createAdminService(opts: AdminServiceOptions) {
         });
       }
       return out;
+    },
+
+    /**
+     * Deletes a tenant: at once its API keys (on every replica) and rate-limit policies, then its
+     * data (`<tenant>:*`, SCAN + UNLINK) for up to ERASE_BUDGET_MS or about `maxKeys` keys per
+     * call. Answers `deleting`
+     * with a cursor to call again with, or `deleted` once a whole pass of the keyspace found none
+     * of its keys left (a pass that erased some is followed by another, for writes in flight when
+     * the keys went); the tenant record goes last, so the id cannot be reused before.
+     */
+    async deleteTenant(
+      id: string,
+      cursorText: string | undefined,
+      maxKeys: number,
+    ): Promise<TenantDeletion> {
+      if ([...fileKeys.values()].some((k) => k.tenant === id)) {
+        throw new AppError(
+          'TENANT_MANAGED_BY_FILE',
+          `API_KEYS_FILE has keys for tenant "${id}"; remove them there first.`,
+        );
+      }
+      let scan = '0';
+      let dirty = false;
+      if (cursorText !== undefined) {
+        const m = ERASE_CURSOR.exec(cursorText);
+        if (m === null) {
+          throw new AppError('VALIDATION_FAILED', 'query.cursor is not a deletion cursor.', {
+            errors: [{ field: 'query.cursor', message: 'is not a cursor returned by this call' }],
+          });
+        }
+        scan = m[1] as string;
+        dirty = m[2] === '1';
+      }
+      const apiKeysDeleted = await redis.onMaster((r) =>
+        r.tenantDeleteBegin(
+          keys.gw.tenant(id),
+          keys.gw.tenantApiKeys(id),
+          keys.gw.ratelimitPolicies(id),
+          clock.nowMs(),
+          keys.gw.apiKeyPrefix(),
+          keys.channels.apiKeyRevoked(),
+          keys.channels.policiesChanged(),
+          id,
+        ),
+      );
+      if (apiKeysDeleted === -1) throw new AppError('TENANT_NOT_FOUND', `No tenant "${id}".`);
+      for (const [keyId, entry] of cache) if (entry.principal?.tenant === id) cache.delete(keyId);
+
+      const match = `${escapeGlob(keys.tenantData(id))}*`;
+      const start = Date.now();
+      let erased = 0;
+      for (;;) {
+        const [next, found] = await redis.onMaster((r) =>
+          r.scan(scan, 'MATCH', match, 'COUNT', Math.min(ERASE_COUNT, Math.max(10, maxKeys))),
+        );
+        if (found.length > 0) {
+          erased += await redis.onMaster((r) => r.unlink(...found));
+          dirty = true;
+        }
+        scan = next;
+        if (scan === '0') {
+          if (!dirty) break;
+          dirty = false; // erased some in this pass: one more, to catch writes in flight
+        }
+        if (Date.now() - start >= ERASE_BUDGET_MS || erased >= maxKeys) {
+          return {
+            tenant: id,
+            state: 'deleting',
+            apiKeysDeleted,
+            erased,
+            cursor: `${scan}.${dirty ? 1 : 0}`,
+          };
+        }
+      }
+      await redis.onMaster((r) =>
+        r.multi().unlink(keys.gw.tenant(id)).srem(keys.gw.tenants(), id).exec(),
+      );
+      return { tenant: id, state: 'deleted', apiKeysDeleted, erased, cursor: null };
     },
 
     /** Revokes a key of `tenant`; a key of another tenant answers 404 exactly like a missing one. */

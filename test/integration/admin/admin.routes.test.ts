@@ -1,7 +1,11 @@
+import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { keys } from '../../../src/redis/keys.js';
 import {
   ADMIN_TOKEN,
+  type TestTenant,
   addKey,
+  adminRedis,
   body,
   useTestApp,
   expectProblem,
@@ -313,3 +317,265 @@ describe('DELETE /v1/admin/tenants/{tenant}/keys/{keyId}', () => {
     });
   });
 });
+
+describe('DELETE /v1/admin/tenants/{tenant}', () => {
+  const SCOPES = [
+    'cache:read',
+    'cache:write',
+    'session:write',
+    'ratelimit:check',
+    'idempotency:use',
+    'queue:publish',
+    'queue:admin',
+    'admin',
+  ];
+
+  async function fill(o: TestTenant): Promise<void> {
+    const send = async (method: 'PUT' | 'POST', url: string, payload: object) => {
+      const res = await t.app.inject({ method, url, headers: o.auth, payload });
+      expect(res.statusCode, `${method} ${url}: ${res.body}`).toBeLessThan(300);
+    };
+    await send('PUT', '/v1/cache/k', { value: 'secret of ' + o.tenant });
+    await send('POST', '/v1/sessions', { userId: 'u1', data: { a: 1 } });
+    await send('POST', '/v1/ratelimit/check', { policy: 'promo', key: 'x' });
+    await send('POST', '/v1/idempotency/i1/_begin', {});
+    await send('PUT', '/v1/queues/jobs/groups/g', {});
+    await send('POST', '/v1/queues/jobs/messages', { data: 1 });
+    await send('POST', '/v1/queues/jobs/messages', { data: 2, delayMs: 60_000 });
+  }
+
+  async function policy(tenant: string) {
+    const res = await t.app.inject({
+      method: 'PUT',
+      url: `/v1/admin/tenants/${tenant}/policies/promo`,
+      headers: operator,
+      payload: { algorithm: 'fixed_window', limit: 3, windowMs: 60000 },
+    });
+    expect(res.statusCode, res.body).toBeLessThan(300);
+  }
+
+  const del = (tenant: string, query = '') =>
+    t.app.inject({
+      method: 'DELETE',
+      url: `/v1/admin/tenants/${tenant}${query}`,
+      headers: operator,
+    });
+
+  it('stops its keys at once, erases every key of its data, then frees the id; another tenant keeps all', async () => {
+    const a = await newTenant(t.deps, SCOPES);
+    const a2 = await addKey(t.deps, a.tenant, ['cache:read']);
+    // Tenant b's id starts with a's: its keys share the text before the ':'.
+    const b = await addKey(
+      t.deps,
+      (await t.deps.admin.createTenant(`${a.tenant}-b`, undefined)).id,
+      SCOPES,
+    );
+    await policy(a.tenant);
+    await policy(b.tenant);
+    await fill(a);
+    await fill(b);
+    const redis = await adminRedis(t);
+    try {
+      // Enough keys that a call limited to 20 cannot erase them all.
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < 60; i++) pipeline.set(keys.cache(a.tenant, `bulk-${i}`), 'x');
+      await pipeline.exec();
+      const before = await scanAll(redis, `${a.tenant}:*`);
+      expect(before.length).toBeGreaterThan(66);
+      const beforeB = await scanAll(redis, `${b.tenant}:*`);
+
+      const first = await del(a.tenant, '?limit=20');
+      expect(first.statusCode, first.body).toBe(202);
+      const started = body<{ state: string; apiKeysDeleted: number; cursor: string }>(first);
+      expect(started).toMatchObject({ state: 'deleting', apiKeysDeleted: 2 });
+      // At once: no key of a works, no key can be issued, the id cannot be created again.
+      for (const o of [a, a2]) {
+        expectProblem(
+          await t.app.inject({ method: 'GET', url: '/v1/cache/k', headers: o.auth }),
+          401,
+          'UNAUTHORIZED',
+        );
+      }
+      expect(
+        body(
+          await t.app.inject({
+            method: 'GET',
+            url: `/v1/admin/tenants/${a.tenant}`,
+            headers: operator,
+          }),
+        ).deletingAt,
+      ).toMatch(/^\d{4}-/);
+      expectProblem(
+        await t.app.inject({
+          method: 'POST',
+          url: `/v1/admin/tenants/${a.tenant}/keys`,
+          headers: operator,
+          payload: { scopes: ['cache:read'] },
+        }),
+        404,
+        'TENANT_NOT_FOUND',
+      );
+      expectProblem(
+        await t.app.inject({
+          method: 'POST',
+          url: '/v1/admin/tenants',
+          headers: operator,
+          payload: { id: a.tenant },
+        }),
+        409,
+        'TENANT_DELETING',
+      );
+
+      let cursor = started.cursor;
+      let erased = body<{ erased: number }>(first).erased;
+      let calls = 1;
+      for (;;) {
+        const res = await del(a.tenant, `?limit=20&cursor=${cursor}`);
+        calls++;
+        const r = body<{ state: string; erased: number; cursor: string | null }>(res);
+        erased += r.erased;
+        if (r.state === 'deleted') {
+          expect(res.statusCode).toBe(200);
+          expect(r.cursor).toBeNull();
+          break;
+        }
+        expect(res.statusCode, res.body).toBe(202);
+        cursor = r.cursor as string;
+        expect(calls).toBeLessThan(1000);
+      }
+      expect(calls).toBeGreaterThanOrEqual(2);
+      expect(erased).toBe(before.length);
+      expect(await scanAll(redis, `${a.tenant}:*`)).toEqual([]);
+      for (const k of [
+        keys.gw.tenant(a.tenant),
+        keys.gw.tenantApiKeys(a.tenant),
+        keys.gw.ratelimitPolicies(a.tenant),
+        keys.gw.apiKey(a.keyId),
+        keys.gw.apiKey(a2.keyId),
+      ]) {
+        expect(await redis.exists(k), k).toBe(0);
+      }
+      expect(await redis.sismember(keys.gw.tenants(), a.tenant)).toBe(0);
+      // b: every key still there, and its key still reads its value.
+      expect((await scanAll(redis, `${b.tenant}:*`)).sort()).toEqual(beforeB.sort());
+      expect(await redis.exists(keys.gw.ratelimitPolicies(b.tenant))).toBe(1);
+    } finally {
+      redis.disconnect();
+    }
+    expect(
+      body(await t.app.inject({ method: 'GET', url: '/v1/cache/k', headers: b.auth })).value,
+    ).toBe(`secret of ${b.tenant}`);
+
+    // Gone: 404 to read or delete it again; the id can be created afresh, with nothing inside.
+    expectProblem(
+      await t.app.inject({
+        method: 'GET',
+        url: `/v1/admin/tenants/${a.tenant}`,
+        headers: operator,
+      }),
+      404,
+      'TENANT_NOT_FOUND',
+    );
+    expectProblem(await del(a.tenant), 404, 'TENANT_NOT_FOUND');
+    const list = body<{ tenants: { id: string }[] }>(
+      await t.app.inject({ method: 'GET', url: '/v1/admin/tenants', headers: operator }),
+    );
+    expect(list.tenants.map((x) => x.id)).not.toContain(a.tenant);
+    await t.deps.admin.createTenant(a.tenant, undefined);
+    const again = await addKey(t.deps, a.tenant, SCOPES);
+    expectProblem(
+      await t.app.inject({ method: 'GET', url: '/v1/cache/k', headers: again.auth }),
+      404,
+      'CACHE_MISS',
+    );
+    expectProblem(
+      await t.app.inject({ method: 'GET', url: '/v1/queues/jobs', headers: again.auth }),
+      403,
+      'SCOPE_MISSING',
+    );
+    expectProblem(
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/ratelimit/check',
+        headers: again.auth,
+        payload: { policy: 'promo', key: 'x' },
+      }),
+      404,
+      'POLICY_NOT_FOUND',
+    );
+  });
+
+  it('a small tenant is deleted in one call; refused to tenant keys, bad input and file tenants', async () => {
+    const a = await newTenant(t.deps, ['cache:write', 'admin']);
+    expectProblem(
+      await t.app.inject({
+        method: 'DELETE',
+        url: `/v1/admin/tenants/${a.tenant}`,
+        headers: a.auth,
+      }),
+      403,
+      'SCOPE_MISSING',
+    );
+    for (const q of ['?cursor=abc', '?cursor=1.2', '?limit=0', '?limit=x', '?other=1']) {
+      expectProblem(await del(a.tenant, q), 400, 'VALIDATION_FAILED');
+    }
+    expectProblem(await del('Bad!'), 400, 'VALIDATION_FAILED');
+    expectProblem(await del(randomTenantId()), 404, 'TENANT_NOT_FOUND');
+    // Still intact after all the refusals.
+    expect(
+      (
+        await t.app.inject({
+          method: 'PUT',
+          url: '/v1/cache/k',
+          headers: a.auth,
+          payload: { value: 1 },
+        })
+      ).statusCode,
+    ).toBe(201);
+
+    const fileTenant = randomTenantId();
+    await t.deps.admin.createTenant(fileTenant, undefined);
+    t.deps.admin.setFileKeys(
+      new Map([
+        [
+          'filekey01',
+          {
+            id: 'filekey01',
+            tenant: fileTenant,
+            name: 'from the file',
+            scopes: ['cache:read'],
+            digest: '0'.repeat(64),
+            expiresAtMs: undefined,
+          },
+        ],
+      ]),
+    );
+    try {
+      expectProblem(await del(fileTenant), 409, 'TENANT_MANAGED_BY_FILE');
+    } finally {
+      t.deps.admin.setFileKeys(new Map());
+    }
+    expect(body(await del(fileTenant))).toMatchObject({ state: 'deleted', erased: 0 });
+
+    const res = await del(a.tenant);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(body(res)).toEqual({
+      tenant: a.tenant,
+      state: 'deleted',
+      apiKeysDeleted: 1,
+      erased: 1,
+      cursor: null,
+    });
+  });
+});
+
+async function scanAll(redis: Redis, match: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    out.push(...found);
+    cursor = next;
+  } while (cursor !== '0');
+  return out;
+}

@@ -8,9 +8,10 @@
   ARGV[2..] field, value, field, value, ... of the record (the secret is never passed, only its
             SHA-256)
 
-  Returns  1 when stored; -1 when the tenant does not exist; -2 when the key id is taken.
+  Returns  1 when stored; -1 when the tenant does not exist or is being deleted; -2 when the key
+           id is taken.
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'deletingAt') == 1 then
   return -1
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
