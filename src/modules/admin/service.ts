@@ -456,8 +456,14 @@ export function createAdminService(opts: AdminServiceOptions) {
           };
         }
       }
+      // The policies message again: replicas drop denials remembered from requests in flight.
       await redis.onMaster((r) =>
-        r.multi().unlink(keys.gw.tenant(id)).srem(keys.gw.tenants(), id).exec(),
+        r
+          .multi()
+          .unlink(keys.gw.tenant(id))
+          .srem(keys.gw.tenants(), id)
+          .publish(keys.channels.policiesChanged(), id)
+          .exec(),
       );
       return { tenant: id, state: 'deleted', apiKeysDeleted, erased, cursor: null };
     },

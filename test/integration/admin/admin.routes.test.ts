@@ -330,6 +330,11 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
     'admin',
   ];
 
+  const INLINE = {
+    policy: { algorithm: 'fixed_window', limit: 1, windowMs: 600_000 },
+    key: 'remembered',
+  };
+
   async function fill(o: TestTenant): Promise<void> {
     const send = async (method: 'PUT' | 'POST', url: string, payload: object) => {
       const res = await t.app.inject({ method, url, headers: o.auth, payload });
@@ -338,6 +343,8 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
     await send('PUT', '/v1/cache/k', { value: 'secret of ' + o.tenant });
     await send('POST', '/v1/sessions', { userId: 'u1', data: { a: 1 } });
     await send('POST', '/v1/ratelimit/check', { policy: 'promo', key: 'x' });
+    // A denial the gateway remembers in process (an inline policy, the same for any tenant).
+    for (let i = 0; i < 2; i++) await send('POST', '/v1/ratelimit/check', INLINE);
     await send('POST', '/v1/idempotency/i1/_begin', {});
     await send('PUT', '/v1/queues/jobs/groups/g', {});
     await send('POST', '/v1/queues/jobs/messages', { data: 1 });
@@ -503,10 +510,25 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
       404,
       'POLICY_NOT_FOUND',
     );
+    const fresh = await t.app.inject({
+      method: 'POST',
+      url: '/v1/ratelimit/check',
+      headers: again.auth,
+      payload: INLINE,
+    });
+    expect(body(fresh)).toMatchObject({ allowed: true, remaining: 0 });
   });
 
   it('a small tenant is deleted in one call; refused to tenant keys, bad input and file tenants', async () => {
-    const a = await newTenant(t.deps, ['cache:write', 'admin']);
+    const a = await newTenant(t.deps, ['cache:write', 'admin', 'ratelimit:check']);
+    const check = (o: TestTenant) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/ratelimit/check',
+        headers: o.auth,
+        payload: INLINE,
+      });
+    expect(body((await check(a), await check(a))).allowed).toBe(false);
     expectProblem(
       await t.app.inject({
         method: 'DELETE',
@@ -563,9 +585,20 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
       tenant: a.tenant,
       state: 'deleted',
       apiKeysDeleted: 1,
-      erased: 1,
+      erased: 2,
       cursor: null,
     });
+    // The denial every replica remembered is gone with it (no policies of its own to announce).
+    await t.deps.admin.createTenant(a.tenant, undefined);
+    const again = await addKey(t.deps, a.tenant, ['ratelimit:check']);
+    // The pub/sub message comes back from Redis within moments; a remembered denial consumes
+    // nothing, so the first check the gateway sends to Redis is allowed.
+    let allowed = false;
+    for (const deadline = Date.now() + 3000; !allowed && Date.now() < deadline;) {
+      allowed = body<{ allowed: boolean }>(await check(again)).allowed;
+      if (!allowed) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(allowed).toBe(true);
   });
 });
 

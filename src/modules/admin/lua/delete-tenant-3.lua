@@ -2,7 +2,7 @@
   Starts (or continues) deleting a tenant: marks its record as being deleted, so no key can be
   issued for it and its id cannot be created again until its data is erased; deletes its API
   keys and tells every gateway replica to forget each at once; deletes its rate-limit policies
-  and tells every replica. Erasing the tenant's data (`<tenant>:*`) is the caller's next step.
+  and tells every replica (which also drops the rate-limit denials it remembers). Erasing the tenant's data (`<tenant>:*`) is the caller's next step.
   Calling it again changes nothing more.
 
   KEYS[1]  the tenant record (hash): _gw:tenant:<tenant>
@@ -19,7 +19,8 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
-if redis.call('HEXISTS', KEYS[1], 'deletingAt') == 0 then
+local first = redis.call('HEXISTS', KEYS[1], 'deletingAt') == 0
+if first then
   redis.call('HSET', KEYS[1], 'deletingAt', ARGV[1])
 end
 local ids = redis.call('SMEMBERS', KEYS[2])
@@ -28,7 +29,8 @@ for _, id in ipairs(ids) do
   redis.call('PUBLISH', ARGV[3], id)
 end
 redis.call('UNLINK', KEYS[2])
-if redis.call('UNLINK', KEYS[3]) == 1 then
+-- The policies message also makes every replica drop its remembered rate-limit denials.
+if redis.call('UNLINK', KEYS[3]) == 1 or first then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
 end
 return #ids
