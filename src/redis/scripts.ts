@@ -46,6 +46,11 @@ export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'cacheDelete', file: 'modules/cache/lua/delete-1.lua', numberOfKeys: 1 },
   { name: 'cacheTouch', file: 'modules/cache/lua/touch-1.lua', numberOfKeys: 1 },
   { name: 'cacheLease', file: 'modules/cache/lua/lease-1.lua', numberOfKeys: 1 },
+  {
+    name: 'cacheInvalidateTag',
+    file: 'modules/cache/lua/invalidate-tag-1.lua',
+    numberOfKeys: 1,
+  },
   { name: 'tenantCreate', file: 'modules/admin/lua/create-tenant-2.lua', numberOfKeys: 2 },
   { name: 'apiKeyCreate', file: 'modules/admin/lua/create-key-3.lua', numberOfKeys: 3 },
   { name: 'apiKeyRevoke', file: 'modules/admin/lua/revoke-key-1.lua', numberOfKeys: 1 },
@@ -135,6 +140,14 @@ declare module 'ioredis' {
     ): Result<[number, string], Context>;
     /** See modules/cache/lua/lease-1.lua: [1, ms] acquired or [0, remaining ms]. */
     cacheLease(leaseKey: string, token: string, ms: number): Result<[number, number], Context>;
+    /** See modules/cache/lua/invalidate-tag-1.lua: [taken, deleted entry key, ...]. */
+    cacheInvalidateTag(
+      tagKey: string,
+      tag: string,
+      tagPrefix: string,
+      entryPrefix: string,
+      count: number,
+    ): Result<(string | number)[], Context>;
     /** See modules/admin/lua/create-tenant-2.lua. Returns 1 when created, 0 when it existed. */
     tenantCreate(
       tenantKey: string,

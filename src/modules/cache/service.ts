@@ -503,31 +503,25 @@ export function createCacheService(opts: CacheServiceOptions) {
       const outOfBudget = () =>
         processed >= limits.invalidateMaxKeys || Date.now() - start > SCAN_BUDGET_MS;
       if (spec.tags !== undefined) {
-        // Members are removed from the tag set as their keys are deleted, so each batch is a
-        // random sample of what is left (SRANDMEMBER), and the cursor is just the tag's index.
+        // Members are removed from the tag set as they are handled, so each batch is a random
+        // sample of what is left (SRANDMEMBER in the script), and the cursor is the tag's index.
+        // The script deletes only entries that still carry the tag (lua/invalidate-tag-1.lua).
         const tags = spec.tags;
+        const tagPrefix = keys.cacheTagPrefix(tenant);
         while (i < tags.length && !outOfBudget()) {
-          const tagKey = keys.cacheTag(tenant, tags[i] as string);
-          const batch = Math.min(TAG_BATCH, limits.invalidateMaxKeys - deleted);
-          const members = await redis.onMaster((r) => r.srandmember(tagKey, batch));
-          if (members.length === 0) {
+          const tag = tags[i] as string;
+          const batch = Math.min(TAG_BATCH, limits.invalidateMaxKeys - processed);
+          const r = await redis.onMaster((c) =>
+            c.cacheInvalidateTag(keys.cacheTag(tenant, tag), tag, tagPrefix, entryPrefix, batch),
+          );
+          const taken = Number(r[0]);
+          if (taken === 0) {
             i++;
             continue;
           }
-          const own = members.filter((m) => m.startsWith(entryPrefix));
-          for (const k of own) near?.drop(k);
-          const res = await redis.onMaster((r) => {
-            const tx = r.multi();
-            if (own.length > 0) tx.unlink(...own);
-            tx.srem(tagKey, ...members);
-            return tx.exec();
-          });
-          const first = res?.[0];
-          if (own.length > 0 && first !== undefined) {
-            if (first[0]) throw first[0];
-            deleted += first[1] as number;
-          }
-          processed += members.length;
+          for (let j = 1; j < r.length; j++) near?.drop(String(r[j]));
+          deleted += r.length - 1;
+          processed += taken;
         }
         opts.onInvalidated?.('tags', deleted);
         return { deleted, cursor: i < tags.length ? encodeCursor(spec, i, '0') : null };

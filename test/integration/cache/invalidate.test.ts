@@ -118,6 +118,28 @@ describe('POST /v1/cache/_invalidate', () => {
       expect(body(await invalidate(t, a, { tags: ['new'] })).deleted).toBe(1);
     });
 
+    it('by tag deletes only entries that still carry the tag (a member left by an expiry or a prefix invalidation is not)', async () => {
+      const a = await newTenant(t.deps, RW);
+      const put = (key: string, payload: Record<string, unknown>) =>
+        t.app.inject({ method: 'PUT', url: url(key), headers: a.auth, payload });
+      // 'expired' leaves the tag set only when the set expires, with its longest-lived member.
+      expect((await put('expired', { value: 1, ttl: 1, tags: ['t'] })).statusCode).toBe(201);
+      expect((await put('kept', { value: 1, ttl: 600, tags: ['t', 'u'] })).statusCode).toBe(201);
+      // 'p:moved' goes by prefix, which does not read what each entry's tags are.
+      expect((await put('p:moved', { value: 1, tags: ['t'] })).statusCode).toBe(201);
+      expect(body(await invalidate(t, a, { prefix: 'p:' })).deleted).toBe(1);
+      await new Promise((r) => setTimeout(r, 1100));
+      // Both stored again, under their old names, without the tag.
+      expect((await put('expired', { value: 'new' })).statusCode).toBe(201);
+      expect((await put('p:moved', { value: 'new', tags: ['v'] })).statusCode).toBe(201);
+      expect(body(await invalidate(t, a, { tags: ['t'] }))).toEqual({ deleted: 1, cursor: null });
+      expect(await present(t, a, ['expired', 'kept', 'p:moved'])).toEqual(['expired', 'p:moved']);
+      // The tag set is empty, and 'kept' left the tag sets of its other tags too.
+      expect(await t.deps.redis.primary.exists(`${a.tenant}:tag:t`)).toBe(0);
+      expect(await t.deps.redis.primary.exists(`${a.tenant}:tag:u`)).toBe(0);
+      expect(body(await invalidate(t, a, { tags: ['v'] })).deleted).toBe(1);
+    });
+
     it('tag sets expire with their longest-lived member', async () => {
       const a = await newTenant(t.deps, RW);
       await t.app.inject({
