@@ -21,8 +21,10 @@
 local HEADER_MAX = 8192
 
 local members = redis.call('SRANDMEMBER', KEYS[1], ARGV[4])
+if #members == 0 then return {0} end
 local out = {#members}
-local prefix = ARGV[3]
+local gone = {}
+local tag, prefix = ARGV[1], ARGV[3]
 for _, m in ipairs(members) do
   if string.sub(m, 1, #prefix) == prefix then
     local head = redis.call('GETRANGE', m, 0, HEADER_MAX - 1)
@@ -35,23 +37,24 @@ for _, m in ipairs(members) do
           tags = t
         end
       end
-      local carries = tags == nil
-      if tags then
+      local carries = tags == nil or tags == tag
+      if not carries then
         for t in string.gmatch(tags, '[^|]+') do
-          if t == ARGV[1] then carries = true end
+          if t == tag then carries = true end
         end
       end
       if carries then
-        if tags then
+        if tags and tags ~= tag then
           for t in string.gmatch(tags, '[^|]+') do
-            if t ~= ARGV[1] then redis.call('SREM', ARGV[2] .. t, m) end
+            if t ~= tag then redis.call('SREM', ARGV[2] .. t, m) end
           end
         end
-        redis.call('UNLINK', m)
+        gone[#gone + 1] = m
         out[#out + 1] = m
       end
     end
   end
-  redis.call('SREM', KEYS[1], m)
 end
+if #gone > 0 then redis.call('UNLINK', unpack(gone)) end
+redis.call('SREM', KEYS[1], unpack(members))
 return out
