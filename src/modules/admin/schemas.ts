@@ -136,7 +136,7 @@ export const ApiKeyList = z
 export const DeleteTenantQuery = z.strictObject({
   cursor: z
     .string()
-    .max(24)
+    .max(40)
     .optional()
     .describe('The cursor of the previous call while the state was `deleting`.'),
   limit: z
@@ -163,7 +163,13 @@ export const TenantDeletion = z
   .meta({
     id: 'TenantDeletion',
     examples: [
-      { tenant: 'acme', state: 'deleting', apiKeysDeleted: 3, erased: 41250, cursor: '73728.1' },
+      {
+        tenant: 'acme',
+        state: 'deleting',
+        apiKeysDeleted: 3,
+        erased: 41250,
+        cursor: '73728.1.5f1d3c2a9b7e',
+      },
       { tenant: 'acme', state: 'deleted', apiKeysDeleted: 0, erased: 812, cursor: null },
     ],
   });

@@ -68,8 +68,12 @@ const NEGATIVE_TTL_MS = 5000;
 /** How long one DELETE of a tenant may erase before it answers with a cursor. */
 const ERASE_BUDGET_MS = 1000;
 const ERASE_COUNT = 1000;
-/** A deletion cursor: the SCAN cursor, and whether the current pass found anything (1) or not (0). */
-const ERASE_CURSOR = /^(\d{1,20})\.([01])$/;
+/**
+ * A deletion cursor: the SCAN cursor, whether the current pass erased anything (1) or not (0),
+ * and the first 12 characters of the master's run_id (a SCAN cursor means nothing on another
+ * server: after a failover the pass starts over).
+ */
+const ERASE_CURSOR = /^(\d{1,20})\.([01])\.([0-9a-f]{12})$/;
 
 const iso = (ms: number | undefined): string | null =>
   ms === undefined || Number.isNaN(ms) ? null : new Date(ms).toISOString();
@@ -387,10 +391,11 @@ export function createAdminService(opts: AdminServiceOptions) {
     /**
      * Deletes a tenant: at once its API keys (on every replica) and rate-limit policies, then its
      * data (`<tenant>:*`, SCAN + UNLINK) for up to ERASE_BUDGET_MS or about `maxKeys` keys per
-     * call. Answers `deleting`
-     * with a cursor to call again with, or `deleted` once a whole pass of the keyspace found none
-     * of its keys left (a pass that erased some is followed by another, for writes in flight when
-     * the keys went); the tenant record goes last, so the id cannot be reused before.
+     * call. Answers `deleting` with a cursor to call again with, or `deleted` once a whole pass
+     * over one master's keyspace found none of its keys left (a pass that erased some is followed
+     * by another, for writes in flight when the keys went; a failover starts the pass over, as
+     * erasures not yet replicated may be back). The tenant record goes last, so the id cannot be
+     * reused before.
      */
     async deleteTenant(
       id: string,
@@ -405,6 +410,7 @@ export function createAdminService(opts: AdminServiceOptions) {
       }
       let scan = '0';
       let dirty = false;
+      let cursorMaster: string | undefined;
       if (cursorText !== undefined) {
         const m = ERASE_CURSOR.exec(cursorText);
         if (m === null) {
@@ -414,6 +420,7 @@ export function createAdminService(opts: AdminServiceOptions) {
         }
         scan = m[1] as string;
         dirty = m[2] === '1';
+        cursorMaster = m[3];
       }
       const apiKeysDeleted = await redis.onMaster((r) =>
         r.tenantDeleteBegin(
@@ -430,6 +437,15 @@ export function createAdminService(opts: AdminServiceOptions) {
       if (apiKeysDeleted === -1) throw new AppError('TENANT_NOT_FOUND', `No tenant "${id}".`);
       for (const [keyId, entry] of cache) if (entry.principal?.tenant === id) cache.delete(keyId);
 
+      const masterId = async () => {
+        const info = await redis.onMaster((r) => r.info('server'));
+        return /run_id:([0-9a-f]{12})/.exec(info)?.[1] ?? '000000000000';
+      };
+      const master = await masterId();
+      if (cursorMaster !== undefined && cursorMaster !== master) {
+        scan = '0';
+        dirty = false;
+      }
       const match = `${escapeGlob(keys.tenantData(id))}*`;
       const start = Date.now();
       let erased = 0;
@@ -442,17 +458,20 @@ export function createAdminService(opts: AdminServiceOptions) {
           dirty = true;
         }
         scan = next;
-        if (scan === '0') {
-          if (!dirty) break;
-          dirty = false; // erased some in this pass: one more, to catch writes in flight
+        const passDone = scan === '0';
+        if (passDone && !dirty) {
+          // A clean pass, if it ran on one master from start to end.
+          if ((await masterId()) === master) break;
+          return { tenant: id, state: 'deleting', apiKeysDeleted, erased, cursor: '0.0.' + master };
         }
+        if (passDone) dirty = false; // erased some in this pass: one more, for writes in flight
         if (Date.now() - start >= ERASE_BUDGET_MS || erased >= maxKeys) {
           return {
             tenant: id,
             state: 'deleting',
             apiKeysDeleted,
             erased,
-            cursor: `${scan}.${dirty ? 1 : 0}`,
+            cursor: `${scan}.${dirty ? 1 : 0}.${master}`,
           };
         }
       }

@@ -519,6 +519,36 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
     expect(body(fresh)).toMatchObject({ allowed: true, remaining: 0 });
   });
 
+  it('a cursor from another master (a failover) starts the pass over: erasures may have been lost', async () => {
+    const a = await newTenant(t.deps, ['cache:write']);
+    const filler = randomTenantId('filler');
+    const redis = await adminRedis(t);
+    try {
+      // Three keys of the tenant among 5000 others, so a SCAN cursor past all three is likely
+      // not the end of the keyspace.
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < 3; i++) pipeline.set(keys.cache(a.tenant, `k${i}`), 'x');
+      for (let i = 0; i < 5000; i++) pipeline.set(keys.cache(filler, `f${i}`), 'x');
+      await pipeline.exec();
+      // A SCAN cursor past every key of the tenant: resumed there, a pass would find none.
+      let cursor = '0';
+      let after = '0';
+      do {
+        const [next, found] = await redis.scan(cursor, 'MATCH', `${a.tenant}:*`, 'COUNT', 10);
+        if (found.length > 0) after = next;
+        cursor = next;
+      } while (cursor !== '0');
+      const res = await del(a.tenant, `?cursor=${after}.0.000000000000`);
+      expect(res.statusCode, res.body).toBe(200);
+      expect(body(res)).toMatchObject({ state: 'deleted', erased: 3 });
+      expect(await scanAll(redis, `${a.tenant}:*`)).toEqual([]);
+    } finally {
+      const left = await scanAll(redis, `${filler}:*`);
+      for (let i = 0; i < left.length; i += 1000) await redis.unlink(...left.slice(i, i + 1000));
+      redis.disconnect();
+    }
+  });
+
   it('a small tenant is deleted in one call; refused to tenant keys, bad input and file tenants', async () => {
     const a = await newTenant(t.deps, ['cache:write', 'admin', 'ratelimit:check']);
     const check = (o: TestTenant) =>
@@ -538,7 +568,15 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
       403,
       'SCOPE_MISSING',
     );
-    for (const q of ['?cursor=abc', '?cursor=1.2', '?limit=0', '?limit=x', '?other=1']) {
+    for (const q of [
+      '?cursor=abc',
+      '?cursor=1.2',
+      '?cursor=1.0',
+      '?cursor=1.0.xyz',
+      '?limit=0',
+      '?limit=x',
+      '?other=1',
+    ]) {
       expectProblem(await del(a.tenant, q), 400, 'VALIDATION_FAILED');
     }
     expectProblem(await del('Bad!'), 400, 'VALIDATION_FAILED');
