@@ -1,5 +1,5 @@
 /**
- * Cache scenarios: GET hit (against the bare baseline), PUT, and MGET of 10 keys.
+ * Cache scenarios: GET hit (against the bare baseline), PUT (plain and tagged), and MGET of 10 keys.
  */
 import type { Scenario } from '../types.js';
 
@@ -54,6 +54,17 @@ export const cacheScenarios: Scenario[] = [
       path: '/v1/cache/bench%3Aput',
       headers: { ...ctx.auth, 'content-type': 'application/json' },
       body: JSON.stringify({ value: VALUE, ttl: 300 }),
+    }),
+  },
+  {
+    name: 'cache PUT with 2 tags',
+    id: 'cache-put-tagged',
+    target: 'gateway',
+    request: (ctx) => ({
+      method: 'PUT',
+      path: '/v1/cache/bench%3Atagged',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ value: VALUE, ttl: 300, tags: ['pricing', 'ef'] }),
     }),
   },
   {

@@ -140,6 +140,35 @@ describe('POST /v1/cache/_invalidate', () => {
       expect(body(await invalidate(t, a, { tags: ['v'] })).deleted).toBe(1);
     });
 
+    it('a tag set written all the time does not keep the members whose entries are gone', async () => {
+      const a = await newTenant(t.deps, RW);
+      const put = (key: string, payload: Record<string, unknown>) =>
+        t.app.inject({ method: 'PUT', url: url(key), headers: a.auth, payload });
+      // A set lives as long as its longest-lived member, and every write with a later expiry
+      // extends it: a tag written all the time lives for good. 40 short-lived members expire.
+      expect((await put('long', { value: 1, ttl: 3600, tags: ['t'] })).statusCode).toBe(201);
+      await mset(
+        t,
+        a,
+        Array.from({ length: 40 }, (_, i) => ({ key: `short-${i}`, value: i, tags: ['t'] })),
+      );
+      for (let i = 0; i < 40; i++) {
+        await t.app.inject({
+          method: 'PATCH',
+          url: url(`short-${i}`),
+          headers: a.auth,
+          payload: { ttl: 1 },
+        });
+      }
+      const tagKey = `${a.tenant}:tag:t`;
+      expect(await t.deps.redis.primary.scard(tagKey)).toBe(41);
+      await new Promise((r) => setTimeout(r, 1100));
+      // Writes of live entries sample the set and drop members whose entries are gone.
+      for (let i = 0; i < 100; i++) await put(`live-${i % 2}`, { value: i, tags: ['t'] });
+      expect(await t.deps.redis.primary.scard(tagKey)).toBeLessThanOrEqual(3 + 5);
+      expect(body(await invalidate(t, a, { tags: ['t'] })).deleted).toBe(3);
+    });
+
     it('tag sets expire with their longest-lived member', async () => {
       const a = await newTenant(t.deps, RW);
       await t.app.inject({

@@ -21,7 +21,8 @@
            changed); created 1 when no entry existed before; leaseReleased 1 when ARGV[5] was the
            lease's token (the lease is gone).
   Tag sets expire with their longest-lived member (PEXPIREAT ... GT) and never while a member
-  lives without expiry. Times come from the gateway (ARGV), never from TIME.
+  lives without expiry; each write prunes members whose entries are gone (sampling two). Times
+  come from the gateway (ARGV), never from TIME.
 ]]
 local function split(s)
   local out = {}
@@ -64,6 +65,15 @@ for _, t in ipairs(newTags) do
     redis.call('PEXPIREAT', tagKey, at)
   else
     redis.call('PEXPIREAT', tagKey, at, 'GT')
+  end
+  -- A member whose entry expired, or went by a prefix or pattern invalidation, stays in the set
+  -- until the set expires, which is never while one member lives without expiry. Each write
+  -- samples two members and drops those gone, so a set holds at most about twice its live
+  -- entries (a write adds at most one member and removes twice the stale fraction).
+  if existed == 1 then
+    for _, m in ipairs(redis.call('SRANDMEMBER', tagKey, 2)) do
+      if m ~= KEYS[1] and redis.call('EXISTS', m) == 0 then redis.call('SREM', tagKey, m) end
+    end
   end
 end
 
