@@ -2,8 +2,9 @@
   Starts (or continues) deleting a tenant: marks its record as being deleted, so no key can be
   issued for it and its id cannot be created again until its data is erased; deletes its API
   keys and tells every gateway replica to forget each at once; deletes its rate-limit policies
-  and tells every replica (which also drops the rate-limit denials it remembers). Erasing the tenant's data (`<tenant>:*`) is the caller's next step.
-  Calling it again changes nothing more.
+  and tells every replica (which also drops the rate-limit denials it remembers). Erasing the
+  tenant's data (`<tenant>:*`) is the caller's next step. Called again (each call of the
+  erasure does), it deletes keys that came back with a failover; otherwise nothing changes.
 
   KEYS[1]  the tenant record (hash): _gw:tenant:<tenant>
   KEYS[2]  the tenant's key index (set): _gw:tenant-apikeys:<tenant>
