@@ -297,7 +297,7 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
         tags: TAGS,
         summary: 'Drop every message of a queue',
         description:
-          'In one atomic step, drops every message (received or not) and every delayed message. The consumer groups stay, positioned at the end with nothing in flight (acks of messages received before answer 0); settings and the dead-letter queue are kept. 404 when the queue had neither messages nor groups.',
+          'In one atomic step, drops every message (received or not) and every delayed message. The consumer groups stay, positioned at the end with nothing in flight (acks of messages received before answer 0); settings and the dead-letter queue are kept; dedup ids seen within the dedup window still count as duplicates. 404 when the queue had neither messages nor groups.',
         params: NameParams,
         response: {
           200: jsonResponse('Purged; what was dropped.', Purged),
