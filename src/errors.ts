@@ -62,6 +62,7 @@ export const ERRORS = {
     title: 'Tenant has keys in the keys file',
     type: 'tenant-managed-by-file',
   },
+  API_KEY_REVOKED: { status: 409, title: 'API key is revoked', type: 'api-key-revoked' },
   API_KEY_MANAGED_BY_FILE: {
     status: 409,
     title: 'API key is managed by the keys file',

@@ -54,6 +54,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
   { name: 'tenantCreate', file: 'modules/admin/lua/create-tenant-2.lua', numberOfKeys: 2 },
   { name: 'apiKeyCreate', file: 'modules/admin/lua/create-key-3.lua', numberOfKeys: 3 },
   { name: 'apiKeyRevoke', file: 'modules/admin/lua/revoke-key-1.lua', numberOfKeys: 1 },
+  { name: 'apiKeyUpdate', file: 'modules/admin/lua/update-key-1.lua', numberOfKeys: 1 },
   { name: 'tenantDeleteBegin', file: 'modules/admin/lua/delete-tenant-3.lua', numberOfKeys: 3 },
   {
     name: 'ratelimitCheck',
@@ -171,6 +172,15 @@ declare module 'ioredis' {
       revokedAtMs: number,
       channel: string,
       keyId: string,
+    ): Result<number, Context>;
+    /** See modules/admin/lua/update-key-1.lua. 1 changed, -1 not found/other tenant, -2 revoked. */
+    apiKeyUpdate(
+      apiKeyKey: string,
+      tenant: string,
+      channel: string,
+      keyId: string,
+      clearExpiry: string,
+      ...fieldValuePairs: string[]
     ): Result<number, Context>;
     /** See modules/admin/lua/delete-tenant-3.lua: API keys deleted, or -1 no such tenant. */
     tenantDeleteBegin(

@@ -12,6 +12,7 @@ import {
   ApiKeyList,
   CreateKeyBody,
   CreateTenantBody,
+  ApiKeyInfo,
   CreatedApiKey,
   DeleteTenantQuery,
   KeyParams,
@@ -19,6 +20,7 @@ import {
   TenantDeletion,
   TenantList,
   TenantParams,
+  UpdateKeyBody,
 } from './schemas.js';
 import type { AdminService } from './service.js';
 
@@ -179,6 +181,39 @@ export const adminRoutes: FastifyPluginAsyncZod<AdminRoutesOptions> = async (app
     async (request) => {
       requireTenantAccess(request, request.params.tenant);
       return { keys: await service.listKeys(request.params.tenant) };
+    },
+  );
+
+  app.patch(
+    '/tenants/:tenant/keys/:keyId',
+    {
+      config,
+      schema: {
+        operationId: 'adminUpdateApiKey',
+        tags: TAGS,
+        summary: "Change an API key's name, scopes or expiry",
+        description:
+          'Fields left out are unchanged; `scopes` replaces the list; `expiresAt: null` removes the expiry. Every gateway replica applies the change at once (as for a revocation); the secret stays the same. 409 for a revoked key, or one from API_KEYS_FILE.',
+        params: KeyParams,
+        body: UpdateKeyBody,
+        response: {
+          200: jsonResponse('The key as it is now.', ApiKeyInfo),
+          ...problemResponses(400, 401, 403, 404, 409, 415),
+        },
+      },
+    },
+    async (request) => {
+      requireTenantAccess(request, request.params.tenant);
+      const info = await service.updateKey(
+        request.params.tenant,
+        request.params.keyId,
+        request.body,
+      );
+      request.log.info(
+        { tenant: info.tenant, apiKey: info.id, changed: Object.keys(request.body) },
+        'api key changed',
+      );
+      return info;
     },
   );
 

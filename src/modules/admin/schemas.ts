@@ -86,6 +86,30 @@ export const CreateKeyBody = z
     ],
   });
 
+export const UpdateKeyBody = z
+  .object({
+    name: z.string().min(1).max(200).optional(),
+    scopes: z
+      .array(ScopeString)
+      .min(1)
+      .max(100)
+      .optional()
+      .describe('The new scopes, replacing the old ones.'),
+    expiresAt: z.iso
+      .datetime({ offset: true })
+      .nullable()
+      .optional()
+      .describe('When the key stops working (ISO 8601); null: never.'),
+  })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, {
+    message: 'give at least one of name, scopes, expiresAt',
+  })
+  .meta({
+    id: 'UpdateApiKeyRequest',
+    examples: [{ scopes: ['cache:read'], expiresAt: null }],
+  });
+
 const keyExample = {
   id: 'k3v9q2m8x1c4z7b5',
   tenant: 'acme',

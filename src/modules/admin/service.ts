@@ -487,6 +487,66 @@ export function createAdminService(opts: AdminServiceOptions) {
       return { tenant: id, state: 'deleted', apiKeysDeleted, erased, cursor: null };
     },
 
+    /**
+     * Changes a key's name, scopes or expiry (null: never); every replica drops its cached copy at
+     * once. A key of another tenant answers 404 exactly like a missing one.
+     */
+    async updateKey(
+      tenant: string,
+      keyId: string,
+      changes: {
+        name?: string | undefined;
+        scopes?: string[] | undefined;
+        expiresAt?: string | null | undefined;
+      },
+    ): Promise<ApiKeyInfo> {
+      const fileKey = fileKeys.get(keyId);
+      if (fileKey !== undefined && fileKey.tenant === tenant) {
+        throw new AppError(
+          'API_KEY_MANAGED_BY_FILE',
+          'This key comes from API_KEYS_FILE; change it there.',
+        );
+      }
+      const fields: string[] = [];
+      if (changes.name !== undefined) fields.push('name', changes.name);
+      if (changes.scopes !== undefined) fields.push('scopes', JSON.stringify(changes.scopes));
+      if (typeof changes.expiresAt === 'string') {
+        const at = Date.parse(changes.expiresAt);
+        if (at <= clock.nowMs()) {
+          throw new AppError('VALIDATION_FAILED', 'expiresAt must be in the future.', {
+            errors: [{ field: 'body.expiresAt', message: 'must be in the future' }],
+          });
+        }
+        fields.push('expiresAt', String(at));
+      }
+      const res = await redis.onMaster((r) =>
+        r.apiKeyUpdate(
+          keys.gw.apiKey(keyId),
+          tenant,
+          keys.channels.apiKeyRevoked(),
+          keyId,
+          changes.expiresAt === null ? '1' : '',
+          ...fields,
+        ),
+      );
+      if (res === -1)
+        throw new AppError('API_KEY_NOT_FOUND', `No API key "${keyId}" in tenant "${tenant}".`);
+      if (res === -2)
+        throw new AppError('API_KEY_REVOKED', `API key "${keyId}" is revoked; issue a new one.`);
+      cache.delete(keyId);
+      const rec = await redis.onMaster((r) => r.hgetall(keys.gw.apiKey(keyId)));
+      return {
+        id: keyId,
+        tenant,
+        name: rec.name ?? keyId,
+        scopes: JSON.parse(rec.scopes ?? '[]') as string[],
+        createdAt: iso(num(rec.createdAt)),
+        expiresAt: iso(num(rec.expiresAt)),
+        revokedAt: iso(num(rec.revokedAt)),
+        source: 'api',
+      };
+    },
+
     /** Revokes a key of `tenant`; a key of another tenant answers 404 exactly like a missing one. */
     async revokeKey(tenant: string, keyId: string): Promise<void> {
       const fileKey = fileKeys.get(keyId);

@@ -318,6 +318,160 @@ describe('DELETE /v1/admin/tenants/{tenant}/keys/{keyId}', () => {
   });
 });
 
+describe('PATCH /v1/admin/tenants/{tenant}/keys/{keyId}', () => {
+  const patch = (tenant: string, keyId: string, payload: object, headers = operator) =>
+    t.app.inject({
+      method: 'PATCH',
+      url: `/v1/admin/tenants/${tenant}/keys/${keyId}`,
+      headers,
+      payload,
+    });
+
+  it('changes scopes, name and expiry at once; the secret keeps working with the new scopes', async () => {
+    const a = await newTenant(t.deps, ['cache:read']);
+    const get = () => t.app.inject({ method: 'GET', url: '/v1/cache/x', headers: a.auth });
+    const put = () =>
+      t.app.inject({ method: 'PUT', url: '/v1/cache/x', headers: a.auth, payload: { value: 1 } });
+    expectProblem(await get(), 404, 'CACHE_MISS'); // cached by this replica as cache:read
+    expectProblem(await put(), 403, 'SCOPE_MISSING');
+
+    const res = await patch(a.tenant, a.keyId, {
+      name: 'renamed',
+      scopes: ['cache:write'],
+      expiresAt: '2099-01-01T00:00:00Z',
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(body(res)).toMatchObject({
+      id: a.keyId,
+      tenant: a.tenant,
+      name: 'renamed',
+      scopes: ['cache:write'],
+      expiresAt: '2099-01-01T00:00:00.000Z',
+      revokedAt: null,
+      source: 'api',
+    });
+    expect((await put()).statusCode).toBe(201);
+    expectProblem(await get(), 403, 'SCOPE_MISSING');
+
+    // Only what is given changes; expiresAt null removes the expiry.
+    const cleared = await patch(a.tenant, a.keyId, { expiresAt: null });
+    expect(body(cleared)).toMatchObject({
+      name: 'renamed',
+      scopes: ['cache:write'],
+      expiresAt: null,
+    });
+    const list = body<{ keys: { id: string; name: string; expiresAt: string | null }[] }>(
+      await t.app.inject({
+        method: 'GET',
+        url: `/v1/admin/tenants/${a.tenant}/keys`,
+        headers: operator,
+      }),
+    );
+    expect(list.keys.find((k) => k.id === a.keyId)).toMatchObject({
+      name: 'renamed',
+      expiresAt: null,
+    });
+
+    // A tenant admin may change its own tenant's keys.
+    const admin = await addKey(t.deps, a.tenant, ['admin']);
+    const own = await patch(
+      a.tenant,
+      a.keyId,
+      { scopes: ['cache:read', 'cache:write'] },
+      admin.auth,
+    );
+    expect(own.statusCode, own.body).toBe(200);
+    expect((await get()).statusCode).toBe(200);
+  });
+
+  it('refuses bad input, other tenants, revoked and file keys, changing nothing', async () => {
+    const a = await newTenant(t.deps, ['cache:read', 'admin']);
+    const b = await newTenant(t.deps, ['cache:read', 'admin']);
+    for (const [payload, field] of [
+      [{}, 'body'],
+      [{ scopes: [] }, 'body.scopes'],
+      [{ scopes: ['nope:read'] }, 'body.scopes'],
+      [{ name: '' }, 'body.name'],
+      [{ expiresAt: 'tomorrow' }, 'body.expiresAt'],
+      [{ expiresAt: '2001-01-01T00:00:00Z' }, 'body.expiresAt'],
+      [{ other: 1 }, 'body'],
+    ] as const) {
+      const p = expectProblem(await patch(a.tenant, a.keyId, payload), 400, 'VALIDATION_FAILED');
+      expect(
+        p.errors?.some((e) => e.field.startsWith(field)),
+        `${JSON.stringify(payload)}: ${JSON.stringify(p.errors)}`,
+      ).toBe(true);
+    }
+    // b's key named under a's tenant, and a's admin key acting on b: both as if absent.
+    expectProblem(await patch(a.tenant, b.keyId, { name: 'x' }), 404, 'API_KEY_NOT_FOUND');
+    expectProblem(
+      await patch(b.tenant, b.keyId, { scopes: ['admin'] }, a.auth),
+      404,
+      'TENANT_NOT_FOUND',
+    );
+    // A key without the admin scope cannot change even itself.
+    const plain = await addKey(t.deps, a.tenant, ['cache:read']);
+    expectProblem(
+      await patch(a.tenant, plain.keyId, { scopes: ['admin'] }, plain.auth),
+      403,
+      'SCOPE_MISSING',
+    );
+    const revoked = await addKey(t.deps, a.tenant, ['cache:read']);
+    await t.deps.admin.revokeKey(a.tenant, revoked.keyId);
+    expectProblem(
+      await patch(a.tenant, revoked.keyId, { scopes: ['cache:write'] }),
+      409,
+      'API_KEY_REVOKED',
+    );
+    expectProblem(
+      await t.app.inject({ method: 'GET', url: '/v1/cache/x', headers: revoked.auth }),
+      401,
+      'UNAUTHORIZED',
+    );
+    const keysOf = async (tenant: string) =>
+      body<{ keys: { id: string; name: string; scopes: string[] }[] }>(
+        await t.app.inject({
+          method: 'GET',
+          url: `/v1/admin/tenants/${tenant}/keys`,
+          headers: operator,
+        }),
+      ).keys;
+    expect((await keysOf(a.tenant)).find((k) => k.id === a.keyId)?.scopes).toEqual([
+      'cache:read',
+      'admin',
+    ]);
+    expect((await keysOf(b.tenant)).find((k) => k.id === b.keyId)?.scopes).toEqual([
+      'cache:read',
+      'admin',
+    ]);
+
+    t.deps.admin.setFileKeys(
+      new Map([
+        [
+          'filekey02',
+          {
+            id: 'filekey02',
+            tenant: a.tenant,
+            name: 'from the file',
+            scopes: ['cache:read'],
+            digest: '0'.repeat(64),
+            expiresAtMs: undefined,
+          },
+        ],
+      ]),
+    );
+    try {
+      expectProblem(
+        await patch(a.tenant, 'filekey02', { scopes: ['admin'] }),
+        409,
+        'API_KEY_MANAGED_BY_FILE',
+      );
+    } finally {
+      t.deps.admin.setFileKeys(new Map());
+    }
+  });
+});
+
 describe('DELETE /v1/admin/tenants/{tenant}', () => {
   const SCOPES = [
     'cache:read',
