@@ -164,7 +164,10 @@ export const keys = {
 
   /** Pub/sub channels. */
   channels: {
-    /** Every gateway replica listens here and drops revoked keys from its auth cache. */
+    /**
+     * Every gateway replica listens here and drops the key named (revoked, changed, or of a
+     * deleted tenant) from its auth cache; its next use reads it again.
+     */
     apiKeyRevoked: (): string => '_gw:events:apikey-revoked',
     /** A leased cache key was filled (message: the entry key); waiting readers answer at once. */
     cacheFilled: (): string => '_gw:events:cache-filled',
