@@ -367,8 +367,20 @@ class ScriptCommand extends Command {
   }
 }
 
-/** The client method of one script: EVALSHA, sent once more (as EVAL) on NOSCRIPT. */
-function scriptMethod(client: Redis, script: ScriptState, numberOfKeys: number | undefined) {
+type Method = (this: unknown, ...args: (string | number | Buffer)[]) => Promise<unknown>;
+
+/**
+ * The client method of one script: EVALSHA, sent once more (as EVAL) on NOSCRIPT. A pipeline or
+ * MULTI copies the client's methods when it is made, so this one is called there too, with the
+ * pipeline as `this`: it then hands over to ioredis's own (`viaPipeline`, from defineCommand),
+ * which queues the call in the pipeline instead of sending it on its own.
+ */
+function scriptMethod(
+  client: Redis,
+  script: ScriptState,
+  numberOfKeys: number | undefined,
+  viaPipeline: Method,
+): Method {
   const send = (args: (string | number | Buffer)[]): Promise<unknown> =>
     client.sendCommand(
       new ScriptCommand(
@@ -376,11 +388,13 @@ function scriptMethod(client: Redis, script: ScriptState, numberOfKeys: number |
         numberOfKeys === undefined ? ['', ...args] : ['', numberOfKeys, ...args],
       ),
     ) as Promise<unknown>;
-  return (...args: (string | number | Buffer)[]): Promise<unknown> =>
-    send(args).catch((err: unknown) => {
+  return function (this: unknown, ...args) {
+    if (this !== undefined && this !== client) return viaPipeline.apply(this, args);
+    return send(args).catch((err: unknown) => {
       if (!(err instanceof Error) || !err.message.includes('NOSCRIPT')) throw err;
       return send(args);
     });
+  };
 }
 
 /**
@@ -400,11 +414,8 @@ export function defineScripts(clients: readonly Redis[], scripts: readonly Loade
         sha: createHash('sha1').update(s.lua).digest('hex'),
         loadedOn: new WeakSet(),
       };
-      (client as unknown as Record<string, unknown>)[s.name] = scriptMethod(
-        client,
-        state,
-        s.numberOfKeys,
-      );
+      const methods = client as unknown as Record<string, Method>;
+      methods[s.name] = scriptMethod(client, state, s.numberOfKeys, methods[s.name] as Method);
     }
   }
 }

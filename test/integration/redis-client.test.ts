@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { type LoadedScript, defineScripts } from '../../src/redis/scripts.js';
-import { adminRedis, buildTestApp, useTestApp } from '../harness/app.js';
+import { adminRedis, buildTestApp, newTenant, useTestApp } from '../harness/app.js';
 
 const t = useTestApp();
 
@@ -188,6 +188,53 @@ describe('script calls', () => {
       expect(fourth).not.toContain(ECHO);
     } finally {
       c.disconnect();
+    }
+  });
+});
+
+describe('script calls in a MULTI or a pipeline', () => {
+  it('are queued in it, not sent on their own, and answer in its result', async () => {
+    const c = await adminRedis(t);
+    try {
+      defineScripts([c], TEST_SCRIPTS);
+      type Tx = ReturnType<Redis['multi']> & Record<string, Call>;
+      for (const make of [() => c.multi() as Tx, () => c.pipeline() as Tx]) {
+        const tx = make();
+        void (tx.testEcho as Call).call(tx, 'sc:k', 1);
+        void (tx.testEchoN as Call).call(tx, 2, 'sc:a', 'sc:b', 'x');
+        void (tx.testFail as Call).call(tx, 'sc:k', 'in tx');
+        const res = await tx.exec();
+        expect(res?.map(([err, value]) => (err ? err.message : value))).toEqual([
+          ['sc:k', 1, 1, '1'],
+          ['sc:a', 2, 1, 'x'],
+          'ERR boom in tx',
+        ]);
+      }
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  it('_mset stores through one MULTI: a failing item fails the request, never a 200', async () => {
+    const a = await newTenant(t.deps, ['cache:read', 'cache:write']);
+    const admin = await adminRedis(t);
+    try {
+      // A key of another type where an entry should be: its put fails inside the transaction.
+      await admin.sadd(`${a.tenant}:cache:bad`, 'x');
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/v1/cache/_mset',
+        headers: a.auth,
+        payload: {
+          items: [
+            { key: 'good', value: 1 },
+            { key: 'bad', value: 2 },
+          ],
+        },
+      });
+      expect(res.statusCode, res.body).toBe(500);
+    } finally {
+      admin.disconnect();
     }
   });
 });
