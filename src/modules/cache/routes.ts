@@ -1,6 +1,6 @@
 /**
  * HTTP surface of the cache: /v1/cache (listing), /v1/cache/{key} (GET, PUT, PATCH, DELETE),
- * /_mget, /_mset and /_invalidate. Reads answer with the stored bytes spliced into the body,
+ * /_mget, /_mset, /_mdelete and /_invalidate. Reads answer with the stored bytes spliced into the body,
  * never parsed; conditional requests use the stored ETag.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -24,6 +24,8 @@ import {
   KeyParams,
   ListQuery,
   ListResult,
+  MdeleteBody,
+  MdeleteResult,
   MgetBody,
   MgetResult,
   MsetBody,
@@ -467,6 +469,35 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (
       list.forEach((k, i) => authorizeResource(principal, READ, k, `body.keys[${i}]`));
       const entries = await service.mget(principal.tenant, list);
       return sendRaw(reply, renderItems(list, entries));
+    },
+  );
+
+  app.post(
+    '/_mdelete',
+    {
+      config: { scope: WRITE, module: 'cache' },
+      schema: {
+        operationId: 'cacheMdelete',
+        tags: TAGS,
+        summary: 'Delete many keys',
+        description:
+          'Deletes up to CACHE_MAX_BATCH (at most 1000) keys atomically in one round trip; each leaves its tag sets, as one DELETE does. Items come back in request order, with deleted: false where there was no value.',
+        body: MdeleteBody,
+        response: {
+          200: jsonResponse('One item per key, in order.', MdeleteResult),
+          ...problemResponses(400, 401, 403, 413, 415),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const list = request.body.keys;
+      list.forEach((k, i) => authorizeResource(principal, WRITE, k, `body.keys[${i}]`));
+      const gone = await service.mdelete(principal.tenant, list);
+      return {
+        deleted: gone.filter(Boolean).length,
+        items: list.map((key, i) => ({ key, deleted: gone[i] === true })),
+      };
     },
   );
 

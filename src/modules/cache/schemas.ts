@@ -308,6 +308,31 @@ export const MsetResult = z
     examples: [{ items: [{ key: 'ef:price:42', ttl: 300, etag: 'u3pQ1r4tWqk9b8Zs0aXyQw' }] }],
   });
 
+export const MdeleteBody = z
+  .object({ keys: z.array(CacheKey).min(1).max(MAX_BATCH) })
+  .strict()
+  .meta({ id: 'CacheMdeleteRequest', examples: [{ keys: ['ef:price:42', 'ef:price:43'] }] });
+
+export const MdeleteResult = z
+  .object({
+    deleted: z.number().int().describe('Keys that held a value.'),
+    items: z.array(
+      z.object({ key: z.string(), deleted: z.boolean().describe('false: there was no value.') }),
+    ),
+  })
+  .meta({
+    id: 'CacheMdeleteResult',
+    examples: [
+      {
+        deleted: 1,
+        items: [
+          { key: 'ef:price:42', deleted: true },
+          { key: 'ef:price:43', deleted: false },
+        ],
+      },
+    ],
+  });
+
 export const InvalidateBody = z
   .object({
     tags: z.array(Tag).min(1).max(MAX_TAGS).optional(),

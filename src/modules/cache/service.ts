@@ -433,6 +433,27 @@ export function createCacheService(opts: CacheServiceOptions) {
       return res === 1;
     },
 
+    /**
+     * Deletes many keys atomically in one round trip (each leaving its tag sets, as one DELETE
+     * does); true for each key that held a value.
+     */
+    async mdelete(tenant: string, list: readonly string[]): Promise<boolean[]> {
+      checkBatch(list.length, 'body.keys');
+      const entryKeys = list.map((k) => keys.cache(tenant, k));
+      const tagPrefix = keys.cacheTagPrefix(tenant);
+      const res = await redis.onMaster((c) => {
+        const tx = c.multi();
+        for (const k of entryKeys) tx.cacheDelete(k, '', '', tagPrefix);
+        return tx.exec();
+      });
+      for (const k of entryKeys) near?.drop(k);
+      if (res === null) throw new Error('MULTI/EXEC aborted');
+      return res.map(([err, n]) => {
+        if (err) throw err;
+        return n === 1;
+      });
+    },
+
     /** Changes freshness/expiry without rewriting the value; null when there is no such entry. */
     async touch(tenant: string, key: string, ttlIn: number | null, staleTtl: number | undefined) {
       const ttl = resolveTtl(ttlIn, 'body.ttl');

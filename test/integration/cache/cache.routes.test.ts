@@ -431,6 +431,80 @@ describe('POST /v1/cache/_mget', () => {
   });
 });
 
+describe('POST /v1/cache/_mdelete', () => {
+  const mdelete = (auth: Record<string, string>, keys: unknown) =>
+    t.app.inject({ method: 'POST', url: '/v1/cache/_mdelete', headers: auth, payload: { keys } });
+
+  runCommonRouteTests({
+    app: () => t,
+    scope: 'cache:write',
+    wrongScope: 'cache:read',
+    request: (owner) => ({
+      method: 'POST',
+      url: '/v1/cache/_mdelete',
+      headers: owner.auth,
+      payload: { keys: ['a'] },
+    }),
+    async crossTenant(owner, other) {
+      await put(owner.auth, 'mine', { value: 'owner' });
+      expect(body(await mdelete(other.auth, ['mine']))).toEqual({
+        deleted: 0,
+        items: [{ key: 'mine', deleted: false }],
+      });
+      expect(
+        body(await t.app.inject({ method: 'GET', url: url('mine'), headers: owner.auth })).value,
+      ).toBe('owner');
+    },
+  });
+
+  it('deletes the keys given, in order, leaving their tag sets and every other key', async () => {
+    const a = await newTenant(t.deps, RW);
+    for (const key of ['k1', 'k2:*', 'kept']) {
+      await put(a.auth, key, { value: key, tags: ['t'] });
+    }
+    const res = await mdelete(a.auth, ['k2:*', 'missing', 'k1']);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(body(res)).toEqual({
+      deleted: 2,
+      items: [
+        { key: 'k2:*', deleted: true },
+        { key: 'missing', deleted: false },
+        { key: 'k1', deleted: true },
+      ],
+    });
+    for (const key of ['k1', 'k2:*']) {
+      expectProblem(
+        await t.app.inject({ method: 'GET', url: url(key), headers: a.auth }),
+        404,
+        'CACHE_MISS',
+      );
+    }
+    expect(await t.deps.redis.primary.smembers(`${a.tenant}:tag:t`)).toEqual([
+      `${a.tenant}:cache:kept`,
+    ]);
+  });
+
+  it('refuses bad lists and keys outside the scope glob, deleting nothing', async () => {
+    const a = await newTenant(t.deps, RW);
+    await put(a.auth, 'ef:1', { value: 1 });
+    for (const [keys, field] of [
+      [[], 'body.keys'],
+      [Array.from({ length: 1001 }, (_, i) => `k${i}`), 'body.keys'],
+      [['ef:1', ''], 'body.keys[1]'],
+      ['ef:1', 'body.keys'],
+    ] as const) {
+      const p = expectProblem(await mdelete(a.auth, keys), 400, 'VALIDATION_FAILED');
+      expect(p.errors?.[0]?.field).toBe(field);
+    }
+    const narrow = await addKey(t.deps, a.tenant, ['cache:write:ef:*']);
+    const p = expectProblem(await mdelete(narrow.auth, ['ef:1', 'x:2']), 403, 'SCOPE_MISSING');
+    expect(p.errors?.[0]?.field).toBe('body.keys[1]');
+    expect(
+      body(await t.app.inject({ method: 'GET', url: url('ef:1'), headers: a.auth })).value,
+    ).toBe(1);
+  });
+});
+
 describe('POST /v1/cache/_mset', () => {
   runCommonRouteTests({
     app: () => t,
