@@ -275,7 +275,7 @@ const panels = [
       w: 8,
       x: 16,
       description:
-        'Read from INFO at each connection to a master: persistence (appendonly), eviction (maxmemory-policy noeviction), min_replicas (min-replicas-to-write). See the runbook, CacheGatewayRedisEvictionPolicy.',
+        "Read at each connection to a master: persistence (appendonly), eviction (maxmemory-policy noeviction), min_replicas (min-replicas-to-write), acl (the gateway user has every grant of users.acl's gateway line). See the runbook, CacheGatewayRedisEvictionPolicy and CacheGatewayRedisAclMissing.",
     },
   ),
   row('Auth'),

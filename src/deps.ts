@@ -118,7 +118,10 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
       onSettings(checks, address) {
         for (const c of checks) {
           metrics.redisSettingOk.set({ setting: c.setting }, c.ok ? 1 : 0);
-          if (!c.ok)
+          if (c.ok) continue;
+          if (c.setting === 'acl')
+            log.error({ address, detail: c.detail }, 'redis user lacks permissions');
+          else
             log.warn(
               { setting: c.setting, address, detail: c.detail },
               'redis setting risks data loss',

@@ -92,7 +92,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const redisSettingOk = new Gauge({
     name: 'gateway_redis_setting_ok',
-    help: 'Per setting of the Redis master that decides whether acknowledged writes survive (persistence: appendonly; eviction: maxmemory-policy noeviction; min_replicas: min-replicas-to-write), 1 when set as deploy/redis/redis.conf does, else 0; read at each connection to a master.',
+    help: 'Per setting of the Redis master that decides whether acknowledged writes survive (persistence: appendonly; eviction: maxmemory-policy noeviction; min_replicas: min-replicas-to-write) and the permissions of the gateway user (acl: every grant of the gateway line of deploy/redis/users.acl), 1 when set as deploy/redis/ does, else 0; read at each connection to a master.',
     labelNames: ['setting'] as const,
     registers: [registry],
   });

@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 import { AppError, classifyRedisError } from '../errors.js';
-import { type RedisSettingCheck, checkRedisSettings } from './settings-check.js';
+import { aclCheckArgs, readAclCheck } from './acl-check.js';
+import { type RedisSettingCheck, aclSetting, checkRedisSettings } from './settings-check.js';
 import { type KeyTracking, createKeyTracking } from './tracking.js';
 
 export type RedisRole = 'primary' | 'replica' | 'subscriber' | 'tracker' | 'durable' | 'blocking';
@@ -403,9 +404,11 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
           primary.disconnect(true);
           return;
         }
+        const first = !everReady;
         everReady = true;
         settings = checkRedisSettings(info);
         hooks.onSettings?.(settings, address);
+        verifyAcl(address, first);
       },
       (err: Error) => {
         if (err.message.includes('NOPERM')) {
@@ -417,6 +420,35 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
         } else {
           hooks.onError?.('primary', err);
         }
+      },
+    );
+  };
+
+  /**
+   * Asks the master whether the gateway user has every permission of deploy/redis/users.acl's
+   * gateway line (redis/acl-check.ts), reported as the setting `acl`. Lacking one at the first
+   * connection stops the gateway (a rollout onto an old ACL halts there); later (a failover to a
+   * node set up otherwise) it is reported, and the features that need it answer 500.
+   */
+  const verifyAcl = (address: string, first: boolean) => {
+    // Defined with the other scripts (deps.ts); a client made without them skips the check.
+    if (typeof primary.redisAclCheck !== 'function') return;
+    primary.redisAclCheck(...aclCheckArgs()).then(
+      (reply) => {
+        const result = readAclCheck(reply);
+        const check = aclSetting(result);
+        if (check === undefined) return;
+        settings = [...settings.filter((c) => c.setting !== 'acl'), check];
+        hooks.onSettings?.([check], address);
+        if (first && result !== undefined && result.refused.length > 0) {
+          hooks.onFatal?.(new Error(check.detail));
+        }
+      },
+      (err: Error) => {
+        hooks.onError?.(
+          'primary',
+          new Error(`cannot check the Redis user's permissions: ${err.message}`),
+        );
       },
     );
   };

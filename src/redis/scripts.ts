@@ -42,6 +42,7 @@ const QUEUE_COMMON = 'modules/queues/lua/common.lua';
 const IDEMPOTENCY_COMMON = 'modules/idempotency/lua/common.lua';
 
 export const SCRIPTS: readonly ScriptDef[] = [
+  { name: 'redisAclCheck', file: 'redis/lua/acl-check-0.lua', numberOfKeys: 0 },
   { name: 'cachePut', file: 'modules/cache/lua/put-2.lua', numberOfKeys: 2 },
   { name: 'cacheDelete', file: 'modules/cache/lua/delete-1.lua', numberOfKeys: 1 },
   { name: 'cacheTouch', file: 'modules/cache/lua/touch-1.lua', numberOfKeys: 1 },
@@ -141,6 +142,8 @@ declare module 'ioredis' {
     ): Result<[number, string], Context>;
     /** See modules/cache/lua/lease-1.lua: [1, ms] acquired or [0, remaining ms]. */
     cacheLease(leaseKey: string, token: string, ms: number): Result<[number, number], Context>;
+    /** See redis/lua/acl-check-0.lua: positions refused (negative: unknown), or [0]. */
+    redisAclCheck(...args: string[]): Result<number[], Context>;
     /** See modules/cache/lua/invalidate-tag-1.lua: [taken, deleted entry key, ...]. */
     cacheInvalidateTag(
       tagKey: string,

@@ -1,13 +1,15 @@
 /**
  * deploy/redis/users.acl, enforced by real Redis: the gateway user can do its job (every other
- * integration test logs in as it) and nothing more; the other users only theirs.
+ * integration test logs in as it) and nothing more; the other users only theirs. A user without
+ * +info, or set up from an older gateway line, stops the gateway at its start.
  */
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import { createDeps } from '../../src/deps.js';
-import { adminRedis, testEnv, useTestApp } from '../harness/app.js';
+import { adminRedis, seriesBy, testEnv, useTestApp } from '../harness/app.js';
 import { GATEWAY_USER, HOST, aclPassword } from '../harness/topology.js';
 
 const t = useTestApp();
@@ -147,6 +149,48 @@ describe('a Redis user without +info', () => {
       expect(deps.redis.everReady()).toBe(false);
     } finally {
       await deps.close();
+    }
+  });
+});
+
+describe('a Redis user set up from an older ACL line', () => {
+  it('stops the gateway at its first connection, naming what the user lacks', async () => {
+    const admin = await adminRedis(t);
+    // The gateway line of users.acl without +getrange (added for exact invalidation by tag).
+    const line = readFileSync(new URL('../../deploy/redis/users.acl', import.meta.url), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('user gateway '));
+    const rules = (line ?? '')
+      .split(' ')
+      .slice(2)
+      .filter((r) => !r.startsWith('>') && r !== '+getrange');
+    expect(rules).toContain('+get');
+    await admin.call('ACL', 'SETUSER', 'oldacl', 'reset', '>oldacl-password', ...rules);
+    admin.disconnect();
+    const config = parseConfig(
+      testEnv({
+        REDIS_USERNAME: 'oldacl',
+        REDIS_PASSWORD: 'oldacl-password',
+        CACHE_LOCAL_MAX_BYTES: '0',
+      }),
+    );
+    let fatal: Error | undefined;
+    const logs: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void logs.push(line) });
+    const deps = createDeps(config, logger, { onFatal: (err) => (fatal = err) });
+    try {
+      const deadline = Date.now() + 5000;
+      while (fatal === undefined && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(fatal?.message).toMatch(/lacks \+getrange:/);
+      expect(fatal?.message).not.toMatch(/\+get |\+set /);
+      expect(logs.some((l) => l.includes('redis user lacks permissions'))).toBe(true);
+      expect((await seriesBy(deps.metrics.redisSettingOk, 'setting')).acl).toBe(0);
+    } finally {
+      await deps.close();
+      const cleanup = await adminRedis(t);
+      await cleanup.call('ACL', 'DELUSER', 'oldacl');
+      cleanup.disconnect();
     }
   });
 });

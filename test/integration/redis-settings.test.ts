@@ -22,12 +22,15 @@ describe('durability settings of the master', () => {
         persistence: 1,
         eviction: 1,
         min_replicas: 1,
+        acl: 1,
       });
     const res = await t.app.inject({ method: 'GET', url: '/readyz?verbose' });
     const checks = body<{ checks: Record<string, string> }>(res).checks;
     expect(checks['redis.setting.persistence']).toBe('ok, appendonly yes');
     expect(checks['redis.setting.eviction']).toBe('ok, maxmemory-policy noeviction');
     expect(checks['redis.setting.min_replicas']).toBe('ok, min-replicas-to-write set');
+    // deploy/redis/users.acl's gateway line grants every command the gateway needs.
+    expect(checks['redis.setting.acl']).toBe('ok, the gateway user has every permission it needs');
   });
 
   describe('a Redis without AOF, evicting, without min-replicas-to-write', () => {
@@ -85,6 +88,7 @@ describe('durability settings of the master', () => {
             persistence: 0,
             eviction: 0,
             min_replicas: 0,
+            acl: 1, // the default user: every permission
           });
         const res = await gw.app.inject({ method: 'GET', url: '/readyz?verbose' });
         expect(res.statusCode).toBe(200);
