@@ -445,30 +445,13 @@ describe('PATCH /v1/admin/tenants/{tenant}/keys/{keyId}', () => {
       'admin',
     ]);
 
-    t.deps.admin.setFileKeys(
-      new Map([
-        [
-          'filekey02',
-          {
-            id: 'filekey02',
-            tenant: a.tenant,
-            name: 'from the file',
-            scopes: ['cache:read'],
-            digest: '0'.repeat(64),
-            expiresAtMs: undefined,
-          },
-        ],
-      ]),
-    );
-    try {
+    await withFileKey(a.tenant, 'filekey02', async () =>
       expectProblem(
         await patch(a.tenant, 'filekey02', { scopes: ['admin'] }),
         409,
         'API_KEY_MANAGED_BY_FILE',
-      );
-    } finally {
-      t.deps.admin.setFileKeys(new Map());
-    }
+      ),
+    );
   });
 });
 
@@ -480,6 +463,7 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
     'ratelimit:check',
     'idempotency:use',
     'queue:publish',
+    'queue:consume',
     'queue:admin',
     'admin',
   ];
@@ -651,8 +635,8 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
     );
     expectProblem(
       await t.app.inject({ method: 'GET', url: '/v1/queues/jobs', headers: again.auth }),
-      403,
-      'SCOPE_MISSING',
+      404,
+      'QUEUE_NOT_FOUND',
     );
     expectProblem(
       await t.app.inject({
@@ -749,26 +733,9 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
 
     const fileTenant = randomTenantId();
     await t.deps.admin.createTenant(fileTenant, undefined);
-    t.deps.admin.setFileKeys(
-      new Map([
-        [
-          'filekey01',
-          {
-            id: 'filekey01',
-            tenant: fileTenant,
-            name: 'from the file',
-            scopes: ['cache:read'],
-            digest: '0'.repeat(64),
-            expiresAtMs: undefined,
-          },
-        ],
-      ]),
+    await withFileKey(fileTenant, 'filekey01', async () =>
+      expectProblem(await del(fileTenant), 409, 'TENANT_MANAGED_BY_FILE'),
     );
-    try {
-      expectProblem(await del(fileTenant), 409, 'TENANT_MANAGED_BY_FILE');
-    } finally {
-      t.deps.admin.setFileKeys(new Map());
-    }
     expect(body(await del(fileTenant))).toMatchObject({ state: 'deleted', erased: 0 });
 
     const res = await del(a.tenant);
@@ -793,6 +760,24 @@ describe('DELETE /v1/admin/tenants/{tenant}', () => {
     expect(allowed).toBe(true);
   });
 });
+
+/** Runs `fn` while API_KEYS_FILE holds one key (id `keyId`) for `tenant`. */
+async function withFileKey(tenant: string, keyId: string, fn: () => Promise<unknown>) {
+  const key = {
+    id: keyId,
+    tenant,
+    name: 'from the file',
+    scopes: ['cache:read'],
+    digest: '0'.repeat(64),
+    expiresAtMs: undefined,
+  };
+  t.deps.admin.setFileKeys(new Map([[keyId, key]]));
+  try {
+    await fn();
+  } finally {
+    t.deps.admin.setFileKeys(new Map());
+  }
+}
 
 async function scanAll(redis: Redis, match: string): Promise<string[]> {
   const out: string[] = [];
