@@ -92,6 +92,49 @@ describe('POST /v1/admin/tenants', () => {
         'SCOPE_MISSING',
       );
     });
+
+    it('the tenant deletion and the key change need a credential too; a refused call changes nothing', async () => {
+      const a = await newTenant(t.deps, ['cache:read']);
+      for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }]) {
+        expectProblem(
+          await t.app.inject({ method: 'DELETE', url: `/v1/admin/tenants/${a.tenant}`, headers }),
+          401,
+          'UNAUTHORIZED',
+        );
+        expectProblem(
+          await t.app.inject({
+            method: 'PATCH',
+            url: `/v1/admin/tenants/${a.tenant}/keys/${a.keyId}`,
+            headers,
+            payload: { scopes: ['admin'] },
+          }),
+          401,
+          'UNAUTHORIZED',
+        );
+      }
+      expectProblem(
+        await t.app.inject({
+          method: 'PATCH',
+          url: `/v1/admin/tenants/${a.tenant}/keys/${a.keyId}`,
+          headers: a.auth,
+          payload: { scopes: ['admin'] },
+        }),
+        403,
+        'SCOPE_MISSING',
+      );
+      expect(
+        (await t.app.inject({ method: 'GET', url: '/v1/cache/x', headers: a.auth })).statusCode,
+      ).toBe(404);
+      expect(
+        body(
+          await t.app.inject({
+            method: 'GET',
+            url: `/v1/admin/tenants/${a.tenant}`,
+            headers: operator,
+          }),
+        ).deletingAt,
+      ).toBeUndefined();
+    });
   });
 
   describe('409', () => {

@@ -647,6 +647,7 @@ describe('delete, purge and list', () => {
     expect((await receive(a, q, { max: 10 })).messages.map((m) => m.data)).toEqual(['after']);
 
     expectProblem(await call(a, 'POST', `/v1/queues/${qname()}/_purge`), 404, 'QUEUE_NOT_FOUND');
+    expectProblem(await call(a, 'POST', `/v1/queues/a:b/_purge`), 400, 'VALIDATION_FAILED');
     const consumer = await addKey(t.deps, a.tenant, ['queue:consume', 'queue:publish']);
     expectProblem(await call(consumer, 'POST', `/v1/queues/${q}/_purge`), 403, 'SCOPE_MISSING');
   });
