@@ -26,6 +26,8 @@ interface Window {
   inflight: number;
   /** The shared total at the last flush (ours included). */
   shared: number;
+  /** The flush in flight, settled when its answer is applied. */
+  pending?: Promise<void> | undefined;
 }
 
 export interface QuotaCounterOptions {
@@ -39,37 +41,44 @@ export function createQuotaCounter(opts: QuotaCounterOptions) {
   const { redis, clock } = opts;
   const windows = new Map<string, Window>();
 
-  function flush(): void {
+  /** Sends the counts not yet sent; settles when every flush in flight has been answered. */
+  function flush(): Promise<void> {
     const now = clock.nowMs();
     const start = now - (now % QUOTA_WINDOW_MS);
+    const waits: Promise<void>[] = [];
     for (const [keyId, w] of windows) {
       if (w.start !== start) {
         if (w.inflight === 0) windows.delete(keyId);
         continue;
       }
+      if (w.pending !== undefined) waits.push(w.pending);
       if (w.unflushed === 0 || w.inflight > 0) continue;
       const n = w.unflushed;
       w.inflight = n;
       w.unflushed = 0;
-      redis
+      w.pending = redis
         .onMaster((c) =>
           c.gatewayQuota(keys.gw.quota(keyId, w.start), n, w.start + QUOTA_WINDOW_MS - now + 1000),
         )
         .then(
           (total) => {
             w.shared = total;
-            w.inflight = 0;
           },
           (err: unknown) => {
             // Counted again at the next flush; meanwhile this replica's own count still applies.
             w.unflushed += w.inflight;
-            w.inflight = 0;
             opts.onError?.(err);
           },
-        );
+        )
+        .finally(() => {
+          w.inflight = 0;
+          w.pending = undefined;
+        });
+      waits.push(w.pending);
     }
+    return Promise.all(waits).then(() => undefined);
   }
-  const timer = setInterval(flush, FLUSH_MS);
+  const timer = setInterval(() => void flush(), FLUSH_MS);
   timer.unref();
 
   return {
@@ -85,7 +94,7 @@ export function createQuotaCounter(opts: QuotaCounterOptions) {
       w.unflushed++;
       return { current: w.shared + w.inflight + w.unflushed, ttl: start + QUOTA_WINDOW_MS - now };
     },
-    /** Sends pending counts now (tests; shutdown). */
+    /** Sends pending counts now (tests; shutdown); settles once they are answered. */
     flush,
     close(): void {
       clearInterval(timer);

@@ -470,12 +470,10 @@ describe('the gateway request quota', () => {
         });
       expect((await call(t)).statusCode).toBe(200);
       expect((await call(t)).statusCode).toBe(200);
-      t.deps.quota.flush();
+      await t.deps.quota.flush();
       // The other replica learns the shared count at its next flush.
       expect((await call(other)).statusCode).toBe(200);
-      await new Promise((r) => setTimeout(r, 100));
-      other.deps.quota.flush();
-      await new Promise((r) => setTimeout(r, 100));
+      await other.deps.quota.flush();
       expectProblem(await call(other), 429, 'QUOTA_EXCEEDED');
     } finally {
       await other.close();
