@@ -17,6 +17,20 @@ const t = useTestApp();
 
 const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
+/** PATCH of an API key, as the operator unless other headers are given. */
+const patch = (
+  tenant: string,
+  keyId: string,
+  payload: object,
+  headers: Record<string, string> = operator,
+) =>
+  t.app.inject({
+    method: 'PATCH',
+    url: `/v1/admin/tenants/${tenant}/keys/${keyId}`,
+    headers,
+    payload,
+  });
+
 describe('POST /v1/admin/tenants', () => {
   describe('201', () => {
     it('creates a tenant the operator can read back and list', async () => {
@@ -95,30 +109,23 @@ describe('POST /v1/admin/tenants', () => {
 
     it('the tenant deletion and the key change need a credential too; a refused call changes nothing', async () => {
       const a = await newTenant(t.deps, ['cache:read']);
-      for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }]) {
+      for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }] as Record<
+        string,
+        string
+      >[]) {
         expectProblem(
           await t.app.inject({ method: 'DELETE', url: `/v1/admin/tenants/${a.tenant}`, headers }),
           401,
           'UNAUTHORIZED',
         );
         expectProblem(
-          await t.app.inject({
-            method: 'PATCH',
-            url: `/v1/admin/tenants/${a.tenant}/keys/${a.keyId}`,
-            headers,
-            payload: { scopes: ['admin'] },
-          }),
+          await patch(a.tenant, a.keyId, { scopes: ['admin'] }, headers),
           401,
           'UNAUTHORIZED',
         );
       }
       expectProblem(
-        await t.app.inject({
-          method: 'PATCH',
-          url: `/v1/admin/tenants/${a.tenant}/keys/${a.keyId}`,
-          headers: a.auth,
-          payload: { scopes: ['admin'] },
-        }),
+        await patch(a.tenant, a.keyId, { scopes: ['admin'] }, a.auth),
         403,
         'SCOPE_MISSING',
       );
@@ -362,14 +369,6 @@ describe('DELETE /v1/admin/tenants/{tenant}/keys/{keyId}', () => {
 });
 
 describe('PATCH /v1/admin/tenants/{tenant}/keys/{keyId}', () => {
-  const patch = (tenant: string, keyId: string, payload: object, headers = operator) =>
-    t.app.inject({
-      method: 'PATCH',
-      url: `/v1/admin/tenants/${tenant}/keys/${keyId}`,
-      headers,
-      payload,
-    });
-
   it('changes scopes, name and expiry at once; the secret keeps working with the new scopes', async () => {
     const a = await newTenant(t.deps, ['cache:read']);
     const get = () => t.app.inject({ method: 'GET', url: '/v1/cache/x', headers: a.auth });
