@@ -14,6 +14,15 @@ export interface ModelDecision {
 
 const EPS = 1e-9;
 
+/** A seeded generator of numbers in [0, 1): a failure can name the seed that reproduces it. */
+export function seeded(seed: number): () => number {
+  let s = seed * 2654435761;
+  return () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648;
+  };
+}
+
 function finish(
   allowed: boolean,
   limit: number,

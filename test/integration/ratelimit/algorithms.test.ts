@@ -13,6 +13,7 @@ import {
   type Model,
   fixedWindowModel,
   gcraModel,
+  seeded,
   slidingLogModel,
   slidingWindowModel,
   tokenBucketModel,
@@ -298,11 +299,7 @@ describe('model check: random sequences against the reference implementations', 
     const tn = await tenant();
     // A seeded generator: a failure names the seed that reproduces it.
     for (const seed of [1, 2, 3]) {
-      let s = seed * 2654435761;
-      const rand = () => {
-        s = (s * 1103515245 + 12345) % 2147483648;
-        return s / 2147483648;
-      };
+      const rand = seeded(seed);
       const p = policy(def);
       const model = makeModel();
       let now = T0 + 7;
