@@ -124,6 +124,7 @@ const envShape = z.object({
   RLS_GRPC_TLS_CLIENT_CA_FILE: optionalString,
   RATELIMIT_LEGACY_HEADERS: bool(true),
   RATELIMIT_LOCAL_DENY_ENTRIES: int(100_000, 0, 10_000_000),
+  RATELIMIT_LEASE_ENTRIES: int(100_000, 0, 10_000_000),
   RATELIMIT_BATCH_MAX: int(64, 1, 1000),
   REQUEST_QUOTA_PER_MINUTE: int(600_000, 0, 1_000_000_000),
 
@@ -305,6 +306,8 @@ export interface Config {
     readonly legacyHeaders: boolean;
     /** Identifiers known to be over their limit, remembered in-process; 0 disables. */
     readonly localDenyEntries: number;
+    /** Identifiers a replica may hold leases for (policies with leaseMs); 0 turns leases off. */
+    readonly leaseEntries: number;
     /** Most single checks of one event-loop turn sent in one script call (1: no batching). */
     readonly batchMax: number;
     /** Requests one API key may make per minute across all replicas; 0 turns the quota off. */
@@ -452,6 +455,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       policiesFile: c.RATELIMIT_POLICIES_FILE,
       legacyHeaders: c.RATELIMIT_LEGACY_HEADERS,
       localDenyEntries: c.RATELIMIT_LOCAL_DENY_ENTRIES,
+      leaseEntries: c.RATELIMIT_LEASE_ENTRIES,
       batchMax: c.RATELIMIT_BATCH_MAX,
       requestQuotaPerMinute: c.REQUEST_QUOTA_PER_MINUTE,
       rlsGrpcPort: c.RLS_GRPC_PORT,

@@ -262,9 +262,11 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     overloaded: () => lifecycle.overloaded,
     shadowAll: () => policies.shadowAll(),
     localDenyEntries: config.ratelimit.localDenyEntries,
+    leaseEntries: config.ratelimit.leaseEntries,
     batchMax: config.ratelimit.batchMax,
     onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
     onLocalDenial: () => metrics.ratelimit.localDenial(),
+    onLease: (event, units) => metrics.ratelimit.lease(event, units),
     onBatch: (checks) => metrics.ratelimit.batch(checks),
     onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
     onReset: (policy, cleared) => metrics.ratelimit.reset(policyLabel(policy), cleared),
@@ -317,7 +319,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     if (ch === revoked) admin.forget(message);
     else if (ch === filled) cache.onFilled(message);
     else if (ch === policiesChanged) policies.forget(message);
-    else if (ch === ratelimitReset) ratelimit.forgetDenial(message);
+    else if (ch === ratelimitReset) ratelimit.forgetKey(message);
   });
   if (!options.lazyConnect) {
     redis.subscriber

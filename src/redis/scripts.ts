@@ -30,12 +30,11 @@ export interface ScriptDef {
 }
 
 const RATELIMIT_ALGORITHMS = [
-  'token-bucket',
-  'gcra',
-  'sliding-log',
-  'sliding-window',
-  'fixed-window',
-].map((a) => `modules/ratelimit/lua/algorithms/${a}.lua`);
+  'modules/ratelimit/lua/lent.lua',
+  ...['token-bucket', 'gcra', 'sliding-log', 'sliding-window', 'fixed-window'].map(
+    (a) => `modules/ratelimit/lua/algorithms/${a}.lua`,
+  ),
+];
 
 const SESSION_COMMON = 'modules/sessions/lua/common.lua';
 const QUEUE_COMMON = 'modules/queues/lua/common.lua';

@@ -97,6 +97,45 @@ describe('policy definitions', () => {
     expect(p.limiterFor('user').quota).toBe(1);
   });
 
+  it('leases: leaseMs within bounds, never for a sliding log or a quota under 16; overrides inherit it', () => {
+    const ok = (d: unknown) => PolicyDefinition.safeParse(d).success;
+    const tb = { algorithm: 'token_bucket', capacity: 1600, refillPerSecond: 10 };
+    expect(ok({ ...tb, leaseMs: 100 })).toBe(true);
+    expect(ok({ ...tb, leaseMs: 10_000 })).toBe(true);
+    expect(ok({ ...tb, leaseMs: 99 })).toBe(false);
+    expect(ok({ ...tb, leaseMs: 10_001 })).toBe(false);
+    expect(ok({ ...tb, leaseMs: 500.5 })).toBe(false);
+    expect(ok({ algorithm: 'sliding_log', limit: 100, windowMs: 1000, leaseMs: 1000 })).toBe(false);
+    expect(ok({ algorithm: 'unlimited', leaseMs: 1000 })).toBe(false);
+
+    const p = compilePolicy('p', 'file', {
+      algorithm: 'token_bucket',
+      capacity: 1600,
+      refillPerSecond: 10,
+      leaseMs: 2000,
+      overrides: [
+        { match: 'small', policy: { algorithm: 'fixed_window', limit: 15, windowMs: 1000 } },
+        { match: 'log', policy: { algorithm: 'sliding_log', limit: 100, windowMs: 1000 } },
+        {
+          match: 'own',
+          policy: { algorithm: 'gcra', limit: 32, periodMs: 1000, burst: 32, leaseMs: 500 },
+        },
+        { match: 'big', policy: { algorithm: 'sliding_window', limit: 160, windowMs: 1000 } },
+      ],
+    });
+    const lease = (id: string) => {
+      const l = p.limiterFor(id);
+      return [l.leaseMs, l.leaseMax];
+    };
+    expect(lease('anyone')).toEqual([2000, 100]); // 1/16 of the capacity
+    expect(lease('small')).toEqual([0, 0]);
+    expect(lease('log')).toEqual([0, 0]);
+    expect(lease('own')).toEqual([500, 2]);
+    expect(lease('big')).toEqual([2000, 10]);
+    const off = compilePolicy('q', 'file', tb as PolicyDefinition);
+    expect([off.leaseMs, off.leaseMax]).toEqual([0, 0]);
+  });
+
   it('matches globs literally apart from * and ?', () => {
     expect(globMatcher('a.b*')('a.bc')).toBe(true);
     expect(globMatcher('a.b*')('axbc')).toBe(false);

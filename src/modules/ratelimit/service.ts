@@ -2,9 +2,12 @@
  * Rate-limit decisions. A check resolves its policy, picks the limiter for the identifier
  * (overrides), and runs the check script: one round trip, atomic, time passed from the gateway's
  * clock. Denials of unit cost are remembered in-process until they could be allowed again (as
- * envoy's ratelimit does), so a client hammering a closed limit costs no Redis call. When Redis
- * cannot answer within the policy's `timeoutMs`, the policy's failure mode decides: `open` allows
- * and flags the decision degraded, `closed` answers 503.
+ * envoy's ratelimit does), so a client hammering a closed limit costs no Redis call. A limiter
+ * with `leaseMs` lets the check that goes to Redis reserve more units for this replica, which
+ * then allows the identifier's next checks itself (leases.ts), so a busy identifier costs a Redis
+ * call per lease, not per request. When Redis cannot answer within the policy's `timeoutMs`, the
+ * policy's failure mode decides: `open` allows and flags the decision degraded, `closed` answers
+ * 503; units on lease are still given out.
  *
  * Single checks that arrive in the same event-loop turn are sent as one call of the same script
  * (up to `batchMax` of them, each consuming on its own, in arrival order): under load one script
@@ -21,10 +24,13 @@ import type { Clock } from '../../clock.js';
 import { AppError, classifyRedisError, type RedisErrorKind } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
+import { type Lease, createLeaseTable } from './leases.js';
 import type { Limiter, Policy } from './policy.js';
 
 /** Most checks in one `_check` call. */
 export const MAX_CHECKS = 20;
+/** Integers the check script returns per check. */
+const PER_CHECK = 7;
 
 export interface CheckInput {
   policy: Policy;
@@ -58,6 +64,8 @@ export interface RatelimitServiceOptions {
   clock: Clock;
   /** Entries of the in-process denial cache; 0 disables it. */
   localDenyEntries: number;
+  /** Identifiers this replica may hold leases for; 0 turns leases off (every check asks Redis). */
+  leaseEntries: number;
   /** Most single checks sent in one script call; 1 sends each on its own. */
   batchMax: number;
   /** True while the process sheds load: decisions follow the failure mode without Redis. */
@@ -67,6 +75,8 @@ export interface RatelimitServiceOptions {
   onDecision?(policy: Policy, outcome: DecisionOutcome): void;
   /** A denial answered from the in-process cache. */
   onLocalDenial?(): void;
+  /** Units reserved by a lease (`granted`), or given out from one without Redis (`used`). */
+  onLease?(event: 'granted' | 'used', units: number): void;
   /** `checks` single checks went to Redis in one script call. */
   onBatch?(checks: number): void;
   onRedisError?(kind: RedisErrorKind): void;
@@ -136,6 +146,7 @@ class Batch {
 }
 
 const TIMEOUT = new Error('rate-limit decision timed out');
+const NO_LEASE = { want: 0 } as { want: number; lease?: Lease };
 /** Not sent to Redis: the process is overloaded. */
 const OVERLOADED = new Error('rate-limit decision shed: the gateway is overloaded');
 
@@ -170,6 +181,7 @@ function unavailableKind(err: unknown): RedisErrorKind | undefined {
 export function createRatelimitService(opts: RatelimitServiceOptions) {
   const { redis, clock } = opts;
   const denied = new Map<string, Denied>();
+  const leases = createLeaseTable(opts.leaseEntries);
   /** Whether a policy's denials are only recorded: its own `shadow`, or every policy's. */
   const shadowOf = (policy: Policy): boolean =>
     policy.shadow || (opts.shadowAll !== undefined && opts.shadowAll());
@@ -193,7 +205,8 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       redis
         .onMaster((c) => c.ratelimitCheck(part.length, ...keyArgs, now, 0, ...args))
         .then(
-          (r) => part.forEach((q, j) => batch.resolve(q, r.slice(j * 5, j * 5 + 5))),
+          (r) =>
+            part.forEach((q, j) => batch.resolve(q, r.slice(j * PER_CHECK, (j + 1) * PER_CHECK))),
           (err: unknown) => {
             if (part.length === 1 || unavailableKind(err) !== undefined) {
               part.forEach((q) => batch.reject(q, err));
@@ -300,6 +313,48 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     return d;
   }
 
+  /** A check allowed from this replica's lease: no Redis call. */
+  function fromLease(
+    policy: Policy,
+    limiter: Limiter,
+    held: Lease,
+    cost: number,
+    now: number,
+  ): Decision {
+    opts.onLease?.('used', cost);
+    record(policy, 'allowed');
+    return {
+      allowed: true,
+      limit: limiter.quota,
+      // What Redis had left at the grant, and what this replica still holds.
+      remaining: held.remaining + held.units,
+      resetMs: Math.max(0, held.resetAt - now),
+      retryAfterMs: 0,
+      policy: policy.name,
+      sfName: policy.sfName,
+      limiter,
+    };
+  }
+
+  /**
+   * Hands the script's lease fields (the 6th and 7th integers) to the lease that asked. The
+   * answer then says what Redis has left plus what this replica now holds, as the answers given
+   * from the lease will.
+   */
+  function granted(lease: Lease, now: number, r: number[], d: Decision): void {
+    const units = r[5] as number;
+    leases.granted(lease, now, {
+      units,
+      leaseMs: r[6] as number,
+      remaining: d.remaining ?? 0,
+      resetMs: d.resetMs,
+    });
+    if (units > 0) {
+      opts.onLease?.('granted', units);
+      if (d.remaining !== null) d.remaining += units;
+    }
+  }
+
   function degraded(policy: Policy, limiter: Limiter, err: unknown): Decision {
     const kind = unavailableKind(err);
     if (kind === undefined) throw err;
@@ -344,6 +399,10 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       checkCost(policy, limiter, cost, 'body.cost');
       const key = keys.ratelimit(tenant, policy.stateName, limiter.code, identifier);
       const now = clock.nowMs();
+      if (limiter.leaseMs > 0 && cost > 0) {
+        const held = leases.take(key, cost, now);
+        if (held !== undefined) return fromLease(policy, limiter, held, cost, now);
+      }
       // Only unit-cost checks use the remembered denials: a larger cost needs longer to fit.
       if (cost === 1 && !shadowOf(policy)) {
         const known = denied.get(key);
@@ -366,20 +425,28 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
       }
       if (opts.overloaded?.()) return degraded(policy, limiter, OVERLOADED);
+      const { want, lease } =
+        limiter.leaseMs > 0 && cost > 0
+          ? leases.ask(key, now, limiter.leaseMs, limiter.leaseMax)
+          : NO_LEASE;
       const call = runOne(
         key,
         now,
-        [...limiter.args, cost, shadowOf(policy) ? 1 : 0],
+        [...limiter.args, cost, shadowOf(policy) ? 1 : 0, want, limiter.leaseMs],
         policy.timeoutMs,
       );
       return call.then(
         (r) => {
           const d = decision(policy, limiter, r, 0);
+          if (lease !== undefined) granted(lease, now, r, d);
           // Only a unit-cost denial says when any request will next be allowed.
           if (!d.allowed && cost === 1) remember(key, d, now);
           return d;
         },
-        (err: unknown) => degraded(policy, limiter, err),
+        (err: unknown) => {
+          if (lease !== undefined) leases.failed(lease);
+          return degraded(policy, limiter, err);
+        },
       );
     },
 
@@ -400,7 +467,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
         checkCost(policy, limiter, cost, `body.checks[${index}].cost`);
         keyArgs.push(keys.ratelimit(tenant, policy.stateName, limiter.code, identifier));
-        args.push(...limiter.args, cost, shadowOf(policy) ? 1 : 0);
+        args.push(...limiter.args, cost, shadowOf(policy) ? 1 : 0, 0, 0);
         limited.push({ index, policy, limiter });
       });
       if (limited.length > 0) {
@@ -415,7 +482,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
             timeoutMs,
           );
           limited.forEach((l, j) => {
-            out[l.index] = decision(l.policy, l.limiter, r, j * 5);
+            out[l.index] = decision(l.policy, l.limiter, r, j * PER_CHECK);
           });
         } catch (err) {
           // Any closed policy makes the whole call a 503; otherwise every check is degraded.
@@ -429,8 +496,8 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
 
     /**
      * Deletes the state of `identifier` under `policy` (its limit starts afresh) and tells every
-     * replica to forget a remembered denial of it. False when there was no state (nothing used,
-     * expired, or an unlimited policy).
+     * replica to forget a remembered denial and a lease of it (Redis no longer counts the leased
+     * units). False when there was no state (nothing used, expired, or an unlimited policy).
      */
     async reset(tenant: string, policy: Policy, identifier: string): Promise<boolean> {
       const limiter = policy.limiterFor(identifier);
@@ -440,6 +507,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       }
       const key = keys.ratelimit(tenant, policy.stateName, limiter.code, identifier);
       denied.delete(key);
+      leases.forget(key);
       const replies = await redis.onMaster((c) =>
         c.multi().del(key).publish(keys.channels.ratelimitReset(), key).exec(),
       );
@@ -449,19 +517,26 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       return deleted === 1;
     },
 
-    /** Another replica reset this state key: a remembered denial of it no longer holds. */
-    forgetDenial(key: string): void {
+    /** Another replica reset this state key: a remembered denial or lease of it no longer holds. */
+    forgetKey(key: string): void {
       denied.delete(key);
+      leases.forget(key);
     },
 
-    /** Forgets remembered denials (policies changed). */
+    /** Forgets remembered denials and leases (policies changed: a lease may be of an old limit). */
     clearLocal(): void {
       denied.clear();
+      leases.clear();
     },
 
     /** Entries of the in-process denial cache (for tests and metrics). */
     localSize(): number {
       return denied.size;
+    },
+
+    /** Units this replica holds on lease for a state key (for tests). */
+    leasedUnits(key: string): number {
+      return leases.held(key, clock.nowMs());
     },
   };
 }

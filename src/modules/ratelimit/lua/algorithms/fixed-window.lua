@@ -4,6 +4,8 @@
   day), or start at the first request after the previous window ended. State: one string
   "<window start ms> <count>", expiring at the window's end. (INCR + PEXPIRE would use the Redis
   server's clock for the boundary; time is an argument here, so the window start is stored.)
+  A lease takes up to half the units left in the window, counted at once, and ends with the
+  window: every leased unit is used in the window that counted it.
 ]]
 if need.fwin then
   ALGOS.fwin = {
@@ -34,6 +36,14 @@ if need.fwin then
       local reset = st.count > 0 and (st.start + w - now) or 0
       st.ttl = st.start + w - now + 1
       return allowed, st.limit, st.limit - st.count, reset, st.start + w - now
+    end,
+    lease = function(st, want, leaseMs)
+      -- a lease cut short by the window's end is asked for in proportion
+      local ttl = min(leaseMs, st.ttl - 1)
+      local units = min(floor(want * ttl / leaseMs), floor((st.limit - st.count) / 2))
+      if units < 1 then return 0, 0, 0 end
+      st.count = st.count + units
+      return units, ttl, 0
     end,
     save = function(key, st)
       redis.call('SET', key, string.format('%d %d', st.start, st.count), 'PX', st.ttl)

@@ -1,17 +1,31 @@
 --[[
   GCRA, the generic cell rate algorithm (code 'gcra'): one request per `interval` ms on average,
-  up to `burst` back to back. State: one number, the theoretical arrival time (TAT) in ms; the key
-  expires when the TAT is reached (an idle key). A request is allowed when the TAT it would leave
-  is at most burst * interval ahead of now.
+  up to `burst` back to back. State: one number, the theoretical arrival time (TAT) in ms,
+  followed by the lease generations (lent.lua) while units may be on lease; the key expires when
+  the TAT is reached (an idle key) and nothing is on lease. A request is allowed when the TAT it
+  would leave is at most burst * interval ahead of now.
+  A lease takes up to half the room left; while on lease, units hold the TAT at least
+  `lent * interval` ahead of now (the cap of a token bucket, lowered: lent.lua).
 ]]
 if need.gcra then
   ALGOS.gcra = {
     load = function(key, now, interval, burst)
-      local tat = tonumber(redis.call('GET', key) or '0')
-      return { interval = interval, burst = burst, tau = interval * burst, tat = tat }
+      local st = { interval = interval, burst = burst, tau = interval * burst, tat = 0,
+        la = 0, lf = 0, pa = 0, pf = 0 }
+      local v = redis.call('GET', key)
+      if v then
+        local sp = string.find(v, ' ', 1, true)
+        if sp then
+          st.tat = tonumber(string.sub(v, 1, sp - 1))
+          loadLent(st, v, sp + 1)
+        else
+          st.tat = tonumber(v)
+        end
+      end
+      return st
     end,
     decide = function(st, now, cost)
-      local tat = max(st.tat, now)
+      local tat = max(st.tat, now + lent(st, now) * st.interval)
       -- clamp: a TAT more than tau ahead was written by a replica whose clock is ahead of ours;
       -- treat the key as exactly full (never emptier, never penalised beyond a full burst).
       if tat - now > st.tau then tat = now + st.tau end
@@ -23,12 +37,21 @@ if need.gcra then
         st.dirty = true
       end
       st.tat = tat
-      st.ttl = ceil(tat - now) + 1
+      st.now = now
       local remaining = (st.tau - (tat - now)) / st.interval
-      return allowed, st.burst, remaining, tat - now, new - st.tau - now
+      return allowed, st.burst, remaining, max(tat - now, lentHold(st, now)), new - st.tau - now
+    end,
+    lease = function(st, want, leaseMs)
+      local room = (st.tau - (st.tat - st.now)) / st.interval
+      local units = min(want, floor(room / 2 + EPS))
+      if units < 1 then return 0, 0, 0 end
+      lend(st, st.now, units, leaseMs)
+      st.tat = st.tat + units * st.interval
+      return units, leaseMs, units * st.interval
     end,
     save = function(key, st)
-      redis.call('SET', key, string.format('%.17g', st.tat), 'PX', st.ttl)
+      local ttl = ceil(max(st.tat - st.now, lentHold(st, st.now))) + 1
+      redis.call('SET', key, string.format('%.17g', st.tat) .. lentSuffix(st, st.now), 'PX', ttl)
     end,
   }
 end

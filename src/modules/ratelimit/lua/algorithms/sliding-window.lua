@@ -4,6 +4,9 @@
   overlaps the sliding window, plus the current window's count must stay within `limit`.
   O(1) memory: one string "<window index> <current count> <previous count>", expiring when both
   windows have passed.
+  A lease takes up to half the room left, counted in the current window at once, and ends with
+  that window: the weighted count only falls while the window lasts, so each leased unit would
+  still be allowed when it is used, and later windows count it as used.
 ]]
 if need.swin then
   ALGOS.swin = {
@@ -39,6 +42,7 @@ if need.swin then
         st.dirty = true
       end
       st.ttl = 2 * w - elapsed + 1
+      st.weighted, st.windowLeft = st.prev * weight, w - elapsed
       local remaining = st.limit - (st.prev * weight + st.cur)
       local reset = 0
       if st.cur > 0 then reset = 2 * w - elapsed elseif st.prev > 0 then reset = w - elapsed end
@@ -52,6 +56,14 @@ if need.swin then
         end
       end
       return allowed, st.limit, remaining, reset, retry
+    end,
+    lease = function(st, want, leaseMs)
+      -- a lease cut short by the window's end is asked for in proportion
+      local ttl = min(leaseMs, st.windowLeft)
+      local units = min(floor(want * ttl / leaseMs), floor((st.limit - st.weighted - st.cur) / 2 + EPS))
+      if units < 1 then return 0, 0, 0 end
+      st.cur = st.cur + units
+      return units, ttl, 0
     end,
     save = function(key, st)
       redis.call('SET', key, string.format('%d %d %d', st.idx, st.cur, st.prev), 'PX', st.ttl)

@@ -1,23 +1,33 @@
 --[[
   Token bucket (code 'tb'): up to `capacity` tokens, refilled continuously at `refill` tokens per
-  ms; a request takes `cost` tokens. State: one string "<tokens> <last ms>". A missing key is a
-  full bucket; the key expires when the bucket would be full again.
+  ms; a request takes `cost` tokens. State: one string "<tokens> <last ms>", followed by the lease
+  generations (lent.lua) while tokens may be on lease. A missing key is a full bucket; the key
+  expires when the bucket would be full again and nothing is on lease.
+  A lease takes up to half the tokens left; while on lease they lower the cap (lent.lua).
 ]]
 if need.tb then
   ALGOS.tb = {
     load = function(key, now, capacity, refill)
-      local st = { capacity = capacity, refill = refill, tokens = capacity, ts = now }
+      local st = { capacity = capacity, refill = refill, tokens = capacity, ts = now,
+        la = 0, lf = 0, pa = 0, pf = 0 }
       local v = redis.call('GET', key)
       if v then
         local sp = string.find(v, ' ', 1, true)
+        local sp2 = string.find(v, ' ', sp + 1, true)
         st.tokens = tonumber(string.sub(v, 1, sp - 1))
-        st.ts = tonumber(string.sub(v, sp + 1))
+        if sp2 then
+          st.ts = tonumber(string.sub(v, sp + 1, sp2 - 1))
+          loadLent(st, v, sp2 + 1)
+        else
+          st.ts = tonumber(string.sub(v, sp + 1))
+        end
       end
       return st
     end,
     decide = function(st, now, cost)
       local t = max(now, st.ts) -- clamp: a clock behind the stored one sees no refill
-      st.tokens = min(st.capacity, st.tokens + (t - st.ts) * st.refill)
+      local cap = st.capacity - lent(st, t)
+      st.tokens = min(cap, st.tokens + (t - st.ts) * st.refill)
       st.ts = t
       local need = cost > 0 and cost or 1
       local allowed = need <= st.tokens + EPS
@@ -25,12 +35,20 @@ if need.tb then
         st.tokens = max(0, st.tokens - cost)
         st.dirty = true
       end
-      local reset = (st.capacity - st.tokens) / st.refill
+      local reset = max((st.capacity - st.tokens) / st.refill, lentHold(st, t))
       return allowed, st.capacity, st.tokens, reset, (need - st.tokens) / st.refill
     end,
+    lease = function(st, want, leaseMs)
+      local units = min(want, floor(st.tokens / 2 + EPS))
+      if units < 1 then return 0, 0, 0 end
+      lend(st, st.ts, units, leaseMs)
+      st.tokens = st.tokens - units
+      return units, leaseMs, units / st.refill
+    end,
     save = function(key, st)
-      local ttl = ceil((st.capacity - st.tokens) / st.refill) + 1
-      redis.call('SET', key, string.format('%.17g %d', st.tokens, st.ts), 'PX', ttl)
+      local ttl = ceil((st.capacity - st.tokens) / st.refill + lentHold(st, st.ts)) + 1
+      redis.call('SET', key, string.format('%.17g %d', st.tokens, st.ts) .. lentSuffix(st, st.ts),
+        'PX', ttl)
     end,
   }
 end

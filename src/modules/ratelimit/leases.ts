@@ -1,0 +1,146 @@
+/**
+ * Leases: units of a limit that this replica reserved in Redis (with the check that went there)
+ * and now gives out itself, without a Redis call, until they run out or the lease ends. Only
+ * limiters with `leaseMs` use them, and the check script guarantees that no sequence of leased and
+ * direct uses, over all replicas, exceeds the limit (lua/lent.lua, the algorithms' headers).
+ *
+ * What a lease costs is the units it holds and does not use: they count as used. So a lease is
+ * sized to what this replica saw the identifier use: none for an identifier seen once per lease
+ * time, then 1, doubled whenever a lease ran out before it ended, and after a lease that ended
+ * unused in part, what that one used. The script grants at most half of what is left, and the
+ * limiter at most 1/16 of its quota.
+ */
+
+/** One identifier's lease on this replica. */
+export interface Lease {
+  readonly key: string;
+  /** Units left to give out. */
+  units: number;
+  /**
+   * Clock ms: the asking check's clock reading (never later than the `now` its batch sent) plus
+   * the lease's ms. No unit is given out from then.
+   */
+  expiresAt: number;
+  /** Units of the last grant (0: none). */
+  granted: number;
+  /** What Redis had left beyond the grant, and when it would have been fully restored. */
+  remaining: number;
+  resetAt: number;
+  /** When a check of this identifier last went to Redis. */
+  askedAt: number;
+  /** A check asking for a lease is on its way to Redis: the others ask for none meanwhile. */
+  asking: boolean;
+}
+
+export interface LeaseTable {
+  /** Takes `cost` units of a live lease; undefined when there is none with enough units. */
+  take(key: string, cost: number, now: number): Lease | undefined;
+  /**
+   * How many units a check going to Redis now should ask for beyond its cost (0: none), and
+   * the lease to hand the answer to.
+   */
+  ask(key: string, now: number, leaseMs: number, max: number): { want: number; lease?: Lease };
+  /** The script's answer for the check that asked: `units` granted for `leaseMs` from `now`. */
+  granted(
+    lease: Lease,
+    now: number,
+    r: { units: number; leaseMs: number; remaining: number; resetMs: number },
+  ): void;
+  /** The check that asked got no answer (the lease table forgets it was asking). */
+  failed(lease: Lease): void;
+  /** Units of a live lease (0 when none). */
+  held(key: string, now: number): number;
+  forget(key: string): void;
+  clear(): void;
+  readonly size: number;
+}
+
+/** A table of at most `maxEntries` leases (the oldest is dropped first); 0 turns leases off. */
+export function createLeaseTable(maxEntries: number): LeaseTable {
+  const leases = new Map<string, Lease>();
+  return {
+    take(key, cost, now) {
+      const l = leases.get(key);
+      if (l === undefined || l.units < cost || now >= l.expiresAt) return undefined;
+      l.units -= cost;
+      return l;
+    },
+
+    ask(key, now, leaseMs, max) {
+      if (maxEntries === 0) return { want: 0 };
+      let l = leases.get(key);
+      if (l === undefined) {
+        if (leases.size >= maxEntries) {
+          const oldest = leases.keys().next().value;
+          if (oldest !== undefined) leases.delete(oldest);
+        }
+        l = {
+          key,
+          units: 0,
+          expiresAt: 0,
+          granted: 0,
+          remaining: 0,
+          resetAt: 0,
+          askedAt: now,
+          asking: false,
+        };
+        leases.set(key, l);
+        return { want: 0 };
+      }
+      if (l.asking) return { want: 0 };
+      let want: number;
+      if (l.granted > 0 && now < l.expiresAt) {
+        // Used up before it ended: this identifier needs more.
+        want = 2 * l.granted;
+      } else if (l.granted > 0) {
+        // Ended: ask for what it used (none: start again from nothing).
+        want = l.granted - l.units;
+        l.granted = 0;
+        l.units = 0;
+      } else {
+        // A second check within a lease time: worth a lease of one.
+        want = now - l.askedAt < leaseMs ? 1 : 0;
+      }
+      l.askedAt = now;
+      want = Math.min(want, max);
+      if (want === 0) return { want };
+      l.asking = true;
+      return { want, lease: l };
+    },
+
+    granted(l, now, r) {
+      l.asking = false;
+      if (r.units > 0 && leases.get(l.key) === l) {
+        // Busy identifiers move to the young end: the oldest entry is dropped first.
+        leases.delete(l.key);
+        leases.set(l.key, l);
+      }
+      l.granted = r.units;
+      l.units = r.units;
+      l.expiresAt = r.units > 0 ? now + r.leaseMs : 0;
+      l.remaining = r.remaining;
+      l.resetAt = now + r.resetMs;
+    },
+
+    failed(l) {
+      l.asking = false;
+    },
+
+    held(key, now) {
+      const l = leases.get(key);
+      return l === undefined || now >= l.expiresAt ? 0 : l.units;
+    },
+
+    forget(key) {
+      leases.delete(key);
+    },
+
+    clear() {
+      leases.clear();
+    },
+
+    get size() {
+      return leases.size;
+    },
+  };
+}

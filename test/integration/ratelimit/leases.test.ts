@@ -1,0 +1,403 @@
+/**
+ * Leases (`leaseMs`): three gateway replicas (apps with their own lease tables) share one Redis and
+ * one pinned clock. Whatever the traffic, the units they admit, replayed in time order through the
+ * in-memory reference of the algorithm, are all allowed by it: leases never admit more than the
+ * limit. Traffic within the limit is never denied because of them, and most checks of a busy
+ * identifier are answered without Redis.
+ */
+import { describe, expect, it } from 'vitest';
+import { manualClock } from '../../../src/clock.js';
+import { type PolicyDefinition, compilePolicy } from '../../../src/modules/ratelimit/policy.js';
+import type { Decision } from '../../../src/modules/ratelimit/service.js';
+import { keys } from '../../../src/redis/keys.js';
+import { type TestApp, adminRedis, newTenant, seriesBy, useTestApp } from '../../harness/app.js';
+import {
+  type Model,
+  fixedWindowModel,
+  gcraModel,
+  seeded,
+  slidingWindowModel,
+  tokenBucketModel,
+} from '../../harness/ratelimit-model.js';
+
+const T0 = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000);
+const clock = manualClock(T0);
+const replicas = [useTestApp({ clock }), useTestApp({ clock }), useTestApp({ clock })];
+const LEASE_MS = 1000;
+
+interface Case {
+  def: PolicyDefinition;
+  model: () => Model;
+}
+const CASES: Record<string, Case> = {
+  token_bucket: {
+    def: { algorithm: 'token_bucket', capacity: 64, refillPerSecond: 20, leaseMs: LEASE_MS },
+    model: () => tokenBucketModel(64, 20),
+  },
+  gcra: {
+    def: { algorithm: 'gcra', limit: 64, periodMs: 3200, burst: 64, leaseMs: LEASE_MS },
+    model: () => gcraModel(64, 3200, 64),
+  },
+  sliding_window: {
+    def: { algorithm: 'sliding_window', limit: 64, windowMs: 3000, leaseMs: LEASE_MS },
+    model: () => slidingWindowModel(64, 3000),
+  },
+  fixed_window: {
+    def: { algorithm: 'fixed_window', limit: 64, windowMs: 3000, leaseMs: LEASE_MS },
+    model: () => fixedWindowModel(64, 3000, false),
+  },
+  fixed_window_calendar: {
+    def: {
+      algorithm: 'fixed_window',
+      limit: 64,
+      windowMs: 3000,
+      calendar: true,
+      leaseMs: LEASE_MS,
+    },
+    model: () => fixedWindowModel(64, 3000, true),
+  },
+};
+
+let counter = 0;
+const policy = (def: PolicyDefinition) =>
+  compilePolicy(`lease${++counter}-${Date.now()}`, 'file', def);
+
+async function leaseUnits(apps: TestApp[]): Promise<{ granted: number; used: number }> {
+  let granted = 0;
+  let used = 0;
+  for (const a of apps) {
+    const s = await seriesBy(
+      a.deps.metrics.registry.getSingleMetric('gateway_ratelimit_lease_units_total') as never,
+      'event',
+    );
+    granted += s.granted ?? 0;
+    used += s.used ?? 0;
+  }
+  return { granted, used };
+}
+
+interface Use {
+  at: number;
+  identifier: string;
+  cost: number;
+}
+
+/**
+ * Random traffic over the replicas: mostly steps of a few ms (a busy identifier), now and then a
+ * pause past a lease or a window, now and then several checks at the same instant (one batch per
+ * replica, some on the same identifier). Returns every admitted use.
+ */
+async function traffic(
+  tenant: string,
+  p: ReturnType<typeof policy>,
+  steps: number,
+  seed: number,
+): Promise<{ uses: Use[]; checks: number }> {
+  const rnd = seeded(seed);
+  const uses: Use[] = [];
+  let checks = 0;
+  const ids = ['a', 'b'];
+  for (let i = 0; i < steps; i++) {
+    const roll = rnd();
+    clock.advance(roll < 0.02 ? Math.floor(rnd() * 3 * LEASE_MS) : Math.floor(rnd() * 12));
+    const burst = rnd() < 0.1 ? 2 + Math.floor(rnd() * 6) : 1;
+    const calls: Promise<{ d: Decision; identifier: string; cost: number }>[] = [];
+    for (let j = 0; j < burst; j++) {
+      const app = replicas[Math.floor(rnd() * replicas.length)] as TestApp;
+      const identifier = ids[Math.floor(rnd() * ids.length)] as string;
+      const cost = rnd() < 0.1 ? 2 + Math.floor(rnd() * 3) : 1;
+      checks++;
+      calls.push(
+        Promise.resolve(app.deps.ratelimit.check(tenant, { policy: p, identifier, cost })).then(
+          (d) => ({ d, identifier, cost }),
+        ),
+      );
+    }
+    for (const { d, identifier, cost } of await Promise.all(calls)) {
+      expect(d.degraded).toBeUndefined();
+      if (d.allowed) uses.push({ at: clock.nowMs(), identifier, cost });
+    }
+  }
+  return { uses, checks };
+}
+
+describe.each(Object.entries(CASES))('%s with leases', (_name, { def, model }) => {
+  it('never admits more than the reference algorithm allows, over three replicas', async () => {
+    clock.set(T0 + 7);
+    const { tenant } = await newTenant(replicas[0]!.deps, ['ratelimit:check']);
+    const p = policy(def);
+    const before = await leaseUnits(replicas);
+    const seed = counter;
+    const { uses, checks } = await traffic(tenant, p, 1200, seed);
+    // The replay: each identifier's admitted uses, in time order, through the reference.
+    for (const id of ['a', 'b']) {
+      const m = model();
+      for (const u of uses.filter((x) => x.identifier === id)) {
+        const d = m.check(u.at, u.cost);
+        expect(d.allowed, `${id}: ${u.cost} at +${u.at - T0} ms`).toBe(true);
+      }
+    }
+    // Not vacuous: the limit was reached (traffic runs at about 100 requests/s against 20/s)...
+    expect(uses.length).toBeLessThan(checks * 0.8);
+    // ...and a good part of the admitted checks were answered from leases.
+    const after = await leaseUnits(replicas);
+    const used = after.used - before.used;
+    expect(used).toBeGreaterThan(uses.length * 0.2);
+    expect(after.granted - before.granted).toBeGreaterThanOrEqual(used);
+    // What leases cost: units reserved and not used count as used. The same traffic through the
+    // same limit without leases is admitted within a few percent.
+    const { leaseMs: _, ...exact } = def as PolicyDefinition & { leaseMs?: number };
+    clock.set(T0 + 7);
+    const without = await traffic(tenant, policy(exact), 1200, seed);
+    expect(uses.length).toBeGreaterThanOrEqual(without.uses.length * 0.9);
+  });
+
+  it('never admits more when a lease is held while the limit refills or its window turns', async () => {
+    // The shape random traffic rarely makes: replica a builds a lease, holds it while the state
+    // refills (or the window ends), b drains everything Redis then allows, and a spends its lease.
+    clock.set(T0 + 3000 * 1000); // a calendar window starts here
+    const [a, b] = replicas as [TestApp, TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const p = policy(def);
+    const key = keys.ratelimit(tenant, p.stateName, p.code as string, 'x');
+    const uses: number[] = [];
+    const check = async (app: TestApp) => {
+      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+      if (d.allowed) uses.push(clock.nowMs());
+      return d;
+    };
+    const windowed = def.algorithm === 'fixed_window' || def.algorithm === 'sliding_window';
+    const held = () => a.deps.ratelimit.leasedUnits(key);
+    await check(a);
+    clock.advance(windowed ? 1900 : 0);
+    for (let i = 0; i < 40 && held() < 2; i++) {
+      clock.advance(1);
+      await check(a);
+    }
+    if (windowed) {
+      // Windows: a's next lease is made 500 ms before the window ends, so it could outlive it.
+      clock.advance(600);
+      for (let i = 0; i < 40 && held() > 0; i++) await check(a);
+      for (let i = 0; i < 40 && held() === 0; i++) await check(a);
+    }
+    expect(held()).toBeGreaterThan(0);
+    clock.advance(windowed ? 700 : 900); // within the lease (1 s), past the window's end
+    for (let i = 0; i < 200 && (await check(b)).allowed; i++);
+    for (let i = 0; i < 4; i++) await check(a);
+    const m = model();
+    for (const at of uses) expect(m.check(at, 1).allowed, `a use at +${at - T0} ms`).toBe(true);
+  });
+
+  it('never denies traffic within the limit, and answers most of it without Redis', async () => {
+    clock.set(T0 + 11);
+    const { tenant } = await newTenant(replicas[0]!.deps, ['ratelimit:check']);
+    const p = policy(def);
+    const before = await leaseUnits(replicas);
+    // 10 per second (the limit allows 20), round robin over the replicas, for 40 s.
+    for (let i = 0; i < 400; i++) {
+      clock.advance(100);
+      const app = replicas[i % replicas.length] as TestApp;
+      const d = await app.deps.ratelimit.check(tenant, {
+        policy: p,
+        identifier: 'steady',
+        cost: 1,
+      });
+      expect(d.allowed, `request ${i}`).toBe(true);
+      expect(d.remaining).toBeGreaterThan(0);
+    }
+    const after = await leaseUnits(replicas);
+    expect(after.used - before.used).toBeGreaterThan(200);
+  });
+});
+
+describe('leases', () => {
+  it('answer from memory: Redis holds the grant, not each check', async () => {
+    clock.set(T0 + 100);
+    const [a] = replicas as [TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const p = policy({ algorithm: 'fixed_window', limit: 1000, windowMs: 60_000, leaseMs: 5000 });
+    const key = keys.ratelimit(tenant, p.stateName, 'fwin', 'x');
+    const redis = await adminRedis(a);
+    try {
+      const check = () => a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+      // Seen once: no lease. Seen again within leaseMs: a lease of 1, then 2, 4, 8 ...
+      const first = await check();
+      expect(first.remaining).toBe(999);
+      clock.advance(10);
+      await check();
+      expect(await redis.get(key)).toMatch(/ 3$/); // 2 checks + a lease of 1
+      const served: Decision[] = [];
+      for (let i = 0; i < 20; i++) served.push(await check());
+      const counted = Number((await redis.get(key))?.split(' ')[1]);
+      // Every check is counted, with what the last lease still holds, and nothing else.
+      expect(counted).toBeGreaterThanOrEqual(22);
+      expect(counted).toBeLessThanOrEqual(22 + 16);
+      // What each answer says is left only falls, and never below what Redis has left.
+      const left = served.map((d) => d.remaining as number);
+      expect([...left].sort((x, y) => y - x)).toEqual(left);
+      expect(left.at(-1)).toBeGreaterThanOrEqual(1000 - counted);
+      expect(served.every((d) => d.allowed && d.limit === 1000)).toBe(true);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('end at leaseMs: a lease is not used after it, and the next check goes to Redis', async () => {
+    clock.set(T0 + 200);
+    const [a] = replicas as [TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const p = policy({ algorithm: 'fixed_window', limit: 1000, windowMs: 60_000, leaseMs: 500 });
+    const key = keys.ratelimit(tenant, p.stateName, 'fwin', 'x');
+    const redis = await adminRedis(a);
+    try {
+      const check = () => a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+      await check();
+      await check(); // counted 2 + a lease of 1
+      expect(await redis.get(key)).toMatch(/ 3$/);
+      clock.advance(500); // the lease has ended: its unit is lost, the check goes to Redis
+      await check();
+      expect(await redis.get(key)).toMatch(/ 4$/); // the lease was unused: none asked for
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('are dropped on every replica when the identifier is reset', async () => {
+    clock.set(T0 + 300);
+    const [a, b] = replicas as [TestApp, TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const p = policy({
+      algorithm: 'token_bucket',
+      capacity: 1000,
+      refillPerSecond: 1,
+      leaseMs: 5000,
+    });
+    const check = () => a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+    for (let i = 0; i < 8; i++) await check();
+    const before = await leaseUnits([a]);
+    await check();
+    expect((await leaseUnits([a])).used).toBe(before.used + 1); // answered from a's lease
+    const key = keys.ratelimit(tenant, p.stateName, 'tb', 'x');
+    expect(a.deps.ratelimit.leasedUnits(key)).toBeGreaterThan(0);
+    await b.deps.ratelimit.reset(tenant, p, 'x');
+    const deadline = Date.now() + 5000;
+    while (a.deps.ratelimit.leasedUnits(key) > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // a forgot its lease: its next check goes to Redis and sees the fresh bucket.
+    const d = await check();
+    expect(d.remaining).toBe(999);
+  });
+
+  it('are never granted by `_check` (all or nothing), nor for a sliding log or a small quota', async () => {
+    clock.set(T0 + 400);
+    const [a] = replicas as [TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const big = policy({ algorithm: 'fixed_window', limit: 1000, windowMs: 60_000, leaseMs: 5000 });
+    const small = policy({ algorithm: 'fixed_window', limit: 15, windowMs: 60_000, leaseMs: 5000 });
+    expect(small.leaseMs).toBe(0);
+    const before = await leaseUnits([a]);
+    for (let i = 0; i < 5; i++) {
+      const ds = await a.deps.ratelimit.checkMany(
+        tenant,
+        [{ policy: big, identifier: 'x', cost: 1 }],
+        true,
+      );
+      expect(ds[0]?.remaining).toBe(999 - i);
+      await a.deps.ratelimit.check(tenant, { policy: small, identifier: 'x', cost: 1 });
+    }
+    expect(await leaseUnits([a])).toEqual(before);
+  });
+
+  it('in the script: grants only after a check that consumed, never for a sliding log, and keep a bucket until they end', async () => {
+    clock.set(T0 + 600);
+    const [a] = replicas as [TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const k = (n: string) => keys.ratelimit(tenant, 'script', n, 'x');
+    const run = (atomic: 0 | 1, ...checks: [string, (string | number)[]][]) =>
+      a.deps.redis.onMaster((c) =>
+        c.ratelimitCheck(
+          checks.length,
+          ...checks.map(([key]) => key),
+          clock.nowMs(),
+          atomic,
+          ...checks.flatMap(([, args]) => args),
+        ),
+      );
+    // code, p1, p2, p3, cost, shadow, want, leaseMs; 7 integers back per check
+    const tb = (cost: number, want: number) => ['tb', 1000, 0.001, '', cost, 0, want, 1000];
+    expect(await run(0, [k('tb'), tb(1, 10)])).toEqual([1, 1000, 989, 11_000, 0, 10, 1000]);
+    // The bucket keeps its leases (the cap stays lowered) for two lease times at least.
+    const redis = await adminRedis(a);
+    try {
+      const [state, ttl] = [await redis.get(k('tb')), await redis.pttl(k('tb'))];
+      expect(state).toMatch(/^989 \d+ 10 \d+ 0 0$/);
+      expect(ttl).toBeGreaterThan(11_000 + 1500);
+    } finally {
+      redis.disconnect();
+    }
+    // A lease granted late in a generation opens the next one: every lease is remembered until
+    // at least 1.5 lease times after its grant (so past its end on any replica's clock).
+    for (const later of [400, 900, 1300]) {
+      clock.advance(later);
+      await run(0, [k('tb'), tb(1, 1)]);
+      const r2 = await adminRedis(a);
+      try {
+        const [, , , lf, , pf] = ((await r2.get(k('tb'))) ?? '').split(' ').map(Number);
+        expect(Math.max(lf as number, pf as number)).toBeGreaterThanOrEqual(clock.nowMs() + 1500);
+      } finally {
+        r2.disconnect();
+      }
+    }
+    // A peek consumes nothing and gets no lease.
+    expect((await run(0, [k('tb'), tb(0, 10)])).slice(5)).toEqual([0, 0]);
+    // Half of what is left at most.
+    expect((await run(0, [k('tb2'), ['tb', 10, 0.001, '', 4, 0, 100, 1000]])).slice(5)).toEqual([
+      3, 1000,
+    ]);
+    // A sliding log never lends.
+    const slog = ['slog', 100, 60_000, '', 1, 0, 10, 1000];
+    expect(await run(0, [k('slog'), slog])).toEqual([1, 100, 99, 60_000, 0, 0, 0]);
+    // All or nothing: a denial elsewhere in the call applies nothing, and reports no lease.
+    const full = ['fwin', 1, 60_000, '0', 1, 0, 0, 0];
+    await run(0, [k('full'), full]);
+    const r = await run(
+      1,
+      [k('fw'), ['fwin', 100, 60_000, '0', 1, 0, 10, 1000]],
+      [k('full'), full],
+    );
+    expect(r.slice(5, 7)).toEqual([0, 0]);
+    expect(r[7]).toBe(0); // the second check was denied
+    // ...so the window is untouched (a peek: all of it left).
+    expect(await run(0, [k('fw'), ['fwin', 100, 60_000, '0', 0, 0, 0, 0]])).toEqual([
+      1, 100, 100, 0, 0, 0, 0,
+    ]);
+  });
+
+  it('keep answering when Redis is not asked: a replica shedding load still gives out its lease', async () => {
+    clock.set(T0 + 500);
+    const [a] = replicas as [TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const p = policy({
+      algorithm: 'token_bucket',
+      capacity: 10_000,
+      refillPerSecond: 1,
+      leaseMs: 5000,
+      failureMode: 'closed',
+    });
+    const check = () => a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+    for (let i = 0; i < 7; i++) await check(); // leases of 1, 2 and 4: the last holds 4
+    // While overloaded a check goes nowhere near Redis: a closed policy answers 503 OVERLOADED.
+    a.deps.lifecycle.overloaded = true;
+    try {
+      for (let i = 0; i < 4; i++) {
+        const d = await check();
+        expect(d.allowed).toBe(true);
+        expect(d.degraded).toBeUndefined();
+      }
+      await expect(Promise.resolve().then(check)).rejects.toMatchObject({ code: 'OVERLOADED' });
+    } finally {
+      a.deps.lifecycle.overloaded = false;
+    }
+  });
+});

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { createLeaseTable } from '../../src/modules/ratelimit/leases.js';
+
+const L = 1000;
+const grant = { leaseMs: L, remaining: 500, resetMs: 100 };
+
+describe('lease table', () => {
+  it('sizes leases to what the identifier uses: none, 1, doubled while run out early', () => {
+    const t = createLeaseTable(10);
+    expect(t.ask('k', 0, L, 100).want).toBe(0); // seen once
+    const second = t.ask('k', 10, L, 100);
+    expect(second.want).toBe(1); // seen again within a lease time
+    t.granted(second.lease!, 10, { ...grant, units: 1 });
+    expect(t.take('k', 1, 20)?.units).toBe(0);
+    expect(t.take('k', 1, 21)).toBeUndefined(); // run out
+    const third = t.ask('k', 21, L, 100);
+    expect(third.want).toBe(2);
+    t.granted(third.lease!, 21, { ...grant, units: 2 });
+    t.take('k', 2, 22);
+    expect(t.ask('k', 23, L, 100).want).toBe(4);
+  });
+
+  it('after a lease that ended, asks for what it used; nothing used: starts again', () => {
+    const t = createLeaseTable(10);
+    t.ask('k', 0, L, 100);
+    const a = t.ask('k', 1, L, 100);
+    t.granted(a.lease!, 1, { ...grant, units: 1 });
+    t.take('k', 1, 2);
+    const b = t.ask('k', 3, L, 100);
+    t.granted(b.lease!, 3, { ...grant, units: 2 });
+    // asked while b's lease still runs (the service asks only once it is used up): doubled
+    const c = t.ask('k', 4, L, 100);
+    expect(c.want).toBe(4);
+    t.granted(c.lease!, 4, { ...grant, units: 10 });
+    for (let i = 0; i < 3; i++) t.take('k', 1, 5 + i);
+    expect(t.held('k', 500)).toBe(7);
+    expect(t.take('k', 1, 4 + L)).toBeUndefined(); // ended at now + leaseMs
+    expect(t.held('k', 4 + L)).toBe(0);
+    const d = t.ask('k', 5 + L, L, 100);
+    expect(d.want).toBe(3); // the ended lease's use
+    t.granted(d.lease!, 5 + L, { ...grant, units: 3 });
+    const e = t.ask('k', 6 + 3 * L, L, 100); // ended unused
+    expect(e.want).toBe(0);
+    expect(t.ask('k', 7 + 3 * L, L, 100).want).toBe(1); // and starts again
+  });
+
+  it('asks once at a time per identifier, within the limiter maximum; a failure lets it ask again', () => {
+    const t = createLeaseTable(10);
+    t.ask('k', 0, L, 3);
+    const a = t.ask('k', 1, L, 3);
+    expect(a.want).toBe(1);
+    expect(t.ask('k', 1, L, 3).want).toBe(0); // a's check is on its way
+    t.failed(a.lease!);
+    const b = t.ask('k', 2, L, 3);
+    expect(b.want).toBe(1);
+    t.granted(b.lease!, 2, { ...grant, units: 1 });
+    t.take('k', 1, 3);
+    const c = t.ask('k', 4, L, 3);
+    t.granted(c.lease!, 4, { ...grant, units: 2 });
+    t.take('k', 2, 5);
+    expect(t.ask('k', 6, L, 3).want).toBe(3); // 4, capped
+    expect(t.ask('other', 6, L, 0).want).toBe(0);
+  });
+
+  it('holds at most its entries (busy identifiers stay longest); 0 turns leases off', () => {
+    const t = createLeaseTable(2);
+    for (const k of ['a', 'b']) t.ask(k, 0, L, 10);
+    const a = t.ask('a', 1, L, 10);
+    t.granted(a.lease!, 1, { ...grant, units: 1 }); // a moves to the young end
+    t.ask('c', 2, L, 10); // drops b, the oldest
+    expect(t.size).toBe(2);
+    expect(t.held('a', 3)).toBe(1);
+    expect(t.ask('b', 3, L, 10).want).toBe(0); // b is new again
+    const off = createLeaseTable(0);
+    off.ask('k', 0, L, 10);
+    expect(off.ask('k', 1, L, 10).want).toBe(0);
+    expect(off.size).toBe(0);
+    t.forget('a');
+    expect(t.held('a', 3)).toBe(0);
+    t.clear();
+    expect(t.size).toBe(0);
+  });
+});
