@@ -5,6 +5,9 @@
  * (100 identifiers each limited to 10 requests, refilled 1 per second, so nearly every request is
  * denied) measures denials: the gateway answers a key it saw denied from memory until its
  * retry-after (the in-process denial cache), the bare server runs the script for every one.
+ * The `-lease` twins run the same requests against the same limits with `leaseMs: 1000`: each
+ * replica reserves units of a busy identifier in Redis and gives them out itself (every
+ * identifier here makes about 10 requests a second, so a lease holds about ten).
  */
 import type { Request } from 'autocannon';
 import type { Scenario } from '../types.js';
@@ -14,6 +17,25 @@ export const RATELIMIT_POLICIES = {
   'bench-gcra': { algorithm: 'gcra', limit: 100_000, periodMs: 1000, burst: 100_000 },
   'bench-hook': { algorithm: 'token_bucket', capacity: 100_000, refillPerSecond: 100_000 },
   'bench-flood': { algorithm: 'token_bucket', capacity: 10, refillPerSecond: 1 },
+  'bench-tb-lease': {
+    algorithm: 'token_bucket',
+    capacity: 100_000,
+    refillPerSecond: 100_000,
+    leaseMs: 1000,
+  },
+  'bench-gcra-lease': {
+    algorithm: 'gcra',
+    limit: 100_000,
+    periodMs: 1000,
+    burst: 100_000,
+    leaseMs: 1000,
+  },
+  'bench-hook-lease': {
+    algorithm: 'token_bucket',
+    capacity: 100_000,
+    refillPerSecond: 100_000,
+    leaseMs: 1000,
+  },
 } as const;
 
 /** The gateway's policies file for the bench: the envoyproxy/ratelimit domain of `ratelimit-envoy`. */
@@ -38,6 +60,12 @@ export function envoyRequest(id: number) {
     domain: 'bench',
     descriptors: [{ entries: [{ key: 'remote_address', value: `10.0.${id >> 8}.${id & 255}` }] }],
   };
+}
+
+/** The hook's requests: a different client address (X-Forwarded-For) on every one. */
+function forwardedFor(req: Request): Request {
+  const id = nextId();
+  return { ...req, headers: { ...req.headers, 'x-forwarded-for': `10.0.${id >> 8}.${id & 255}` } };
 }
 
 /** A JSON body naming a different identifier on every request. */
@@ -106,13 +134,7 @@ export const ratelimitScenarios: Scenario[] = [
       method: 'GET',
       path: '/v1/ratelimit/hook/bench-hook/api/orders',
       headers: { 'x-gateway-key': ctx.auth.authorization.slice('Bearer '.length) },
-      setupRequest: (req: Request): Request => {
-        const id = nextId();
-        return {
-          ...req,
-          headers: { ...req.headers, 'x-forwarded-for': `10.0.${id >> 8}.${id & 255}` },
-        };
-      },
+      setupRequest: forwardedFor,
     }),
   },
   {
@@ -141,6 +163,31 @@ export const ratelimitScenarios: Scenario[] = [
         policy: 'bench-flood',
         key: `user:${id % FLOOD_IDS}`,
       })),
+    }),
+  },
+  ...(['tb', 'gcra'] as const).map((a): Scenario => ({
+    name: `ratelimit check, ${a === 'tb' ? 'token_bucket' : 'gcra'}, 1k ids, leases`,
+    id: `ratelimit-${a}-lease`,
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'POST',
+      path: '/v1/ratelimit/check',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ policy: `bench-${a}-lease`, key: 'user:0' }),
+      setupRequest: rotatingBody((id) => ({ policy: `bench-${a}-lease`, key: `user:${id}` })),
+    }),
+  })),
+  {
+    name: 'ratelimit hook (GET, X-Forwarded-For of 1k clients), leases',
+    id: 'ratelimit-hook-lease',
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'GET',
+      path: '/v1/ratelimit/hook/bench-hook-lease/api/orders',
+      headers: { 'x-gateway-key': ctx.auth.authorization.slice('Bearer '.length) },
+      setupRequest: forwardedFor,
     }),
   },
 ];
