@@ -145,9 +145,10 @@ const panels = [
     { unit: 'ops', w: 8, x: 8 },
   ),
   panel(
-    'Denials from the local cache; quota refusals',
+    'Answered without Redis (remembered denials, units from leases); quota refusals',
     [
       [rate('gateway_ratelimit_local_denials_total'), 'local denials'],
+      [rate('gateway_ratelimit_lease_units_total', 'event'), 'lease units {{event}}'],
       [rate('gateway_quota_exceeded_total'), 'quota exceeded'],
       [rate('gateway_quota_flush_errors_total'), 'quota flush errors'],
     ],
