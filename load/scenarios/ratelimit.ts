@@ -73,6 +73,39 @@ function rotatingBody(make: (id: number) => unknown) {
   return (req: Request): Request => ({ ...req, body: JSON.stringify(make(nextId())) });
 }
 
+/** POST /v1/ratelimit/check of `policy`, a different identifier of 1000 on every request. */
+function checkScenario(name: string, id: string, policy: string): Scenario {
+  return {
+    name,
+    id,
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'POST',
+      path: '/v1/ratelimit/check',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ policy, key: 'user:0' }),
+      setupRequest: rotatingBody((n) => ({ policy, key: `user:${n}` })),
+    }),
+  };
+}
+
+/** The hook with `policy`, as an API gateway calls it, for 1000 client addresses. */
+function hookScenario(name: string, id: string, policy: string): Scenario {
+  return {
+    name,
+    id,
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'GET',
+      path: `/v1/ratelimit/hook/${policy}/api/orders`,
+      headers: { 'x-gateway-key': ctx.auth.authorization.slice('Bearer '.length) },
+      setupRequest: forwardedFor,
+    }),
+  };
+}
+
 export const ratelimitScenarios: Scenario[] = [
   {
     name: 'baseline rate-limit check (bare node:http + ioredis Lua token bucket)',
@@ -86,32 +119,8 @@ export const ratelimitScenarios: Scenario[] = [
       setupRequest: rotatingBody((id) => ({ key: `user:${id}` })),
     }),
   },
-  {
-    name: 'ratelimit check, token_bucket, 1k ids',
-    id: 'ratelimit-tb',
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'POST',
-      path: '/v1/ratelimit/check',
-      headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ policy: 'bench-tb', key: 'user:0' }),
-      setupRequest: rotatingBody((id) => ({ policy: 'bench-tb', key: `user:${id}` })),
-    }),
-  },
-  {
-    name: 'ratelimit check, gcra, 1k ids',
-    id: 'ratelimit-gcra',
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'POST',
-      path: '/v1/ratelimit/check',
-      headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ policy: 'bench-gcra', key: 'user:0' }),
-      setupRequest: rotatingBody((id) => ({ policy: 'bench-gcra', key: `user:${id}` })),
-    }),
-  },
+  checkScenario('ratelimit check, token_bucket, 1k ids', 'ratelimit-tb', 'bench-tb'),
+  checkScenario('ratelimit check, gcra, 1k ids', 'ratelimit-gcra', 'bench-gcra'),
   {
     name: 'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses)',
     id: 'ratelimit-envoy',
@@ -125,18 +134,11 @@ export const ratelimitScenarios: Scenario[] = [
       setupRequest: rotatingBody(envoyRequest),
     }),
   },
-  {
-    name: 'ratelimit hook (GET, X-Forwarded-For of 1k clients)',
-    id: 'ratelimit-hook',
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'GET',
-      path: '/v1/ratelimit/hook/bench-hook/api/orders',
-      headers: { 'x-gateway-key': ctx.auth.authorization.slice('Bearer '.length) },
-      setupRequest: forwardedFor,
-    }),
-  },
+  hookScenario(
+    'ratelimit hook (GET, X-Forwarded-For of 1k clients)',
+    'ratelimit-hook',
+    'bench-hook',
+  ),
   {
     name: 'baseline rate-limit flood (bare, 100 ids over a 10-token bucket)',
     id: 'baseline-ratelimit-flood',
@@ -165,29 +167,19 @@ export const ratelimitScenarios: Scenario[] = [
       })),
     }),
   },
-  ...(['tb', 'gcra'] as const).map((a): Scenario => ({
-    name: `ratelimit check, ${a === 'tb' ? 'token_bucket' : 'gcra'}, 1k ids, leases`,
-    id: `ratelimit-${a}-lease`,
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'POST',
-      path: '/v1/ratelimit/check',
-      headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ policy: `bench-${a}-lease`, key: 'user:0' }),
-      setupRequest: rotatingBody((id) => ({ policy: `bench-${a}-lease`, key: `user:${id}` })),
-    }),
-  })),
-  {
-    name: 'ratelimit hook (GET, X-Forwarded-For of 1k clients), leases',
-    id: 'ratelimit-hook-lease',
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'GET',
-      path: '/v1/ratelimit/hook/bench-hook-lease/api/orders',
-      headers: { 'x-gateway-key': ctx.auth.authorization.slice('Bearer '.length) },
-      setupRequest: forwardedFor,
-    }),
-  },
+  checkScenario(
+    'ratelimit check, token_bucket, 1k ids, leases',
+    'ratelimit-tb-lease',
+    'bench-tb-lease',
+  ),
+  checkScenario(
+    'ratelimit check, gcra, 1k ids, leases',
+    'ratelimit-gcra-lease',
+    'bench-gcra-lease',
+  ),
+  hookScenario(
+    'ratelimit hook (GET, X-Forwarded-For of 1k clients), leases',
+    'ratelimit-hook-lease',
+    'bench-hook-lease',
+  ),
 ];
