@@ -144,12 +144,17 @@ async function unitsFromLeases(): Promise<number> {
   return sum;
 }
 
-/** `total` checks of one identifier, alternating between the processes, 32 in flight. */
-async function hammer(auth: string, policy: unknown, total: number): Promise<boolean[]> {
+/** `total` checks of one identifier, alternating between the processes, `inFlight` at a time. */
+async function hammer(
+  auth: string,
+  policy: unknown,
+  total: number,
+  inFlight = 32,
+): Promise<boolean[]> {
   const results: boolean[] = [];
   let next = 0;
   await Promise.all(
-    Array.from({ length: 32 }, async () => {
+    Array.from({ length: inFlight }, async () => {
       while (next < total) {
         const i = next++;
         const r = await check(ports[i % 2] as number, auth, { policy, key: 'shared', cost: 1 });
@@ -179,11 +184,29 @@ describe('accuracy across two gateway processes', () => {
       const before = await unitsFromLeases();
       const admitted = (await hammer(`Bearer ${a.key}`, policy, 600)).filter(Boolean).length;
       expect(admitted).toBeLessThanOrEqual(LEASE_LIMIT);
-      // Leases were at work: a good part of the admitted checks never reached Redis.
-      expect((await unitsFromLeases()) - before).toBeGreaterThan(admitted / 4);
+      // Leases were at work. How many of the admitted checks they served depends on how the
+      // 16 checks in flight at each process line up with its one lease request (about a third
+      // here, a quarter on a busy CI host), so only that they served some is certain.
+      expect((await unitsFromLeases()) - before).toBeGreaterThan(0);
       // What the processes still held when the limit ran out is lost: at most a lease each
       // (1/16 of the limit).
       expect(admitted).toBeGreaterThanOrEqual(LEASE_LIMIT - 2 * (LEASE_LIMIT / 16));
+    },
+  );
+
+  it.each(Object.entries(LEASED))(
+    '%s with leases serves most checks from them when few are in flight',
+    async (_name, policy) => {
+      const a = await newTenant(setup.deps, ['ratelimit:check']);
+      const before = await unitsFromLeases();
+      // Two in flight at each process: at most two of its checks go to Redis per lease it asks
+      // for (the asking one and one that came meanwhile), while the lease grows 1, 2, 4, 8 to
+      // its cap of 10 (and shrinks again as the limit runs low: at most half of what is left).
+      // Leases served 117 to 129 of the 160 here, with or without three busy loops beside.
+      const admitted = (await hammer(`Bearer ${a.key}`, policy, 400, 4)).filter(Boolean).length;
+      expect(admitted).toBeLessThanOrEqual(LEASE_LIMIT);
+      expect(admitted).toBeGreaterThanOrEqual(LEASE_LIMIT - 2 * (LEASE_LIMIT / 16));
+      expect((await unitsFromLeases()) - before).toBeGreaterThan(admitted / 2);
     },
   );
 });
