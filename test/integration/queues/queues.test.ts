@@ -304,7 +304,7 @@ describe('long polling', () => {
     const q = qname();
     await group(a, q);
     const waiting = receive(a, q, { waitMs: 10_000 });
-    await sleep(300);
+    while (t.deps.redis.blocking.inUse() === 0) await sleep(5); // the receiver is blocked
     const sent = Date.now();
     await publish(a, q, { data: 'wake' });
     const { messages, res } = await waiting;
@@ -325,7 +325,9 @@ describe('long polling', () => {
     expect(res.headers['x-queue-long-poll']).toBe('timeout');
 
     const holders = Array.from({ length: 4 }, () => receive(a, q, { waitMs: 1500 }));
-    await sleep(150);
+    // Until all four hold a connection (a fixed sleep was too short on a busy CI host).
+    const pool = t.deps.redis.blocking;
+    while (pool.inUse() < pool.size) await sleep(5);
     const t0 = Date.now();
     const degraded = await receive(a, q, { waitMs: 1500 });
     expect(Date.now() - t0).toBeLessThan(500);
