@@ -246,6 +246,30 @@ describe('leases', () => {
     }
   });
 
+  it('are granted in windows no longer than leaseMs (a lease cut short by the window is rounded up)', async () => {
+    // envoyproxy/ratelimit's per-second limits with leaseMs 1000: every lease is cut short by the
+    // window's end. Rounded down in proportion, the first lease (of 1) came to none, and so did
+    // every one after it.
+    for (const def of [
+      { algorithm: 'fixed_window', limit: 1000, windowMs: 1000, calendar: true, leaseMs: 1000 },
+      { algorithm: 'sliding_window', limit: 1000, windowMs: 1000, leaseMs: 1000 },
+    ] as const) {
+      clock.set(T0 + 250);
+      const [a] = replicas as [TestApp];
+      const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+      const p = policy(def);
+      const before = await leaseUnits([a]);
+      // 50 checks, 10 ms apart: half a second of one window.
+      for (let i = 0; i < 50; i++) {
+        const d = await a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+        expect(d.allowed).toBe(true);
+        clock.advance(10);
+      }
+      const after = await leaseUnits([a]);
+      expect(after.used - before.used, def.algorithm).toBeGreaterThan(25);
+    }
+  });
+
   it('end at leaseMs: a lease is not used after it, and the next check goes to Redis', async () => {
     clock.set(T0 + 200);
     const [a] = replicas as [TestApp];

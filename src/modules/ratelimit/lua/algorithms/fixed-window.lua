@@ -38,9 +38,10 @@ if need.fwin then
       return allowed, st.limit, st.limit - st.count, reset, st.start + w - now
     end,
     lease = function(st, want, leaseMs)
-      -- a lease cut short by the window's end is asked for in proportion
+      -- a lease cut short by the window's end is asked for in proportion, rounded up: rounded
+      -- down, a lease of 1 would come to none, and a window no longer than leaseMs never lease
       local ttl = min(leaseMs, st.ttl - 1)
-      local units = min(floor(want * ttl / leaseMs), floor((st.limit - st.count) / 2))
+      local units = min(ceil(want * ttl / leaseMs), floor((st.limit - st.count) / 2))
       if units < 1 then return 0, 0, 0 end
       st.count = st.count + units
       return units, ttl, 0

@@ -58,9 +58,10 @@ if need.swin then
       return allowed, st.limit, remaining, reset, retry
     end,
     lease = function(st, want, leaseMs)
-      -- a lease cut short by the window's end is asked for in proportion
+      -- a lease cut short by the window's end is asked for in proportion, rounded up: rounded
+      -- down, a lease of 1 would come to none, and a window no longer than leaseMs never lease
       local ttl = min(leaseMs, st.windowLeft)
-      local units = min(floor(want * ttl / leaseMs), floor((st.limit - st.weighted - st.cur) / 2 + EPS))
+      local units = min(ceil(want * ttl / leaseMs), floor((st.limit - st.weighted - st.cur) / 2 + EPS))
       if units < 1 then return 0, 0, 0 end
       st.cur = st.cur + units
       return units, ttl, 0
