@@ -44,6 +44,18 @@ describe('lease table', () => {
     expect(t.ask('k', 7 + 3 * L, L, 100).want).toBe(1); // and starts again
   });
 
+  it('after a lease its window cut short, asks for that use over a whole leaseMs', () => {
+    const t = createLeaseTable(10);
+    t.ask('k', 0, L, 100);
+    const a = t.ask('k', 1, L, 100);
+    // The window ends 250 ms after the grant: a lease of 250 ms.
+    t.granted(a.lease!, 1, { ...grant, leaseMs: 250, units: 4 });
+    t.take('k', 3, 100);
+    expect(t.take('k', 1, 251)).toBeUndefined(); // ended with its window
+    // 3 used in 250 ms: 12 per leaseMs (the script cuts it to what the next window leaves).
+    expect(t.ask('k', 252, L, 100).want).toBe(12);
+  });
+
   it('asks once at a time per identifier, within the limiter maximum; a failure lets it ask again', () => {
     const t = createLeaseTable(10);
     t.ask('k', 0, L, 3);

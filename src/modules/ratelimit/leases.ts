@@ -7,7 +7,8 @@
  * What a lease costs is the units it holds and does not use: they count as used. So a lease is
  * sized to what this replica saw the identifier use: none for an identifier seen once per lease
  * time, then 1, doubled whenever a lease ran out before it ended, and after a lease that ended
- * unused in part, what that one used. The script grants at most half of what is left, and the
+ * unused in part, what that one used (over leaseMs: a lease its window cut short used that in
+ * less time). The script grants at most half of what is left, and the
  * limiter at most 1/16 of its quota.
  */
 
@@ -23,6 +24,8 @@ export interface Lease {
   expiresAt: number;
   /** Units of the last grant (0: none). */
   granted: number;
+  /** How long the last grant was for, ms: leaseMs, or less when a window ended it. */
+  heldMs: number;
   /** What Redis had left beyond the grant, and when it would have been fully restored. */
   remaining: number;
   resetAt: number;
@@ -79,6 +82,7 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
           units: 0,
           expiresAt: 0,
           granted: 0,
+          heldMs: 0,
           remaining: 0,
           resetAt: 0,
           askedAt: now,
@@ -93,8 +97,10 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
         // Used up before it ended: this identifier needs more.
         want = 2 * l.granted;
       } else if (l.granted > 0) {
-        // Ended: ask for what it used (none: start again from nothing).
-        want = l.granted - l.units;
+        // Ended: ask for what it used (none: start again from nothing), per leaseMs: a lease
+        // its window cut short used that in less time (the script cuts the next one likewise).
+        const used = l.granted - l.units;
+        want = l.heldMs < leaseMs ? Math.ceil((used * leaseMs) / Math.max(1, l.heldMs)) : used;
         l.granted = 0;
         l.units = 0;
       } else {
@@ -116,6 +122,7 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
         leases.set(l.key, l);
       }
       l.granted = r.units;
+      l.heldMs = r.leaseMs;
       l.units = r.units;
       l.expiresAt = r.units > 0 ? now + r.leaseMs : 0;
       l.remaining = r.remaining;
