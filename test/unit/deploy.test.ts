@@ -247,6 +247,7 @@ describe('Helm chart', () => {
           ],
         },
       ],
+      envoyOptions: { edge: { leaseMs: 1000, failureMode: 'open', timeoutMs: 15 } },
     };
     expect(validate({ ...values, rateLimitPolicies: policies })).toBe(true);
     expect(() => parsePoliciesFile(JSON.stringify(policies), 'policies.json')).not.toThrow();
@@ -261,6 +262,9 @@ describe('Helm chart', () => {
     expect(validate({ ...values, rateLimitPolicies: { envoy: [{ descriptors: [] }] } })).toBe(
       false,
     );
+    expect(
+      validate({ ...values, rateLimitPolicies: { envoyOptions: { edge: { leaseMS: 1000 } } } }),
+    ).toBe(false);
   });
 
   it('reads only values that values.yaml defines', () => {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   applyReplaces,
   compileEnvoyConfig,
+  createDynamicLimits,
   envoyIdentifier,
   findLimit,
   secondsUntilReset,
@@ -15,7 +16,7 @@ import { parsePoliciesFile } from '../../src/modules/ratelimit/policy.js';
 /** The `envoy` list of a policies file written in YAML, compiled. */
 function load(yaml: string) {
   const file = parsePoliciesFile(yaml, 'p.yaml');
-  return compileEnvoyConfig(file.envoy ?? []);
+  return compileEnvoyConfig(file.envoy ?? [], file.envoyOptions);
 }
 
 const entries = (...kv: [string, string][]) => kv.map(([key, value]) => ({ key, value }));
@@ -103,6 +104,75 @@ describe('envoyproxy/ratelimit configuration', () => {
       'envoy:\n  - domain: d\n    descriptors:\n      - key: k\n        shadow_mode: true\n        rate_limit: { unit: day, requests_per_unit: 1 }\n',
     );
     expect(findLimit(shadow, 'd', entries(['k', 'v']))?.policy?.shadow).toBe(true);
+  });
+
+  it("gives every limit of a domain its envoyOptions (leases, failure mode, timeout), and only that domain's", () => {
+    const yaml = `
+envoy:
+  - domain: edge
+    descriptors:
+      - key: remote_address
+        rate_limit: { unit: second, requests_per_unit: 1000 }
+      - key: user
+        descriptors:
+          - key: plan
+            rate_limit: { unit: minute, requests_per_unit: 600 }
+      - key: small
+        rate_limit: { unit: minute, requests_per_unit: 15 }
+  - domain: other
+    descriptors:
+      - key: remote_address
+        rate_limit: { unit: second, requests_per_unit: 1000 }
+envoyOptions:
+  edge: { leaseMs: 500, failureMode: closed, timeoutMs: 15 }
+`;
+    const d = load(yaml);
+    const ip = findLimit(d, 'edge', entries(['remote_address', '192.0.2.1']))?.policy;
+    expect(ip).toMatchObject({ leaseMs: 500, leaseMax: 62, failureMode: 'closed', timeoutMs: 15 });
+    // The window itself is envoyproxy/ratelimit's: options change how it is decided, not what.
+    expect(ip?.args).toEqual(['fwin', '1000', '1000', '1']);
+    expect(findLimit(d, 'edge', entries(['user', 'u'], ['plan', 'free']))?.policy).toMatchObject({
+      leaseMs: 500,
+      failureMode: 'closed',
+    });
+    // A quota under 16 is never leased, whatever the options say.
+    expect(findLimit(d, 'edge', entries(['small', 'x']))?.policy?.leaseMs).toBe(0);
+    expect(findLimit(d, 'other', entries(['remote_address', '192.0.2.1']))?.policy).toMatchObject({
+      leaseMs: 0,
+      failureMode: 'open',
+      timeoutMs: 50,
+    });
+
+    // A request's own limit takes its domain's options, and a reload's new options.
+    const dynamic = createDynamicLimits();
+    const limit = { requestsPerUnit: 100, unit: 'SECOND' as const };
+    expect(dynamic('edge', limit, d.get('edge')!.options).policy).toMatchObject({
+      leaseMs: 500,
+      timeoutMs: 15,
+    });
+    expect(dynamic('edge', limit, { leaseMs: 2000 }).policy).toMatchObject({
+      leaseMs: 2000,
+      timeoutMs: 50,
+    });
+    expect(dynamic('other', limit, d.get('other')!.options).policy?.leaseMs).toBe(0);
+
+    // Options for a domain the list does not have: refused (a misspelt name would silently
+    // leave the domain without them); and the bounds of each option.
+    expect(() => load(`${yaml}  edgee: { leaseMs: 500 }\n`)).toThrow(
+      /envoyOptions\.edgee: no domain 'edgee' in the envoy list/,
+    );
+    for (const bad of [
+      '{ leaseMs: 50 }',
+      '{ leaseMs: 60000 }',
+      '{ timeoutMs: 0 }',
+      '{ failureMode: shut }',
+      '{ shadow: true }',
+    ]) {
+      expect(
+        () => parsePoliciesFile(`envoy: []\nenvoyOptions:\n  edge: ${bad}\n`, 'p.yaml'),
+        bad,
+      ).toThrow(/p\.yaml: envoyOptions\.edge/);
+    }
   });
 
   it('drops the limits another matched limit replaces', () => {

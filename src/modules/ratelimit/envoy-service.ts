@@ -127,14 +127,15 @@ export function createEnvoyService(opts: EnvoyServiceOptions) {
         );
       }
       const { domain, descriptors } = call;
-      const configured = domains.has(domain);
+      const configured = domains.get(domain);
       const found = descriptors.map((d) =>
-        d.limit !== undefined && configured
-          ? dynamic(domain, d.limit)
+        d.limit !== undefined && configured !== undefined
+          ? dynamic(domain, d.limit, configured.options)
           : findLimit(domains, domain, d.entries),
       );
       for (const l of found) {
-        if (l === undefined) onUnmatched?.(configured ? 'no_limit' : 'unknown_domain');
+        if (l === undefined)
+          onUnmatched?.(configured !== undefined ? 'no_limit' : 'unknown_domain');
       }
       const limits = applyReplaces(found);
       const nowMs = clock.nowMs();

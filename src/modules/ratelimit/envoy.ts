@@ -13,12 +13,15 @@
  * value ending in `*` as a prefix, then the bare `key` (a default for any value); the limit
  * applies when the last entry lands on a descriptor with a `rate_limit`. Each limit is a fixed
  * window of its unit aligned to the epoch, as theirs is, counted per tenant and per request
- * descriptor (domain and every entry), so two tenants never share a counter.
+ * descriptor (domain and every entry), so two tenants never share a counter. The policies file's
+ * `envoyOptions` add to a domain's limits what their files have no place for: leases, the failure
+ * mode and the Redis timeout.
  */
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import {
   type EnvoyDomainConfig,
+  type EnvoyDomainOptions,
   type Policy,
   type YamlDescriptor,
   compilePolicy,
@@ -79,6 +82,11 @@ interface Node {
   readonly limit: EnvoyLimit | undefined;
 }
 
+/** A domain's descriptor tree, and the gateway's options for its limits (`envoyOptions`). */
+interface Domain extends Node {
+  readonly options: EnvoyDomainOptions;
+}
+
 export interface EnvoyEntry {
   key: string;
   value: string;
@@ -92,7 +100,13 @@ export interface EnvoyRequestLimit {
 /** A printable-ASCII form of a config key, for metric labels and Structured Field strings. */
 const printable = (s: string): string => s.replace(/[^\x20-\x7e]/g, '?');
 
-function fixedWindow(name: string, requestsPerUnit: number, unit: Unit, shadow: boolean): Policy {
+function fixedWindow(
+  name: string,
+  requestsPerUnit: number,
+  unit: Unit,
+  shadow: boolean,
+  options: EnvoyDomainOptions,
+): Policy {
   return compilePolicy(
     name,
     'file',
@@ -102,12 +116,18 @@ function fixedWindow(name: string, requestsPerUnit: number, unit: Unit, shadow: 
       windowMs: UNIT_SECONDS[unit] * 1000,
       calendar: true,
       ...(shadow ? { shadow: true } : {}),
+      ...options,
     },
     STATE_NAME,
   );
 }
 
-function compileLimit(d: YamlDescriptor, fullKey: string, where: string): EnvoyLimit | undefined {
+function compileLimit(
+  d: YamlDescriptor,
+  fullKey: string,
+  where: string,
+  options: EnvoyDomainOptions,
+): EnvoyLimit | undefined {
   const rl = d.rate_limit;
   if (rl === undefined) return undefined;
   const upper = rl.unit?.toUpperCase();
@@ -140,11 +160,16 @@ function compileLimit(d: YamlDescriptor, fullKey: string, where: string): EnvoyL
     policy:
       unlimited || unit === undefined
         ? undefined
-        : fixedWindow(name, requestsPerUnit, unit, d.shadow_mode ?? false),
+        : fixedWindow(name, requestsPerUnit, unit, d.shadow_mode ?? false, options),
   };
 }
 
-function compileLevel(descriptors: YamlDescriptor[], parentKey: string, where: string): Node {
+function compileLevel(
+  descriptors: YamlDescriptor[],
+  parentKey: string,
+  where: string,
+  options: EnvoyDomainOptions,
+): Node {
   const children = new Map<string, Node>();
   const wildcards: string[] = [];
   descriptors.forEach((d, i) => {
@@ -155,22 +180,38 @@ function compileLevel(descriptors: YamlDescriptor[], parentKey: string, where: s
     if (children.has(finalKey)) {
       throw new Error(`${at}: duplicate descriptor composite key '${fullKey}'`);
     }
-    const child = compileLevel(d.descriptors ?? [], `${fullKey}.`, at);
-    children.set(finalKey, { ...child, limit: compileLimit(d, fullKey, at) });
+    const child = compileLevel(d.descriptors ?? [], `${fullKey}.`, at, options);
+    children.set(finalKey, { ...child, limit: compileLimit(d, fullKey, at, options) });
     if (finalKey.endsWith('*')) wildcards.push(finalKey.slice(0, -1));
   });
   return { children, wildcards, limit: undefined };
 }
 
-/** The domains of the policies file's `envoy` list, compiled; throws naming the first problem. */
-export function compileEnvoyConfig(configs: readonly EnvoyDomainConfig[]): Map<string, Node> {
-  const domains = new Map<string, Node>();
+/**
+ * The domains of the policies file's `envoy` list, compiled with their `envoyOptions`; throws
+ * naming the first problem (options for a domain the list does not have among them: a misspelt
+ * name would otherwise leave the limits it meant without them, silently).
+ */
+export function compileEnvoyConfig(
+  configs: readonly EnvoyDomainConfig[],
+  options: Readonly<Record<string, EnvoyDomainOptions>> = {},
+): Map<string, Domain> {
+  const domains = new Map<string, Domain>();
   configs.forEach((c, i) => {
     const where = `envoy[${i}]`;
     if (c.domain === '') throw new Error(`${where}: config file cannot have empty domain`);
     if (domains.has(c.domain)) throw new Error(`${where}: duplicate domain '${c.domain}'`);
-    domains.set(c.domain, compileLevel(c.descriptors ?? [], `${c.domain}.`, where));
+    const own = Object.hasOwn(options, c.domain) ? (options[c.domain] as EnvoyDomainOptions) : {};
+    domains.set(c.domain, {
+      ...compileLevel(c.descriptors ?? [], `${c.domain}.`, where, own),
+      options: own,
+    });
   });
+  for (const name of Object.keys(options)) {
+    if (!domains.has(name)) {
+      throw new Error(`envoyOptions.${name}: no domain '${name}' in the envoy list`);
+    }
+  }
   return domains;
 }
 
@@ -219,11 +260,15 @@ export function applyReplaces(
   return limits.map((l) => (l?.name !== undefined && replaced.has(l.name) ? undefined : l));
 }
 
-/** Limits a request descriptor carries itself (Envoy's per-route `limit` override). */
+/**
+ * Limits a request descriptor carries itself (Envoy's per-route `limit` override), with the
+ * options of their domain.
+ */
 export function createDynamicLimits() {
   const compiled = new Map<string, EnvoyLimit>();
-  return (domain: string, limit: EnvoyRequestLimit): EnvoyLimit => {
-    const id = `${domain}\n${limit.requestsPerUnit}\n${limit.unit}`;
+  return (domain: string, limit: EnvoyRequestLimit, options: EnvoyDomainOptions): EnvoyLimit => {
+    // The options too: a reload that changes them must not find the limit compiled with the old.
+    const id = `${domain}\n${limit.requestsPerUnit}\n${limit.unit}\n${options.leaseMs}\n${options.failureMode}\n${options.timeoutMs}`;
     let l = compiled.get(id);
     if (l === undefined) {
       if (compiled.size >= DYNAMIC_CACHE_MAX)
@@ -237,7 +282,7 @@ export function createDynamicLimits() {
         unlimited: false,
         name: undefined,
         replaces: [],
-        policy: fixedWindow(name, limit.requestsPerUnit, limit.unit, false),
+        policy: fixedWindow(name, limit.requestsPerUnit, limit.unit, false, options),
       };
       compiled.set(id, l);
     }

@@ -392,6 +392,19 @@ const YamlDescriptorSchema: z.ZodType<YamlDescriptor, unknown> = z.lazy(() =>
   }),
 );
 
+/**
+ * What the gateway adds to one `envoy` domain, beside the file (which stays as envoyproxy/ratelimit
+ * reads it): every limit of the domain, its descriptors' and the requests' own, takes these.
+ */
+export const EnvoyDomainOptions = z.strictObject({
+  leaseMs,
+  failureMode: options.failureMode,
+  timeoutMs: options.timeoutMs.describe(
+    "How long a decision may wait for Redis (default 50). Envoy's ratelimit filter waits 20 ms by default (its `timeout`) and then applies its own `failure_mode_deny`: set this below that for this side's failure mode to decide.",
+  ),
+});
+export type EnvoyDomainOptions = z.infer<typeof EnvoyDomainOptions>;
+
 /** One envoyproxy/ratelimit config file: a domain and its descriptors. */
 export const EnvoyDomainConfig = z.strictObject({
   domain: Scalar,
@@ -420,6 +433,12 @@ export const PoliciesFile = z.strictObject({
     .optional()
     .describe(
       'envoyproxy/ratelimit config files (domain and descriptors), for /v1/ratelimit/envoy and the gRPC rate limit service.',
+    ),
+  envoyOptions: z
+    .record(z.string(), EnvoyDomainOptions)
+    .optional()
+    .describe(
+      'Per `envoy` domain (by name): leaseMs, failureMode and timeoutMs for every limit of that domain. Kept apart from the envoy list, so its items stay files envoyproxy/ratelimit reads.',
     ),
 });
 export type PoliciesFile = z.infer<typeof PoliciesFile>;

@@ -184,7 +184,11 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
     /** Replaces what the policies file defines (at startup and on every change of the file). */
     setFile(file: PoliciesFile): void {
       // Everything that can throw first: a bad file changes nothing.
-      const envoyDomains = file.envoy === undefined ? undefined : compileEnvoyConfig(file.envoy);
+      if (file.envoyOptions !== undefined && file.envoy === undefined) {
+        throw new Error('envoyOptions: there is no envoy list for them to apply to');
+      }
+      const envoyDomains =
+        file.envoy === undefined ? undefined : compileEnvoyConfig(file.envoy, file.envoyOptions);
       envoy = envoyDomains;
       fileGlobal = compileMap(file.policies, 'file');
       fileTenants = new Map(

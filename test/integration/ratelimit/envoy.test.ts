@@ -13,6 +13,7 @@ import {
   buildTestApp,
   expectProblem,
   newTenant,
+  seriesBy,
   useTestApp,
   writePoliciesFile,
 } from '../../harness/app.js';
@@ -442,6 +443,123 @@ describe('the envoy configuration in the policies file', () => {
         /policies\.yaml: envoy\[0\]\.descriptors\[1\]: duplicate descriptor composite key 'd\.k'/,
       );
       expect((await app.app.inject(req)).statusCode).toBe(429);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('envoyOptions: what the gateway adds to an envoy domain', () => {
+  const lines = [
+    'envoy:',
+    '  - domain: leased',
+    '    descriptors:',
+    '      - key: remote_address',
+    '        rate_limit: { unit: minute, requests_per_unit: 200 }',
+    '  - domain: strict',
+    '    descriptors:',
+    '      - key: remote_address',
+    '        rate_limit: { unit: minute, requests_per_unit: 200 }',
+    '  - domain: plain',
+    '    descriptors:',
+    '      - key: remote_address',
+    '        rate_limit: { unit: minute, requests_per_unit: 200 }',
+    'envoyOptions:',
+    // The counting below must not depend on a busy host answering within 50 ms.
+    '  leased: { leaseMs: 5000, timeoutMs: 5000 }',
+    '  strict: { failureMode: closed }',
+  ];
+
+  it('leases: two replicas admit exactly the window’s limit, most of it without Redis', async () => {
+    const path = writePoliciesFile(lines);
+    const own = manualClock(T0);
+    const apps = [
+      await buildTestApp({ clock: own, env: { RATELIMIT_POLICIES_FILE: path } }),
+      await buildTestApp({ clock: own, env: { RATELIMIT_POLICIES_FILE: path } }),
+    ];
+    try {
+      const { auth } = await newTenant(apps[0]!.deps, ['ratelimit:check']);
+      const req = { domain: 'leased', descriptors: [desc(['remote_address', addr()])] };
+      const send = (i: number) =>
+        apps[i % 2]!.app.inject({ method: 'POST', url: URL, headers: auth, payload: req });
+      // Both replicas, 4 calls in flight, until each has denied 20 in a row: by then neither
+      // holds a unit of its leases (the clock stands still, so no lease ends unused).
+      let allowed = 0;
+      const deniedInARow = [0, 0];
+      for (let round = 0; deniedInARow.some((n) => n < 20) && round < 200; round++) {
+        const answers = await Promise.all([0, 1, 2, 3].map((j) => send(round * 4 + j)));
+        answers.forEach((res, j) => {
+          expect([200, 429]).toContain(res.statusCode);
+          if (res.statusCode === 200) {
+            allowed++;
+            deniedInARow[j % 2] = 0;
+          } else {
+            deniedInARow[j % 2]! += 1;
+          }
+        });
+      }
+      expect(deniedInARow.every((n) => n >= 20)).toBe(true);
+      expect(allowed).toBe(200);
+      let used = 0;
+      for (const a of apps) {
+        const s = await seriesBy(
+          a.deps.metrics.registry.getSingleMetric('gateway_ratelimit_lease_units_total') as never,
+          'event',
+        );
+        used += s.used ?? 0;
+      }
+      expect(used).toBeGreaterThan(100);
+    } finally {
+      await Promise.all(apps.map((a) => a.close()));
+    }
+  });
+
+  it("a domain's failureMode decides when Redis is not asked; the other domains keep theirs", async () => {
+    const path = writePoliciesFile(lines);
+    const app = await buildTestApp({ clock, env: { RATELIMIT_POLICIES_FILE: path } });
+    try {
+      const { auth } = await newTenant(app.deps, ['ratelimit:check']);
+      const ask = (domain: string) =>
+        app.app.inject({
+          method: 'POST',
+          url: URL,
+          headers: auth,
+          payload: { domain, descriptors: [desc(['remote_address', addr()])] },
+        });
+      // While the replica sheds load, no decision goes to Redis: the failure mode decides.
+      app.deps.lifecycle.overloaded = true;
+      try {
+        expectProblem(await ask('strict'), 503, 'OVERLOADED');
+        const open = await ask('plain');
+        expect(open.statusCode).toBe(200);
+        expect(open.headers['x-ratelimit-degraded']).toBe('true');
+      } finally {
+        app.deps.lifecycle.overloaded = false;
+      }
+      expect((await ask('strict')).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('refuses a file whose envoyOptions name no domain of its list, and keeps the last good one', async () => {
+    const path = writePoliciesFile(lines);
+    const app = await buildTestApp({ clock, env: { RATELIMIT_POLICIES_FILE: path } });
+    try {
+      writeFileSync(path, [...lines, '  stritc: { failureMode: closed }', ''].join('\n'));
+      expect(() => app.deps.reloadPoliciesFile()).toThrow(
+        /policies\.yaml: envoyOptions\.stritc: no domain 'stritc' in the envoy list/,
+      );
+      writeFileSync(path, 'envoyOptions:\n  strict: { failureMode: closed }\n');
+      expect(() => app.deps.reloadPoliciesFile()).toThrow(/envoyOptions: there is no envoy list/);
+      const { auth } = await newTenant(app.deps, ['ratelimit:check']);
+      const res = await app.app.inject({
+        method: 'POST',
+        url: URL,
+        headers: auth,
+        payload: { domain: 'strict', descriptors: [desc(['remote_address', addr()])] },
+      });
+      expect(res.statusCode).toBe(200);
     } finally {
       await app.close();
     }
