@@ -18,6 +18,8 @@
  * On a shared host this resolves changes of a few µs per request that alternating runs cannot.
  * BENCH_AB_FLAGS: node flags for the other build instead of this one's (`BENCH_AB=.
  * BENCH_AB_FLAGS=` compares this build with and without the flags of `npm start`).
+ * GW_FLAGS, BASE_FLAGS: more node flags for the gateway, and for the bare rate-limit baseline
+ * (`--cpu-prof --cpu-prof-dir=/tmp/prof` profiles both alike).
  * Loopback only; every run is bounded by its duration. Results: load/results/<timestamp>.json.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -407,12 +409,18 @@ async function main(): Promise<void> {
         REDIS_USERNAME: GATEWAY_USER.username,
         REDIS_PASSWORD: GATEWAY_USER.password,
       }),
-      spawnNode(['load/baseline-ratelimit.mjs'], {
-        PORT: String(rlBasePort),
-        REDIS_SENTINELS: sentinels,
-        REDIS_USERNAME: GATEWAY_USER.username,
-        REDIS_PASSWORD: GATEWAY_USER.password,
-      }),
+      spawnNode(
+        [
+          ...(process.env.BASE_FLAGS ?? '').split(' ').filter(Boolean),
+          'load/baseline-ratelimit.mjs',
+        ],
+        {
+          PORT: String(rlBasePort),
+          REDIS_SENTINELS: sentinels,
+          REDIS_USERNAME: GATEWAY_USER.username,
+          REDIS_PASSWORD: GATEWAY_USER.password,
+        },
+      ),
       spawnNode(['load/baseline-state.mjs'], {
         PORT: String(stateBasePort),
         REDIS_SENTINELS: sentinels,
@@ -625,14 +633,19 @@ async function main(): Promise<void> {
       oneShots.push(...(await benchInvalidate(gw, ctx, direct)));
       console.table(oneShots);
     }
-    if (ONLY === undefined || ONLY.includes('ratelimit-rls')) {
-      console.log(`\ngRPC rate limit service (${DURATION} s, ${CONNECTIONS} calls in flight) ...`);
+    for (const leases of [false, true]) {
+      const id = leases ? 'ratelimit-rls-lease' : 'ratelimit-rls';
+      if (ONLY !== undefined && !ONLY.includes(id)) continue;
+      console.log(
+        `\ngRPC rate limit service${leases ? ', leases' : ''} (${DURATION} s, ${CONNECTIONS} calls in flight) ...`,
+      );
       oneShots.push(
         ...(await benchRls({
           port: rlsPort,
           apiKey: auth.authorization.slice('Bearer '.length),
           seconds: DURATION,
           concurrency: CONNECTIONS,
+          leases,
           gatewayCpu: () => cpuMicros(gwChild?.pid),
         })),
       );

@@ -38,13 +38,22 @@ export const RATELIMIT_POLICIES = {
   },
 } as const;
 
-/** The gateway's policies file for the bench: the envoyproxy/ratelimit domain of `ratelimit-envoy`. */
+/**
+ * The gateway's policies file for the bench: the envoyproxy/ratelimit domains of `ratelimit-envoy`
+ * and of its lease twin (the same limit, with `envoyOptions` leases).
+ */
 export const BENCH_POLICIES_FILE = [
   'envoy:',
   '  - domain: bench',
   '    descriptors:',
   '      - key: remote_address',
   '        rate_limit: { unit: second, requests_per_unit: 100000 }',
+  '  - domain: bench-lease',
+  '    descriptors:',
+  '      - key: remote_address',
+  '        rate_limit: { unit: second, requests_per_unit: 100000 }',
+  'envoyOptions:',
+  '  bench-lease: { leaseMs: 1000 }',
   '',
 ].join('\n');
 
@@ -55,9 +64,9 @@ const nextId = () => (n = (n + 1) % IDS);
 const FLOOD_IDS = 100;
 
 /** A RateLimitRequest for the bench domain, one remote address per identifier. */
-export function envoyRequest(id: number) {
+export function envoyRequest(id: number, domain = 'bench') {
   return {
-    domain: 'bench',
+    domain,
     descriptors: [{ entries: [{ key: 'remote_address', value: `10.0.${id >> 8}.${id & 255}` }] }],
   };
 }
@@ -182,4 +191,17 @@ export const ratelimitScenarios: Scenario[] = [
     'ratelimit-hook-lease',
     'bench-hook-lease',
   ),
+  {
+    name: 'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses), leases',
+    id: 'ratelimit-envoy-lease',
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'POST',
+      path: '/v1/ratelimit/envoy',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify(envoyRequest(0, 'bench-lease')),
+      setupRequest: rotatingBody((id) => envoyRequest(id, 'bench-lease')),
+    }),
+  },
 ];

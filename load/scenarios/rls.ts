@@ -1,7 +1,7 @@
 /**
  * The gRPC rate limit service (RLS_GRPC_PORT) under load, as Envoy's ratelimit filter calls it:
  * one HTTP/2 connection, `concurrency` calls in flight, a different remote address each call (1000
- * in turn), for `seconds`. autocannon speaks HTTP/1.1 only, so this is a closed loop of its own.
+ * in turn), for `seconds`; or the same against the lease twin's domain. autocannon speaks HTTP/1.1 only, so this is a closed loop of its own.
  */
 import { rlsClient } from '../../test/harness/rls.js';
 import type { OneShotResult } from './invalidate.js';
@@ -15,14 +15,17 @@ export async function benchRls(opts: {
   apiKey: string;
   seconds: number;
   concurrency: number;
+  /** The lease twin: the `bench-lease` domain (the same limit, with envoyOptions leases). */
+  leases: boolean;
   /** CPU µs the gateway process has used so far. */
   gatewayCpu(): number;
 }): Promise<OneShotResult[]> {
   const client = rlsClient(opts.port);
   const meta = { 'x-gateway-key': opts.apiKey };
+  const domain = opts.leases ? 'bench-lease' : 'bench';
   let n = 0;
   const one = async () => {
-    const { response, error } = await client.call(envoyRequest(n++ % 1000), meta);
+    const { response, error } = await client.call(envoyRequest(n++ % 1000, domain), meta);
     if (error || response?.overallCode !== 'OK') throw error ?? new Error(JSON.stringify(response));
   };
   const loop = async (until: number, latencies: number[] | undefined) => {
@@ -45,8 +48,8 @@ export async function benchRls(opts: {
     latencies.sort((a, b) => a - b);
     return [
       {
-        name: `gRPC rate limit service, ShouldRateLimit (1 connection, ${opts.concurrency} in flight, 1k addresses)`,
-        id: 'ratelimit-rls',
+        name: `gRPC rate limit service, ShouldRateLimit (1 connection, ${opts.concurrency} in flight, 1k addresses)${opts.leases ? ', leases' : ''}`,
+        id: opts.leases ? 'ratelimit-rls-lease' : 'ratelimit-rls',
         'calls/s': Math.round(latencies.length / elapsed),
         'p50 ms': Number(pct(latencies, 50).toFixed(2)),
         'p99 ms': Number(pct(latencies, 99).toFixed(2)),
