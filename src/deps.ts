@@ -107,6 +107,9 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
       onFailover(from, to) {
         metrics.redisFailovers.inc();
         log.warn({ from, to }, 'redis master changed');
+        // A grant the old master had not yet passed on to the replica promoted is lost: units
+        // left of such a lease would be admitted with nothing counting them.
+        ratelimit.forgetLeases();
       },
       onDurable(module, result) {
         metrics.state.durable(module, result);

@@ -7,6 +7,8 @@
  * on the new master without a restart.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { compilePolicy } from '../../src/modules/ratelimit/policy.js';
+import { keys } from '../../src/redis/keys.js';
 import { type TestApp, buildTestApp, newTenant, seriesBy } from '../harness/app.js';
 import {
   type LedgerEntry,
@@ -316,6 +318,22 @@ describe('manual failover (SENTINEL FAILOVER), connections stay up', () => {
   it('no READONLY ever reaches a client and writes keep succeeding on the new master', async () => {
     const readonlyBefore = await redisErrors('readonly');
     const oldPort = await topology.masterPort();
+    // A lease the old master granted: gone once the new master answers (a grant its replica had
+    // not received when a master crashed would otherwise be spent with nothing counting it).
+    // Either the failover hook or the resubscribe after it drops it; the test fails without both.
+    const leased = compilePolicy('failover-lease', 'file', {
+      algorithm: 'token_bucket',
+      capacity: 10_000,
+      refillPerSecond: 1,
+      leaseMs: 10_000,
+      timeoutMs: 2000,
+    });
+    const { tenant } = await newTenant(gw.deps, ['ratelimit:check']);
+    const check = () =>
+      gw.deps.ratelimit.check(tenant, { policy: leased, identifier: 'x', cost: 1 });
+    for (let i = 0; i < 4; i++) await check(); // leases of 1, then 2
+    const stateKey = keys.ratelimit(tenant, leased.stateName, 'tb', 'x');
+    expect(gw.deps.ratelimit.leasedUnits(stateKey)).toBeGreaterThan(0);
     const load = startCacheLoad({ port, key, prefix: 'manual' });
     await new Promise((r) => setTimeout(r, 1000));
     const reply = await rawCommandWithin(
@@ -337,6 +355,8 @@ describe('manual failover (SENTINEL FAILOVER), connections stay up', () => {
     // A write that meets the demoted master (READONLY) was not executed: the gateway reconnects and
     // sends it again, so no request fails with it.
     expect((await redisErrors('readonly')) - readonlyBefore).toBe(0);
+    expect(gw.deps.ratelimit.leasedUnits(stateKey)).toBe(0);
+    expect((await check()).allowed).toBe(true);
   });
 });
 

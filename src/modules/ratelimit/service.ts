@@ -529,6 +529,14 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       leases.clear();
     },
 
+    /**
+     * Forgets every lease (the master changed: the new one may not have their grants, whose
+     * replication is asynchronous). Remembered denials stay: they only deny until their retry.
+     */
+    forgetLeases(): void {
+      leases.clear();
+    },
+
     /** Entries of the in-process denial cache (for tests and metrics). */
     localSize(): number {
       return denied.size;
