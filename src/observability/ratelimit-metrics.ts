@@ -12,7 +12,7 @@ export interface RatelimitMetrics {
   decision(policyLabel: string, outcome: string): void;
   localDenial(): void;
   /** Units reserved by leases (`granted`), or given out from one without Redis (`used`). */
-  lease(event: 'granted' | 'used', units: number): void;
+  lease(event: 'granted' | 'used' | 'returned', units: number): void;
   /** An identifier's state was reset through the API; cleared: stored state was deleted. */
   reset(policyLabel: string, cleared: boolean): void;
   /** Single checks sent in one script call. */
@@ -46,11 +46,12 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
   const localSeries = localDenials.child({});
   const leaseUnits = new FastCounter(
     'gateway_ratelimit_lease_units_total',
-    'Rate-limit units on lease (policies with leaseMs): event="granted" units a replica reserved in Redis for itself, event="used" units it gave out from a lease without a Redis call (those checks are also counted as allowed). granted - used: units that expired unused, or are still held; they count as used.',
+    'Rate-limit units on lease (policies with leaseMs): event="granted" units a replica reserved in Redis for itself, event="used" units it gave out from a lease without a Redis call (those checks are also counted as allowed), event="returned" units of a window\'s lease it did not give out and sent back with its next check of that identifier (uncounted if their window still counts). granted - used - returned: units that expired unused, or are still held; they count as used.',
     ['event'] as const,
   ).register(registry);
   const leaseGranted = leaseUnits.child({ event: 'granted' });
   const leaseUsed = leaseUnits.child({ event: 'used' });
+  const leaseReturned = leaseUnits.child({ event: 'returned' });
   const resets = new Counter({
     name: 'gateway_ratelimit_resets_total',
     help: 'Identifiers whose rate-limit state was reset through POST /v1/ratelimit/reset, by policy (labelled as for decisions) and whether stored state was deleted (cleared: true/false).',
@@ -115,7 +116,10 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
       s.inc();
     },
     localDenial: () => localSeries.inc(),
-    lease: (event, units) => (event === 'used' ? leaseUsed : leaseGranted).inc(units),
+    lease: (event, units) =>
+      (event === 'used' ? leaseUsed : event === 'granted' ? leaseGranted : leaseReturned).inc(
+        units,
+      ),
     batch: (checks) => batches.observe(checks),
     reset: (policy, cleared) => resets.inc({ policy, cleared: String(cleared) }),
     quotaExceeded: () => quotaExceeded.inc(),

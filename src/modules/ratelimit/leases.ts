@@ -4,12 +4,13 @@
  * limiters with `leaseMs` use them, and the check script guarantees that no sequence of leased and
  * direct uses, over all replicas, exceeds the limit (lua/lent.lua, the algorithms' headers).
  *
- * What a lease costs is the units it holds and does not use: they count as used. So a lease is
- * sized to what this replica saw the identifier use: none for an identifier seen once per lease
- * time, then 1, doubled whenever a lease ran out before it ended, and after a lease that ended
- * unused in part, what that one used (over leaseMs: a lease its window cut short used that in
- * less time). The script grants at most half of what is left, and the
- * limiter at most 1/16 of its quota.
+ * What a lease costs is the units it holds and does not use: they count as used (a window's, until
+ * the replica's next check of the identifier gives them back, if that window still counts). So a
+ * lease is sized to what this replica saw the identifier use: none for an identifier seen once per
+ * lease time, then 1, doubled whenever a lease ran out before it ended, and after a lease that
+ * ended unused in part, what that one used (over leaseMs: a lease its window cut short used that
+ * in less time). The script grants at most half of what is left, and the limiter at most 1/16 of
+ * its quota.
  */
 
 /** One identifier's lease on this replica. */
@@ -26,6 +27,8 @@ export interface Lease {
   granted: number;
   /** How long the last grant was for, ms: leaseMs, or less when a window ended it. */
   heldMs: number;
+  /** The window that counted the last grant (a window's start or index; 0: a bucket's). */
+  window: number;
   /** What Redis had left beyond the grant, and when it would have been fully restored. */
   remaining: number;
   resetAt: number;
@@ -39,15 +42,16 @@ export interface LeaseTable {
   /** Takes `cost` units of a live lease; undefined when there is none with enough units. */
   take(key: string, cost: number, now: number): Lease | undefined;
   /**
-   * How many units a check going to Redis now should ask for beyond its cost (0: none), and
-   * the lease to hand the answer to.
+   * How many units a check going to Redis now should ask for beyond its cost (0: none), the
+   * lease to hand the answer to, and the units of the last lease it gives back (no longer given
+   * out here; the script uncounts them if their window still counts).
    */
-  ask(key: string, now: number, leaseMs: number, max: number): { want: number; lease?: Lease };
+  ask(key: string, now: number, leaseMs: number, max: number): Ask;
   /** The script's answer for the check that asked: `units` granted for `leaseMs` from `now`. */
   granted(
     lease: Lease,
     now: number,
-    r: { units: number; leaseMs: number; remaining: number; resetMs: number },
+    r: { units: number; leaseMs: number; window: number; remaining: number; resetMs: number },
   ): void;
   /** The check that asked got no answer (the lease table forgets it was asking). */
   failed(lease: Lease): void;
@@ -57,6 +61,16 @@ export interface LeaseTable {
   clear(): void;
   readonly size: number;
 }
+
+export interface Ask {
+  want: number;
+  lease?: Lease;
+  /** Units given back, and the window that counted them (0 0: none). */
+  back: number;
+  backWindow: number;
+}
+
+const NOTHING: Ask = { want: 0, back: 0, backWindow: 0 };
 
 /** A table of at most `maxEntries` leases (the oldest is dropped first); 0 turns leases off. */
 export function createLeaseTable(maxEntries: number): LeaseTable {
@@ -70,7 +84,7 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
     },
 
     ask(key, now, leaseMs, max) {
-      if (maxEntries === 0) return { want: 0 };
+      if (maxEntries === 0) return NOTHING;
       let l = leases.get(key);
       if (l === undefined) {
         if (leases.size >= maxEntries) {
@@ -83,19 +97,29 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
           expiresAt: 0,
           granted: 0,
           heldMs: 0,
+          window: 0,
           remaining: 0,
           resetAt: 0,
           askedAt: now,
           asking: false,
         };
         leases.set(key, l);
-        return { want: 0 };
+        return NOTHING;
       }
-      if (l.asking) return { want: 0 };
+      if (l.asking) return NOTHING;
+      // What is left of a window's last lease goes back with this check: this replica gives out
+      // none of it from now on (a lease too small for this cost, or one that ended).
+      let back = 0;
+      let backWindow = 0;
+      if (l.units > 0 && l.window !== 0) {
+        back = l.units;
+        backWindow = l.window;
+      }
       let want: number;
       if (l.granted > 0 && now < l.expiresAt) {
         // Used up before it ended: this identifier needs more.
         want = 2 * l.granted;
+        if (back > 0) l.units = 0;
       } else if (l.granted > 0) {
         // Ended: ask for what it used (none: start again from nothing), per leaseMs: a lease
         // its window cut short used that in less time (the script cuts the next one likewise).
@@ -109,9 +133,9 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
       }
       l.askedAt = now;
       want = Math.min(want, max);
-      if (want === 0) return { want };
+      if (want === 0) return back === 0 ? NOTHING : { want, back, backWindow };
       l.asking = true;
-      return { want, lease: l };
+      return { want, lease: l, back, backWindow };
     },
 
     granted(l, now, r) {
@@ -123,6 +147,7 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
       }
       l.granted = r.units;
       l.heldMs = r.leaseMs;
+      l.window = r.window;
       l.units = r.units;
       l.expiresAt = r.units > 0 ? now + r.leaseMs : 0;
       l.remaining = r.remaining;

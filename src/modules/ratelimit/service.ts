@@ -24,13 +24,13 @@ import type { Clock } from '../../clock.js';
 import { AppError, classifyRedisError, type RedisErrorKind } from '../../errors.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { keys } from '../../redis/keys.js';
-import { type Lease, createLeaseTable } from './leases.js';
+import { type Ask, type Lease, createLeaseTable } from './leases.js';
 import type { Limiter, Policy } from './policy.js';
 
 /** Most checks in one `_check` call. */
 export const MAX_CHECKS = 20;
 /** Integers the check script returns per check. */
-const PER_CHECK = 7;
+const PER_CHECK = 8;
 
 export interface CheckInput {
   policy: Policy;
@@ -75,8 +75,11 @@ export interface RatelimitServiceOptions {
   onDecision?(policy: Policy, outcome: DecisionOutcome): void;
   /** A denial answered from the in-process cache. */
   onLocalDenial?(): void;
-  /** Units reserved by a lease (`granted`), or given out from one without Redis (`used`). */
-  onLease?(event: 'granted' | 'used', units: number): void;
+  /**
+   * Units reserved by a lease (`granted`), given out from one without Redis (`used`), or of a
+   * window's lease sent back unused (`returned`).
+   */
+  onLease?(event: 'granted' | 'used' | 'returned', units: number): void;
   /** `checks` single checks went to Redis in one script call. */
   onBatch?(checks: number): void;
   onRedisError?(kind: RedisErrorKind): void;
@@ -146,7 +149,7 @@ class Batch {
 }
 
 const TIMEOUT = new Error('rate-limit decision timed out');
-const NO_LEASE = { want: 0 } as { want: number; lease?: Lease };
+const NO_LEASE: Ask = { want: 0, back: 0, backWindow: 0 };
 /** Not sent to Redis: the process is overloaded. */
 const OVERLOADED = new Error('rate-limit decision shed: the gateway is overloaded');
 
@@ -337,7 +340,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
   }
 
   /**
-   * Hands the script's lease fields (the 6th and 7th integers) to the lease that asked. The
+   * Hands the script's lease fields (the 6th to 8th integers) to the lease that asked. The
    * answer then says what Redis has left plus what this replica now holds, as the answers given
    * from the lease will.
    */
@@ -346,6 +349,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     leases.granted(lease, now, {
       units,
       leaseMs: r[6] as number,
+      window: r[7] as number,
       remaining: d.remaining ?? 0,
       resetMs: d.resetMs,
     });
@@ -425,14 +429,15 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
       }
       if (opts.overloaded?.()) return degraded(policy, limiter, OVERLOADED);
-      const { want, lease } =
+      const { want, lease, back, backWindow } =
         limiter.leaseMs > 0 && cost > 0
           ? leases.ask(key, now, limiter.leaseMs, limiter.leaseMax)
           : NO_LEASE;
+      if (back > 0) opts.onLease?.('returned', back);
       const call = runOne(
         key,
         now,
-        [...limiter.args, cost, shadowOf(policy) ? 1 : 0, want, limiter.leaseMs],
+        [...limiter.args, cost, shadowOf(policy) ? 1 : 0, want, limiter.leaseMs, back, backWindow],
         policy.timeoutMs,
       );
       return call.then(
@@ -467,7 +472,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
         checkCost(policy, limiter, cost, `body.checks[${index}].cost`);
         keyArgs.push(keys.ratelimit(tenant, policy.stateName, limiter.code, identifier));
-        args.push(...limiter.args, cost, shadowOf(policy) ? 1 : 0, 0, 0);
+        args.push(...limiter.args, cost, shadowOf(policy) ? 1 : 0, 0, 0, 0, 0);
         limited.push({ index, policy, limiter });
       });
       if (limited.length > 0) {

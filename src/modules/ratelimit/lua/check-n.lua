@@ -2,19 +2,23 @@
   Rate-limit decisions: one or more checks, decided and applied atomically in one round trip.
   The algorithms (lua/algorithms/*.lua, after the lease bookkeeping lua/lent.lua) are spliced in
   at the @include line when the script is loaded; each defines ALGOS.<code> = { load, decide,
-  lease?, save } over one key of its own, when the call needs it (need.<code>):
+  lease?, giveBack?, save } over one key of its own, when the call needs it (need.<code>):
   load(key, now, p1, p2, p3) reads the state (keeping the parameters in it), decide(st, now, cost)
   updates it in memory and returns allowed, limit, remaining, reset ms, retry-after ms;
   lease(st, want, leaseMs), right after a decide that consumed, takes up to `want` more units for
-  the calling replica to give out itself and returns the units, the lease's ms and how much
-  longer the state now takes to be fully restored (ms; 0 when the window decides); save(key, st)
-  writes the state back with its expiry, only when a check consumed and the call applies.
+  the calling replica to give out itself and returns the units, the lease's ms, how much longer
+  the state now takes to be fully restored (ms; 0 when the window decides) and, for a window, the
+  window that counted them; giveBack(st, units, window), before the decide, uncounts units of an
+  ended lease that the replica did not give out, if that window still counts (the windows only);
+  save(key, st) writes the state back with its expiry, only when a check consumed or gave back
+  and the call applies.
 
   KEYS[1..n]  the state key of each check: <tenant>:rl:<policy>:<algorithm>:<identifier>
   ARGV[1]     now, ms since the epoch (the gateway's clock: time is an argument; see below)
   ARGV[2]     '1': all or nothing (nothing is consumed unless every check allows);
               '0': each check that allows consumes on its own
-  ARGV[3+8(i-1) ..] per check i: algorithm code, p1, p2, p3, cost, shadow, want, leaseMs
+  ARGV[3+10(i-1) ..] per check i: algorithm code, p1, p2, p3, cost, shadow, want, leaseMs,
+              back, backWindow
               tb    token bucket    p1 capacity, p2 refill per ms (may be fractional), p3 unused
               gcra  GCRA            p1 emission interval ms (fractional), p2 burst, p3 unused
               slog  sliding log     p1 limit, p2 window ms, p3 unused
@@ -27,12 +31,16 @@
               want  units to lease beyond the cost, when the check consumes (0: none); the
                     algorithm grants at most half of what is left (sliding log: never)
               leaseMs  the longest the replica holds a lease (its own clock), ms
+              back, backWindow  units of this replica's ended lease it did not give out, and the
+                    window the grant returned (0 0: none); uncounted only if that window still
+                    counts, so a lease of an earlier window or of a reset state gives none back
 
-  Returns  a flat array, 7 integers per check in order: allowed (1/0), limit, remaining (after
+  Returns  a flat array, 8 integers per check in order: allowed (1/0), limit, remaining (after
            the lease), resetMs (until fully restored if nothing more is consumed), retryAfterMs
            (0 when allowed: until this cost would be allowed), leased units (0 when none, and
            always 0 when an all-or-nothing call consumed nothing), lease ms (from the `now`
-           given: the replica gives out no leased unit at or after now + lease ms).
+           given: the replica gives out no leased unit at or after now + lease ms), the window
+           that counted the lease (a window's start or index; 0 for a bucket or no lease).
 
   Clocks: gateway replicas' clocks may disagree by a few ms (NTP). Every algorithm clamps "now" to
   the newest time it has stored, so a replica whose clock is behind can never make a bucket
@@ -47,7 +55,7 @@ local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 -- Lua 5.1 allocates every function and table a script builds on every call: only the
 -- algorithms this call uses are built (each file is guarded by `need.<code>`).
 local need = {}
-for b = 3, #ARGV, 8 do need[ARGV[b]] = true end
+for b = 3, #ARGV, 10 do need[ARGV[b]] = true end
 
 -- @include
 
@@ -56,7 +64,7 @@ local atomic = ARGV[2] == '1'
 local states, order, out = {}, {}, {}
 local all = true
 for i = 1, #KEYS do
-  local b = 3 + (i - 1) * 8
+  local b = 3 + (i - 1) * 10
   local algo = ALGOS[ARGV[b]]
   local key = KEYS[i]
   local p1, p2, p3 = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), ARGV[b + 3]
@@ -68,11 +76,13 @@ for i = 1, #KEYS do
     states[key] = st
     order[#order + 1] = key
   end
+  local back = tonumber(ARGV[b + 8])
+  if back > 0 and algo.giveBack then algo.giveBack(st, back, tonumber(ARGV[b + 9])) end
   local allowed, limit, remaining, reset, retry = algo.decide(st, now, cost)
   if not allowed and ARGV[b + 5] ~= '1' then all = false end
-  local want, units, leaseMs, later = tonumber(ARGV[b + 6]), 0, 0, 0
+  local want, units, leaseMs, later, window = tonumber(ARGV[b + 6]), 0, 0, 0, 0
   if allowed and cost > 0 and want > 0 and algo.lease then
-    units, leaseMs, later = algo.lease(st, want, tonumber(ARGV[b + 7]))
+    units, leaseMs, later, window = algo.lease(st, want, tonumber(ARGV[b + 7]))
   end
   local o = #out
   out[o + 1] = allowed and 1 or 0
@@ -82,6 +92,7 @@ for i = 1, #KEYS do
   out[o + 5] = allowed and 0 or max(1, ceil(retry - EPS))
   out[o + 6] = units
   out[o + 7] = leaseMs
+  out[o + 8] = units > 0 and window or 0
 end
 if all or not atomic then
   for _, key in ipairs(order) do
@@ -89,6 +100,6 @@ if all or not atomic then
     if st.dirty then st.algo.save(key, st) end
   end
 else
-  for o = 6, #out, 7 do out[o], out[o + 1] = 0, 0 end
+  for o = 6, #out, 8 do out[o], out[o + 1], out[o + 2] = 0, 0, 0 end
 end
 return out

@@ -5,7 +5,9 @@
   "<window start ms> <count>", expiring at the window's end. (INCR + PEXPIRE would use the Redis
   server's clock for the boundary; time is an argument here, so the window start is stored.)
   A lease takes up to half the units left in the window, counted at once, and ends with the
-  window: every leased unit is used in the window that counted it.
+  window: every leased unit is used in the window that counted it. Units of a lease that ended
+  before its window, not given out, are uncounted when the replica says so (giveBack), if the
+  window that counted them (its start) is still the one stored.
 ]]
 if need.fwin then
   ALGOS.fwin = {
@@ -44,7 +46,12 @@ if need.fwin then
       local units = min(ceil(want * ttl / leaseMs), floor((st.limit - st.count) / 2))
       if units < 1 then return 0, 0, 0 end
       st.count = st.count + units
-      return units, ttl, 0
+      return units, ttl, 0, st.start
+    end,
+    giveBack = function(st, units, start)
+      if st.start ~= start then return end
+      st.count = max(0, st.count - units)
+      st.dirty = true
     end,
     save = function(key, st)
       redis.call('SET', key, string.format('%d %d', st.start, st.count), 'PX', st.ttl)

@@ -6,7 +6,9 @@
   windows have passed.
   A lease takes up to half the room left, counted in the current window at once, and ends with
   that window: the weighted count only falls while the window lasts, so each leased unit would
-  still be allowed when it is used, and later windows count it as used.
+  still be allowed when it is used, and later windows count it as used, unless the replica gives
+  back what it did not give out (giveBack): uncounted from the window that counted it, current
+  or previous.
 ]]
 if need.swin then
   ALGOS.swin = {
@@ -16,6 +18,8 @@ if need.swin then
       if v then
         local a, b, c = string.match(v, '^(%d+) ([%d.]+) ([%d.]+)$')
         st.idx, st.cur, st.prev = tonumber(a), tonumber(b), tonumber(c)
+      else
+        st.absent = true
       end
       return st
     end,
@@ -64,7 +68,19 @@ if need.swin then
       local units = min(ceil(want * ttl / leaseMs), floor((st.limit - st.weighted - st.cur) / 2 + EPS))
       if units < 1 then return 0, 0, 0 end
       st.cur = st.cur + units
-      return units, ttl, 0
+      return units, ttl, 0, st.idx
+    end,
+    giveBack = function(st, units, idx)
+      -- an absent state (reset, or expired) counts nothing to give back from
+      if st.absent then return end
+      if st.idx == idx then
+        st.cur = max(0, st.cur - units)
+      elseif st.idx == idx + 1 then
+        st.prev = max(0, st.prev - units)
+      else
+        return
+      end
+      st.dirty = true
     end,
     save = function(key, st)
       redis.call('SET', key, string.format('%d %d %d', st.idx, st.cur, st.prev), 'PX', st.ttl)
