@@ -82,8 +82,16 @@ async function leaseUnits(apps: TestApp[]): Promise<{ granted: number; used: num
 
 interface Use {
   at: number;
+  /** The clock of the replica that admitted it (at, plus that replica's skew). */
+  seen: number;
   identifier: string;
   cost: number;
+}
+
+/** A replica and how far its clock is off the test's clock, ms. */
+interface Skewed {
+  app: TestApp;
+  offset: number;
 }
 
 /**
@@ -96,6 +104,7 @@ async function traffic(
   p: ReturnType<typeof policy>,
   steps: number,
   seed: number,
+  on: Skewed[] = replicas.map((app) => ({ app, offset: 0 })),
 ): Promise<{ uses: Use[]; checks: number }> {
   const rnd = seeded(seed);
   const uses: Use[] = [];
@@ -105,21 +114,22 @@ async function traffic(
     const roll = rnd();
     clock.advance(roll < 0.02 ? Math.floor(rnd() * 3 * LEASE_MS) : Math.floor(rnd() * 12));
     const burst = rnd() < 0.1 ? 2 + Math.floor(rnd() * 6) : 1;
-    const calls: Promise<{ d: Decision; identifier: string; cost: number }>[] = [];
+    const calls: Promise<{ d: Decision; identifier: string; cost: number; offset: number }>[] = [];
     for (let j = 0; j < burst; j++) {
-      const app = replicas[Math.floor(rnd() * replicas.length)] as TestApp;
+      const { app, offset } = on[Math.floor(rnd() * on.length)] as Skewed;
       const identifier = ids[Math.floor(rnd() * ids.length)] as string;
       const cost = rnd() < 0.1 ? 2 + Math.floor(rnd() * 3) : 1;
       checks++;
       calls.push(
         Promise.resolve(app.deps.ratelimit.check(tenant, { policy: p, identifier, cost })).then(
-          (d) => ({ d, identifier, cost }),
+          (d) => ({ d, identifier, cost, offset }),
         ),
       );
     }
-    for (const { d, identifier, cost } of await Promise.all(calls)) {
+    for (const { d, identifier, cost, offset } of await Promise.all(calls)) {
       expect(d.degraded).toBeUndefined();
-      if (d.allowed) uses.push({ at: clock.nowMs(), identifier, cost });
+      const at = clock.nowMs();
+      if (d.allowed) uses.push({ at, seen: at + offset, identifier, cost });
     }
   }
   return { uses, checks };
@@ -482,5 +492,48 @@ describe('leases', () => {
     } finally {
       a.deps.lifecycle.overloaded = false;
     }
+  });
+});
+
+/*
+ * Clock skew: lent.lua keeps a bucket's cap lowered until leaseMs / 2 after the last lease could
+ * have ended, a margin meant to cover replicas whose clocks disagree. Two more replicas here, one
+ * 200 ms ahead of the test's clock and one 200 ms behind (with the one on time: 400 ms apart, within
+ * that margin), and the reference replayed as the bucket sees time: each use at its replica's clock,
+ * clamped to the latest before it (as every algorithm clamps), those of one instant the
+ * latest-clocked first (the replay that allows most).
+ */
+const SKEW_MS = 200;
+const ahead = useTestApp({ clock: { nowMs: () => clock.nowMs() + SKEW_MS } });
+const behind = useTestApp({ clock: { nowMs: () => clock.nowMs() - SKEW_MS } });
+
+describe.each(['token_bucket', 'gcra'] as const)('%s with leases and skewed clocks', (name) => {
+  it('admits nothing the reference would not, replayed as the bucket sees time', async () => {
+    const { def, model } = CASES[name] as Case;
+    const on: Skewed[] = [
+      { app: ahead, offset: SKEW_MS },
+      { app: behind, offset: -SKEW_MS },
+      { app: replicas[0] as TestApp, offset: 0 },
+    ];
+    clock.set(T0 + 13);
+    const { tenant } = await newTenant(ahead.deps, ['ratelimit:check']);
+    const p = policy(def);
+    const before = await leaseUnits(on.map((r) => r.app));
+    const { uses, checks } = await traffic(tenant, p, 1200, counter, on);
+    for (const id of ['a', 'b']) {
+      const m = model();
+      let t = 0;
+      const mine = uses
+        .filter((u) => u.identifier === id)
+        .sort((x, y) => x.at - y.at || y.seen - x.seen);
+      for (const u of mine) {
+        t = Math.max(t, u.seen);
+        const d = m.check(t, u.cost);
+        expect(d.allowed, `${id}: ${u.cost} at +${u.at - T0} ms (seen +${u.seen - T0})`).toBe(true);
+      }
+    }
+    expect(uses.length).toBeLessThan(checks * 0.8); // the limit was reached
+    const after = await leaseUnits(on.map((r) => r.app));
+    expect(after.used - before.used).toBeGreaterThan(uses.length * 0.2);
   });
 });
