@@ -30,6 +30,12 @@ const policiesFile = writePoliciesFile([
   '      - key: generic_key',
   '        value: internal',
   '        rate_limit: { unlimited: true }',
+  '  - domain: strict',
+  '    descriptors:',
+  '      - key: remote_address',
+  '        rate_limit: { unit: minute, requests_per_unit: 3 }',
+  'envoyOptions:',
+  '  strict: { failureMode: closed }',
 ]);
 
 // 20 s into a minute: 40 s left in minute windows.
@@ -287,6 +293,22 @@ describe('gRPC rate limit service (envoy.service.ratelimit.v3)', () => {
     }
     const after = await call(req(ip), a.meta);
     expect(after.response?.statuses?.[0]?.limitRemaining).toBe(2);
+  });
+
+  it('a domain whose envoyOptions fail closed answers UNAVAILABLE when Redis is not asked; the others OK', async () => {
+    const a = await caller();
+    // While the replica sheds load no decision goes to Redis: each domain's failure mode decides.
+    t.deps.lifecycle.overloaded = true;
+    try {
+      const closed = await call(req(addr(), { domain: 'strict' }), a.meta);
+      expect(closed.error?.code).toBe(grpc.status.UNAVAILABLE);
+      expect((await call(req(addr()), a.meta)).response?.overallCode).toBe('OK');
+    } finally {
+      t.deps.lifecycle.overloaded = false;
+    }
+    expect((await call(req(addr(), { domain: 'strict' }), a.meta)).response?.overallCode).toBe(
+      'OK',
+    );
   });
 
   it('a draining gateway answers UNAVAILABLE (Envoy then applies failure_mode_deny) and reports NOT_SERVING', async () => {
