@@ -251,7 +251,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     redis,
     clock,
     cacheTtlMs: config.auth.cacheTtlMs,
-    onChange: () => ratelimit.clearLocal(),
+    onChange: (tenant) => ratelimit.clearLocal(tenant),
     onInvalidEntry: (tenant, name, message) =>
       ratelimitLog.error(
         { tenant, policy: name, err: message },

@@ -102,6 +102,8 @@ export const keys = {
    */
   ratelimit: (tenant: string, policy: string, algorithm: string, identifier: string): string =>
     userKey(tenant, `rl:${policy}:${algorithm}`, 'key', identifier),
+  /** What every rate-limit state key of a tenant starts with (to forget its state in-process). */
+  ratelimitPrefix: (tenant: string): string => tenantPrefix(tenant, 'rl'),
 
   /**
    * One session, a hash: `<tenant>:session:<id>`. Ids are server-generated (43 base64url

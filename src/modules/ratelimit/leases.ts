@@ -58,6 +58,8 @@ export interface LeaseTable {
   /** Units of a live lease (0 when none). */
   held(key: string, now: number): number;
   forget(key: string): void;
+  /** Forgets every lease of a key starting with `prefix` (one tenant's). */
+  forgetPrefix(prefix: string): void;
   clear(): void;
   readonly size: number;
 }
@@ -165,6 +167,10 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
 
     forget(key) {
       leases.delete(key);
+    },
+
+    forgetPrefix(prefix) {
+      for (const key of leases.keys()) if (key.startsWith(prefix)) leases.delete(key);
     },
 
     clear() {

@@ -528,10 +528,20 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       leases.forget(key);
     },
 
-    /** Forgets remembered denials and leases (policies changed: a lease may be of an old limit). */
-    clearLocal(): void {
-      denied.clear();
-      leases.clear();
+    /**
+     * Forgets remembered denials and leases (policies changed: they may be of an old limit): a
+     * tenant's, or every tenant's. One tenant's policy change leaves the others' leases alone:
+     * a dropped lease's units count as used until it would have ended.
+     */
+    clearLocal(tenant?: string): void {
+      if (tenant === undefined) {
+        denied.clear();
+        leases.clear();
+        return;
+      }
+      const prefix = keys.ratelimitPrefix(tenant);
+      for (const key of denied.keys()) if (key.startsWith(prefix)) denied.delete(key);
+      leases.forgetPrefix(prefix);
     },
 
     /**

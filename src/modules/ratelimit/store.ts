@@ -40,8 +40,11 @@ export interface PolicyStoreOptions {
   redis: RedisAccess;
   clock: Clock;
   cacheTtlMs: number;
-  /** Called whenever effective policies may have changed (file reload, API change). */
-  onChange?(): void;
+  /**
+   * Called whenever effective policies may have changed: one tenant's (its API policies), or
+   * any tenant's (a file reload, a resubscribe that may have missed changes).
+   */
+  onChange?(tenant?: string): void;
   onInvalidEntry?(tenant: string, name: string, message: string): void;
 }
 
@@ -202,7 +205,7 @@ export function createPolicyStore(opts: PolicyStoreOptions) {
     /** Another replica changed this tenant's API policies (pub/sub). */
     forget(tenant: string): void {
       api.delete(tenant);
-      opts.onChange?.();
+      opts.onChange?.(tenant);
     },
 
     /** Pub/sub reconnected: changes may have been missed. */
