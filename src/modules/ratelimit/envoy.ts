@@ -189,7 +189,7 @@ function compileLevel(
 
 /**
  * The domains of the policies file's `envoy` list, compiled with their `envoyOptions`; throws
- * naming the first problem (options for a domain the list does not have among them: a misspelt
+ * naming the first problem. Among them: options for a domain the list does not have (a misspelt
  * name would otherwise leave the limits it meant without them, silently).
  */
 export function compileEnvoyConfig(
