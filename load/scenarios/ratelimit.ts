@@ -99,6 +99,23 @@ function checkScenario(name: string, id: string, policy: string): Scenario {
   };
 }
 
+/** POST /v1/ratelimit/envoy against `domain`, a different remote address of 1000 each time. */
+function envoyScenario(name: string, id: string, domain: string): Scenario {
+  return {
+    name,
+    id,
+    target: 'gateway',
+    baseline: 'baseline-ratelimit',
+    request: (ctx) => ({
+      method: 'POST',
+      path: '/v1/ratelimit/envoy',
+      headers: { ...ctx.auth, 'content-type': 'application/json' },
+      body: JSON.stringify(envoyRequest(0, domain)),
+      setupRequest: rotatingBody((n) => envoyRequest(n, domain)),
+    }),
+  };
+}
+
 /** The hook with `policy`, as an API gateway calls it, for 1000 client addresses. */
 function hookScenario(name: string, id: string, policy: string): Scenario {
   return {
@@ -130,19 +147,11 @@ export const ratelimitScenarios: Scenario[] = [
   },
   checkScenario('ratelimit check, token_bucket, 1k ids', 'ratelimit-tb', 'bench-tb'),
   checkScenario('ratelimit check, gcra, 1k ids', 'ratelimit-gcra', 'bench-gcra'),
-  {
-    name: 'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses)',
-    id: 'ratelimit-envoy',
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'POST',
-      path: '/v1/ratelimit/envoy',
-      headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify(envoyRequest(0)),
-      setupRequest: rotatingBody(envoyRequest),
-    }),
-  },
+  envoyScenario(
+    'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses)',
+    'ratelimit-envoy',
+    'bench',
+  ),
   hookScenario(
     'ratelimit hook (GET, X-Forwarded-For of 1k clients)',
     'ratelimit-hook',
@@ -191,17 +200,9 @@ export const ratelimitScenarios: Scenario[] = [
     'ratelimit-hook-lease',
     'bench-hook-lease',
   ),
-  {
-    name: 'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses), leases',
-    id: 'ratelimit-envoy-lease',
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'POST',
-      path: '/v1/ratelimit/envoy',
-      headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify(envoyRequest(0, 'bench-lease')),
-      setupRequest: rotatingBody((id) => envoyRequest(id, 'bench-lease')),
-    }),
-  },
+  envoyScenario(
+    'envoyproxy/ratelimit /json mirror (POST /v1/ratelimit/envoy, 1k addresses), leases',
+    'ratelimit-envoy-lease',
+    'bench-lease',
+  ),
 ];

@@ -59,6 +59,21 @@ export async function seriesBy(
   return Object.fromEntries(values.map((v) => [String(v.labels[label]), v.value]));
 }
 
+/** Rate-limit lease units granted and used, summed over `apps` (their lease metric). */
+export async function leaseUnits(apps: TestApp[]): Promise<{ granted: number; used: number }> {
+  let granted = 0;
+  let used = 0;
+  for (const a of apps) {
+    const s = await seriesBy(
+      a.deps.metrics.registry.getSingleMetric('gateway_ratelimit_lease_units_total') as never,
+      'event',
+    );
+    granted += s.granted ?? 0;
+    used += s.used ?? 0;
+  }
+  return { granted, used };
+}
+
 /** Waits until the app's master client is ready (or throws after `timeoutMs`). */
 export async function waitForRedis(deps: Deps, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -12,8 +12,8 @@ import {
   body,
   buildTestApp,
   expectProblem,
+  leaseUnits,
   newTenant,
-  seriesBy,
   useTestApp,
   writePoliciesFile,
 } from '../../harness/app.js';
@@ -500,15 +500,7 @@ describe('envoyOptions: what the gateway adds to an envoy domain', () => {
       }
       expect(deniedInARow.every((n) => n >= 20)).toBe(true);
       expect(allowed).toBe(200);
-      let used = 0;
-      for (const a of apps) {
-        const s = await seriesBy(
-          a.deps.metrics.registry.getSingleMetric('gateway_ratelimit_lease_units_total') as never,
-          'event',
-        );
-        used += s.used ?? 0;
-      }
-      expect(used).toBeGreaterThan(100);
+      expect((await leaseUnits(apps)).used).toBeGreaterThan(100);
     } finally {
       await Promise.all(apps.map((a) => a.close()));
     }

@@ -15,7 +15,7 @@ import {
   type TestApp,
   adminRedis,
   newTenant,
-  seriesBy,
+  leaseUnits,
   useTestApp,
 } from '../../harness/app.js';
 import {
@@ -72,20 +72,6 @@ let counter = 0;
  */
 const policy = (def: PolicyDefinition) =>
   compilePolicy(`lease${++counter}-${Date.now()}`, 'file', { timeoutMs: 5000, ...def });
-
-async function leaseUnits(apps: TestApp[]): Promise<{ granted: number; used: number }> {
-  let granted = 0;
-  let used = 0;
-  for (const a of apps) {
-    const s = await seriesBy(
-      a.deps.metrics.registry.getSingleMetric('gateway_ratelimit_lease_units_total') as never,
-      'event',
-    );
-    granted += s.granted ?? 0;
-    used += s.used ?? 0;
-  }
-  return { granted, used };
-}
 
 interface Use {
   at: number;
