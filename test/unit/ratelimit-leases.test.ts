@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createLeaseTable } from '../../src/modules/ratelimit/leases.js';
 
 const L = 1000;
-/** A bucket's grant (window 0: nothing given back). */
-const grant = { leaseMs: L, window: 0, remaining: 500, resetMs: 100 };
+/** A grant without an origin (0: nothing given back). */
+const grant = { leaseMs: L, origin: 0, remaining: 500, resetMs: 100 };
 
 describe('lease table', () => {
   it('sizes leases to what the identifier uses: none, 1, doubled while run out early', () => {
@@ -57,28 +57,28 @@ describe('lease table', () => {
     expect(t.ask('k', 252, L, 100).want).toBe(12);
   });
 
-  it("gives back what is left of a window's lease with the next check that goes to Redis, once", () => {
+  it('gives back what is left of a lease with the next check that goes to Redis, once', () => {
     const t = createLeaseTable(10);
     t.ask('k', 0, L, 100);
     const a = t.ask('k', 1, L, 100);
-    t.granted(a.lease!, 1, { ...grant, window: 7, units: 5 });
+    t.granted(a.lease!, 1, { ...grant, origin: 7, units: 5 });
     t.take('k', 2, 10);
-    // Ended with 3 left: they go back (window 7), and the next lease is sized to the 2 used.
-    expect(t.ask('k', 2 + L, L, 100)).toMatchObject({ want: 2, back: 3, backWindow: 7 });
+    // Ended with 3 left: they go back (origin 7), and the next lease is sized to the 2 used.
+    expect(t.ask('k', 2 + L, L, 100)).toMatchObject({ want: 2, back: 3, backOrigin: 7 });
     expect(t.held('k', 2 + L)).toBe(0);
     // A live lease too small for a check's cost: what it holds goes back, none of it is used.
     const t2 = createLeaseTable(10);
     t2.ask('k', 0, L, 100);
     const b = t2.ask('k', 1, L, 100);
-    t2.granted(b.lease!, 1, { ...grant, window: 7, units: 2 });
+    t2.granted(b.lease!, 1, { ...grant, origin: 7, units: 2 });
     expect(t2.take('k', 3, 5)).toBeUndefined();
     const c = t2.ask('k', 5, L, 100);
-    expect(c).toMatchObject({ want: 4, back: 2, backWindow: 7 });
+    expect(c).toMatchObject({ want: 4, back: 2, backOrigin: 7 });
     expect(t2.take('k', 1, 6)).toBeUndefined();
     // Nothing is given back twice: the check that carried them may have failed.
     t2.failed(c.lease!);
     expect(t2.ask('k', 7, L, 100)).toMatchObject({ back: 0 });
-    // A bucket's lease (window 0) is never given back.
+    // A lease without an origin (0) is never given back.
     const t3 = createLeaseTable(10);
     t3.ask('k', 0, L, 100);
     const d = t3.ask('k', 1, L, 100);

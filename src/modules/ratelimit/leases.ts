@@ -4,8 +4,9 @@
  * limiters with `leaseMs` use them, and the check script guarantees that no sequence of leased and
  * direct uses, over all replicas, exceeds the limit (lua/lent.lua, the algorithms' headers).
  *
- * What a lease costs is the units it holds and does not use: they count as used (a window's, until
- * the replica's next check of the identifier gives them back, if that window still counts). So a
+ * What a lease costs is the units it holds and does not use: they count as used until the
+ * replica's next check of the identifier gives them back, and for good when what counted them no
+ * longer does (the window has ended; the bucket's lease generation is forgotten). So a
  * lease is sized to what this replica saw the identifier use: none for an identifier seen once per
  * lease time, then 1, doubled whenever a lease ran out before it ended, and after a lease that
  * ended unused in part, what that one used (over leaseMs: a lease its window cut short used that
@@ -27,8 +28,11 @@ export interface Lease {
   granted: number;
   /** How long the last grant was for, ms: leaseMs, or less when a window ended it. */
   heldMs: number;
-  /** The window that counted the last grant (a window's start or index; 0: a bucket's). */
-  window: number;
+  /**
+   * What counted the last grant, named as the script returned it: a window's start or index, a
+   * bucket's lease generation (its forget-at). The units of it not given out go back with it.
+   */
+  origin: number;
   /** What Redis had left beyond the grant, and when it would have been fully restored. */
   remaining: number;
   resetAt: number;
@@ -44,14 +48,14 @@ export interface LeaseTable {
   /**
    * How many units a check going to Redis now should ask for beyond its cost (0: none), the
    * lease to hand the answer to, and the units of the last lease it gives back (no longer given
-   * out here; the script uncounts them if their window still counts).
+   * out here; the script uncounts them if what counted them still counts).
    */
   ask(key: string, now: number, leaseMs: number, max: number): Ask;
   /** The script's answer for the check that asked: `units` granted for `leaseMs` from `now`. */
   granted(
     lease: Lease,
     now: number,
-    r: { units: number; leaseMs: number; window: number; remaining: number; resetMs: number },
+    r: { units: number; leaseMs: number; origin: number; remaining: number; resetMs: number },
   ): void;
   /** The check that asked got no answer (the lease table forgets it was asking). */
   failed(lease: Lease): void;
@@ -67,12 +71,12 @@ export interface LeaseTable {
 export interface Ask {
   want: number;
   lease?: Lease;
-  /** Units given back, and the window that counted them (0 0: none). */
+  /** Units given back, and what counted them (`Lease.origin`; 0 0: none). */
   back: number;
-  backWindow: number;
+  backOrigin: number;
 }
 
-const NOTHING: Ask = { want: 0, back: 0, backWindow: 0 };
+const NOTHING: Ask = { want: 0, back: 0, backOrigin: 0 };
 
 /** A table of at most `maxEntries` leases (the oldest is dropped first); 0 turns leases off. */
 export function createLeaseTable(maxEntries: number): LeaseTable {
@@ -99,7 +103,7 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
           expiresAt: 0,
           granted: 0,
           heldMs: 0,
-          window: 0,
+          origin: 0,
           remaining: 0,
           resetAt: 0,
           askedAt: now,
@@ -109,13 +113,13 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
         return NOTHING;
       }
       if (l.asking) return NOTHING;
-      // What is left of a window's last lease goes back with this check: this replica gives out
+      // What is left of the last lease goes back with this check: this replica gives out
       // none of it from now on (a lease too small for this cost, or one that ended).
       let back = 0;
-      let backWindow = 0;
-      if (l.units > 0 && l.window !== 0) {
+      let backOrigin = 0;
+      if (l.units > 0 && l.origin !== 0) {
         back = l.units;
-        backWindow = l.window;
+        backOrigin = l.origin;
       }
       let want: number;
       if (l.granted > 0 && now < l.expiresAt) {
@@ -135,9 +139,9 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
       }
       l.askedAt = now;
       want = Math.min(want, max);
-      if (want === 0) return back === 0 ? NOTHING : { want, back, backWindow };
+      if (want === 0) return back === 0 ? NOTHING : { want, back, backOrigin };
       l.asking = true;
-      return { want, lease: l, back, backWindow };
+      return { want, lease: l, back, backOrigin };
     },
 
     granted(l, now, r) {
@@ -149,7 +153,7 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
       }
       l.granted = r.units;
       l.heldMs = r.leaseMs;
-      l.window = r.window;
+      l.origin = r.origin;
       l.units = r.units;
       l.expiresAt = r.units > 0 ? now + r.leaseMs : 0;
       l.remaining = r.remaining;

@@ -77,7 +77,7 @@ export interface RatelimitServiceOptions {
   onLocalDenial?(): void;
   /**
    * Units reserved by a lease (`granted`), given out from one without Redis (`used`), or of a
-   * window's lease sent back unused (`returned`).
+   * lease sent back unused (`returned`).
    */
   onLease?(event: 'granted' | 'used' | 'returned', units: number): void;
   /** `checks` single checks went to Redis in one script call. */
@@ -149,7 +149,7 @@ class Batch {
 }
 
 const TIMEOUT = new Error('rate-limit decision timed out');
-const NO_LEASE: Ask = { want: 0, back: 0, backWindow: 0 };
+const NO_LEASE: Ask = { want: 0, back: 0, backOrigin: 0 };
 /** Not sent to Redis: the process is overloaded. */
 const OVERLOADED = new Error('rate-limit decision shed: the gateway is overloaded');
 
@@ -349,7 +349,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     leases.granted(lease, now, {
       units,
       leaseMs: r[6] as number,
-      window: r[7] as number,
+      origin: r[7] as number,
       remaining: d.remaining ?? 0,
       resetMs: d.resetMs,
     });
@@ -429,7 +429,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         }
       }
       if (opts.overloaded?.()) return degraded(policy, limiter, OVERLOADED);
-      const { want, lease, back, backWindow } =
+      const { want, lease, back, backOrigin } =
         limiter.leaseMs > 0 && cost > 0
           ? leases.ask(key, now, limiter.leaseMs, limiter.leaseMax)
           : NO_LEASE;
@@ -437,7 +437,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       const call = runOne(
         key,
         now,
-        [...limiter.args, cost, shadowOf(policy) ? 1 : 0, want, limiter.leaseMs, back, backWindow],
+        [...limiter.args, cost, shadowOf(policy) ? 1 : 0, want, limiter.leaseMs, back, backOrigin],
         policy.timeoutMs,
       );
       return call.then(
