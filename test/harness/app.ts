@@ -60,9 +60,12 @@ export async function seriesBy(
 }
 
 /** Rate-limit lease units granted and used, summed over `apps` (their lease metric). */
-export async function leaseUnits(apps: TestApp[]): Promise<{ granted: number; used: number }> {
+export async function leaseUnits(
+  apps: TestApp[],
+): Promise<{ granted: number; used: number; returned: number }> {
   let granted = 0;
   let used = 0;
+  let returned = 0;
   for (const a of apps) {
     const s = await seriesBy(
       a.deps.metrics.registry.getSingleMetric('gateway_ratelimit_lease_units_total') as never,
@@ -70,8 +73,9 @@ export async function leaseUnits(apps: TestApp[]): Promise<{ granted: number; us
     );
     granted += s.granted ?? 0;
     used += s.used ?? 0;
+    returned += s.returned ?? 0;
   }
-  return { granted, used };
+  return { granted, used, returned };
 }
 
 /** Waits until the app's master client is ready (or throws after `timeoutMs`). */

@@ -222,6 +222,18 @@ describe('master crash (kill -9) under load', () => {
       `crash-${Date.now()}`,
       10,
     );
+    // The same limit with leases: what a grant the crash takes with it costs.
+    const leased = startRateLimitLoad(
+      {
+        algorithm: 'fixed_window',
+        limit,
+        windowMs: 86_400_000,
+        failureMode: 'closed',
+        leaseMs: 1000,
+      },
+      `crash-lease-${Date.now()}`,
+      10,
+    );
     await new Promise((r) => setTimeout(r, 1500));
     const killedAt = load.now();
     const killedAtMs = Date.now();
@@ -231,35 +243,46 @@ describe('master crash (kill -9) under load', () => {
     // Keep the load on for a while after the promotion to see the recovery.
     const promotedAt = load.now();
     await new Promise((r) => setTimeout(r, 7000));
-    await Promise.all([load.stop(), limits.stop()]);
+    await Promise.all([load.stop(), limits.stop(), leased.stop()]);
 
     assertOnlyDeclaredAnswers(load.ledger, LATENCY_BOUND_MS);
     expectServedAgainWithin(load.ledger, killedAt, DOWN_AFTER_MS + 5000);
     // The rate limit: decisions (200) or the closed policy's 503 with Retry-After, in time; the
     // limit used up in the end, and never more admitted than it allows, but for counts the new
     // master may not have received (admissions answered in the last moments before the kill).
-    const rl = limits.answers;
-    expect(
-      rl
-        .filter(
-          (a) =>
-            !(
-              a.status === 200 ||
-              (a.status === 503 && a.retryAfter && /^BACKEND_/.test(a.code ?? ''))
-            ) || a.latencyMs > LATENCY_BOUND_MS,
-        )
-        .slice(0, 5),
-    ).toEqual([]);
-    const admitted = rl.filter((a) => a.status === 200 && a.allowed === true);
-    const unreplicated = admitted.filter(
-      (a) => a.t + a.latencyMs > killedAtMs - 250 && a.t + a.latencyMs <= killedAtMs,
-    ).length;
-    const admittedBefore = admitted.filter((a) => a.t + a.latencyMs <= killedAtMs).length;
-    const context = `${admitted.length} admitted of ${rl.length} checks (limit ${limit}): ${admittedBefore} before the kill, ${unreplicated} of them in its last 250 ms`;
-    expect(admittedBefore, context).toBeLessThan(limit);
-    expect(admitted.length, context).toBeLessThanOrEqual(limit + unreplicated);
-    expect(rl.at(-1)?.allowed, context).toBe(false);
-    console.log(`rate limit through the crash: ${context}`);
+    // With leases, a grant the new master never received lets its units be given out twice: from
+    // the lease (until it ends or the replica reaches the new master) and again by the new master.
+    // A lease holds at most 1/16 of the limit, and this gateway holds one per identifier. (And
+    // units can go unused: 6-91 of the 500 were, in 6 runs, while a pub/sub reconnect dropped
+    // leases; none in 4 since it ends them and their units go back.)
+    const rateLimitThroughCrash = (rl: RateLimitAnswer[], lost: number, name: string) => {
+      expect(
+        rl
+          .filter(
+            (a) =>
+              !(
+                a.status === 200 ||
+                (a.status === 503 && a.retryAfter && /^BACKEND_/.test(a.code ?? ''))
+              ) || a.latencyMs > LATENCY_BOUND_MS,
+          )
+          .slice(0, 5),
+      ).toEqual([]);
+      const admitted = rl.filter((a) => a.status === 200 && a.allowed === true);
+      const unreplicated = admitted.filter(
+        (a) => a.t + a.latencyMs > killedAtMs - 250 && a.t + a.latencyMs <= killedAtMs,
+      ).length;
+      const admittedBefore = admitted.filter((a) => a.t + a.latencyMs <= killedAtMs).length;
+      const inOutage = admitted.filter(
+        (a) => a.t > killedAtMs && a.t + a.latencyMs < killedAtMs + DOWN_AFTER_MS,
+      ).length;
+      const context = `${admitted.length} admitted of ${rl.length} checks (limit ${limit}): ${admittedBefore} before the kill, ${unreplicated} of them in its last 250 ms; ${inOutage} admitted while the master was down`;
+      expect(admittedBefore, context).toBeLessThan(limit);
+      expect(admitted.length, context).toBeLessThanOrEqual(limit + unreplicated + lost);
+      expect(rl.at(-1)?.allowed, context).toBe(false);
+      console.log(`rate limit through the crash, ${name}: ${context}`);
+    };
+    rateLimitThroughCrash(limits.answers, 0, 'exact');
+    rateLimitThroughCrash(leased.answers, Math.floor(limit / 16), 'leases');
     // Right after a promotion the new master may refuse writes (NOREPLICAS) until the other
     // replica re-attaches; by promotion + 5 s everything must succeed.
     expectSettledAfter(load.ledger, promotedAt + 5000);

@@ -86,6 +86,25 @@ describe('lease table', () => {
     expect(t3.ask('k', 2 + L, L, 100)).toMatchObject({ want: 0, back: 0 });
   });
 
+  it('retire ends leases at once (one prefix, or all): their units go back, one asking is forgotten', () => {
+    const t = createLeaseTable(10);
+    for (const k of ['t1:x', 't1:y', 't2:x']) {
+      t.ask(k, 0, L, 100);
+      const a = t.ask(k, 1, L, 100);
+      t.granted(a.lease!, 1, { ...grant, origin: 7, units: 4 });
+    }
+    t.ask('t1:z', 0, L, 100);
+    expect(t.ask('t1:z', 1, L, 100).want).toBe(1); // its grant is on its way
+    t.retire('t1:');
+    expect(t.take('t1:x', 1, 2)).toBeUndefined();
+    expect(t.take('t2:x', 1, 2)?.units).toBe(3); // another prefix's lease goes on
+    expect(t.ask('t1:x', 3, L, 100)).toMatchObject({ want: 0, back: 4, backOrigin: 7 });
+    expect(t.ask('t1:z', 3, L, 100).want).toBe(0); // forgotten: new again
+    t.retire();
+    expect(t.held('t2:x', 4)).toBe(0);
+    expect(t.ask('t2:x', 5, L, 100)).toMatchObject({ want: 1, back: 3, backOrigin: 7 });
+  });
+
   it('asks once at a time per identifier, within the limiter maximum; a failure lets it ask again', () => {
     const t = createLeaseTable(10);
     t.ask('k', 0, L, 3);

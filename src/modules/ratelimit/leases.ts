@@ -62,8 +62,13 @@ export interface LeaseTable {
   /** Units of a live lease (0 when none). */
   held(key: string, now: number): number;
   forget(key: string): void;
-  /** Forgets every lease of a key starting with `prefix` (one tenant's). */
-  forgetPrefix(prefix: string): void;
+  /**
+   * Ends every lease (of a key starting with `prefix`: one tenant's) at once: none of its units
+   * is given out from now, and those left go back with the identifier's next check. A lease
+   * whose grant is on its way is forgotten (its units count as used).
+   */
+  retire(prefix?: string): void;
+  /** Forgets every lease: their units are neither given out nor back (they count as used). */
   clear(): void;
   readonly size: number;
 }
@@ -173,8 +178,12 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
       leases.delete(key);
     },
 
-    forgetPrefix(prefix) {
-      for (const key of leases.keys()) if (key.startsWith(prefix)) leases.delete(key);
+    retire(prefix) {
+      for (const [key, l] of leases) {
+        if (prefix !== undefined && !key.startsWith(prefix)) continue;
+        if (l.asking) leases.delete(key);
+        else l.expiresAt = 0;
+      }
     },
 
     clear() {

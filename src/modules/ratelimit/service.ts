@@ -529,19 +529,20 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     },
 
     /**
-     * Forgets remembered denials and leases (policies changed: they may be of an old limit): a
-     * tenant's, or every tenant's. One tenant's policy change leaves the others' leases alone:
-     * a dropped lease's units count as used until it would have ended.
+     * Forgets remembered denials and ends leases (policies changed, or pub/sub reconnected and
+     * changes may have been missed: they may be of an old limit): a tenant's, or every tenant's.
+     * An ended lease gives out nothing more, and its units left go back with the identifier's
+     * next check, as for a lease that ran its time.
      */
     clearLocal(tenant?: string): void {
       if (tenant === undefined) {
         denied.clear();
-        leases.clear();
+        leases.retire();
         return;
       }
       const prefix = keys.ratelimitPrefix(tenant);
       for (const key of denied.keys()) if (key.startsWith(prefix)) denied.delete(key);
-      leases.forgetPrefix(prefix);
+      leases.retire(prefix);
     },
 
     /**

@@ -352,7 +352,7 @@ describe('leases', () => {
     expect(d.remaining).toBe(999);
   });
 
-  it("are dropped for a tenant whose policies change through the admin API, and only that tenant's", async () => {
+  it("end for a tenant whose policies change through the admin API, and only that tenant's; their units go back", async () => {
     clock.set(T0 + 350);
     const [a, b] = replicas as [TestApp, TestApp];
     const changed = await newTenant(a.deps, ['ratelimit:check']);
@@ -385,6 +385,21 @@ describe('leases', () => {
     }
     expect(a.deps.ratelimit.leasedUnits(key(changed.tenant))).toBe(0);
     expect(a.deps.ratelimit.leasedUnits(key(other.tenant))).toBe(held);
+    // The ended lease's units come back with the next check that goes to Redis.
+    const redis = await adminRedis(a);
+    try {
+      const tokens = async () => Number((await redis.get(key(changed.tenant)))?.split(' ')[0]);
+      const before = await tokens();
+      const returned = (await leaseUnits([a])).returned;
+      await a.deps.ratelimit.check(changed.tenant, { policy: p, identifier: 'x', cost: 1 });
+      const back = (await leaseUnits([a])).returned - returned;
+      expect(back).toBeGreaterThan(0);
+      // (less 1 taken, and less a new lease sized to what the ended one saw used)
+      const lease = a.deps.ratelimit.leasedUnits(key(changed.tenant));
+      expect(await tokens()).toBeCloseTo(before + back - 1 - lease, 6);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('are never granted by `_check` (all or nothing), nor for a sliding log or a small quota', async () => {
