@@ -613,11 +613,15 @@ describe('leases', () => {
  * 200 ms ahead of the test's clock and one 200 ms behind (with the one on time: 400 ms apart, within
  * that margin), and the reference replayed as the bucket sees time: each use at its replica's clock,
  * clamped to the latest before it (as every algorithm clamps), those of one instant the
- * latest-clocked first (the replay that allows most).
+ * latest-clocked first (the replay that allows most). Two more at the bound itself, 500 ms apart.
  */
 const SKEW_MS = 200;
 const ahead = useTestApp({ clock: { nowMs: () => clock.nowMs() + SKEW_MS } });
 const behind = useTestApp({ clock: { nowMs: () => clock.nowMs() - SKEW_MS } });
+/** The documented bound: two replicas leaseMs / 2 apart. */
+const EDGE_MS = LEASE_MS / 4;
+const edgeAhead = useTestApp({ clock: { nowMs: () => clock.nowMs() + EDGE_MS } });
+const edgeBehind = useTestApp({ clock: { nowMs: () => clock.nowMs() - EDGE_MS } });
 
 describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (name) => {
   it('admits nothing the reference would not, replayed as the bucket sees time', async () => {
@@ -682,6 +686,55 @@ describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (nam
     clock.advance(850);
     for (let i = 0; i < 200 && (await check(ahead, SKEW_MS)).allowed; i++);
     for (let i = 0; i < 4; i++) await check(behind, -SKEW_MS);
+    const m = model();
+    let t = 0;
+    for (const at of uses) {
+      t = Math.max(t, at);
+      expect(m.check(t, 1).allowed, `a use seen at +${at - T0} ms`).toBe(true);
+    }
+  });
+
+  it('holds at the bound, clocks leaseMs / 2 apart, for a lease granted late in its generation', async () => {
+    // The tightest case: a generation is forgotten 2 lease times after it opened, on the clock
+    // of the replica that opened it; a lease granted just under half a lease time later ends 1.5
+    // lease times after the opening, on that replica's clock. A replica leaseMs / 2 ahead sees
+    // the generation forgotten (and the cap restored) at that very moment, not before. (With
+    // the replicas 540 ms apart, the lease's last units come on top of the drained bucket: this
+    // fails, for both algorithms.)
+    const { def, model } = CASES[name] as Case;
+    clock.set(T0 + 700_000);
+    const { tenant } = await newTenant(edgeAhead.deps, ['ratelimit:check']);
+    const p = policy(def);
+    const key = keys.ratelimit(tenant, p.stateName, p.code as string, 'x');
+    const uses: number[] = [];
+    const check = async (app: TestApp, offset: number) => {
+      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+      if (d.allowed) uses.push(clock.nowMs() + offset);
+      return d;
+    };
+    const leased = () => edgeBehind.deps.ratelimit.leasedUnits(key);
+    await check(edgeBehind, -EDGE_MS);
+    clock.advance(1);
+    await check(edgeBehind, -EDGE_MS); // a lease of 1 opens the generation
+    expect(leased()).toBe(1);
+    const redis = await adminRedis(edgeBehind);
+    let forgetAt: number;
+    try {
+      const state = ((await redis.get(key)) ?? '').split(' ').map(Number);
+      forgetAt = state[name === 'gcra' ? 2 : 3] as number;
+    } finally {
+      redis.disconnect();
+    }
+    clock.advance(LEASE_MS / 2 - 2);
+    await check(edgeBehind, -EDGE_MS); // uses it up
+    clock.advance(1);
+    await check(edgeBehind, -EDGE_MS); // a lease of 2, late in the same generation
+    expect(leased()).toBe(2);
+    // The first instant the replica ahead sees the generation forgotten: it drains the bucket,
+    // then the replica behind tries its lease.
+    clock.set(forgetAt - EDGE_MS);
+    for (let i = 0; i < 200 && (await check(edgeAhead, EDGE_MS)).allowed; i++);
+    for (let i = 0; i < 4; i++) await check(edgeBehind, -EDGE_MS);
     const m = model();
     let t = 0;
     for (const at of uses) {
