@@ -255,7 +255,7 @@ describe('master crash (kill -9) under load', () => {
     // A lease holds at most 1/16 of the limit, and this gateway holds one per identifier. (And
     // units can go unused: 6-91 of the 500 were, in 6 runs, while a pub/sub reconnect dropped
     // leases; none in 4 since it ends them and their units go back.)
-    const rateLimitThroughCrash = (rl: RateLimitAnswer[], lost: number, name: string) => {
+    const rateLimitThroughCrash = (rl: RateLimitAnswer[], lostGrant: number, name: string) => {
       expect(
         rl
           .filter(
@@ -277,7 +277,7 @@ describe('master crash (kill -9) under load', () => {
       ).length;
       const context = `${admitted.length} admitted of ${rl.length} checks (limit ${limit}): ${admittedBefore} before the kill, ${unreplicated} of them in its last 250 ms; ${inOutage} admitted while the master was down`;
       expect(admittedBefore, context).toBeLessThan(limit);
-      expect(admitted.length, context).toBeLessThanOrEqual(limit + unreplicated + lost);
+      expect(admitted.length, context).toBeLessThanOrEqual(limit + unreplicated + lostGrant);
       expect(rl.at(-1)?.allowed, context).toBe(false);
       console.log(`rate limit through the crash, ${name}: ${context}`);
     };
