@@ -151,14 +151,14 @@ describe.each(Object.entries(CASES))('%s with leases', (_name, { def, model }) =
     const used = after.used - before.used;
     expect(used).toBeGreaterThan(uses.length * 0.2);
     expect(after.granted - before.granted).toBeGreaterThanOrEqual(used);
-    // What leases cost: units reserved and not used count as used until they are given back.
-    // The same traffic through the same limit without leases is admitted within a few percent
-    // (with these seeds: windows 1.00-1.01 of it, 0.91-0.96 before units were given back; token
-    // bucket 0.99, 0.95 before; GCRA 0.97, 0.92 before).
+    // What leases cost: units reserved and not used count as used (a window's until they are
+    // given back). The same traffic through the same limit without leases is admitted within a
+    // few percent (with these seeds: windows 1.00-1.01 of it, 0.91-0.96 before units were given
+    // back; token bucket 0.95, GCRA 0.92: buckets give nothing back, see lent.lua).
     const { leaseMs: _, ...exact } = def as PolicyDefinition & { leaseMs?: number };
     clock.set(T0 + 7);
     const without = await traffic(tenant, policy(exact), 1200, seed);
-    const share = def.algorithm.endsWith('window') ? 0.98 : 0.95;
+    const share = def.algorithm.endsWith('window') ? 0.98 : 0.9;
     expect(uses.length).toBeGreaterThanOrEqual(without.uses.length * share);
   });
 
@@ -298,33 +298,6 @@ describe('leases', () => {
     }
   });
 
-  it("a bucket's lease gives its unused units back too, as tokens, while its generation is live", async () => {
-    clock.set(T0 + 250);
-    const [a] = replicas as [TestApp];
-    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
-    const p = policy({
-      algorithm: 'token_bucket',
-      capacity: 1000,
-      refillPerSecond: 1,
-      leaseMs: 500,
-    });
-    const key = keys.ratelimit(tenant, p.stateName, 'tb', 'x');
-    const redis = await adminRedis(a);
-    try {
-      const check = () => a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
-      await check();
-      await check(); // 2 taken + a lease of 1, which lowers the cap by 1 while it may be used
-      expect(await redis.get(key)).toMatch(/^997 \d+ 1 \d+ 0 0$/);
-      clock.advance(500); // ended: the next check carries the unused unit back
-      await check();
-      // 997 + 0.5 refilled + 1 given back - 1 taken, and nothing on lease any more.
-      expect(await redis.get(key)).toMatch(/^997\.5 \d+$/);
-      expect(a.deps.ratelimit.leasedUnits(key)).toBe(0);
-    } finally {
-      redis.disconnect();
-    }
-  });
-
   it('are dropped on every replica when the identifier is reset', async () => {
     clock.set(T0 + 300);
     const [a, b] = replicas as [TestApp, TestApp];
@@ -357,13 +330,8 @@ describe('leases', () => {
     const [a, b] = replicas as [TestApp, TestApp];
     const changed = await newTenant(a.deps, ['ratelimit:check']);
     const other = await newTenant(a.deps, ['ratelimit:check']);
-    const p = policy({
-      algorithm: 'token_bucket',
-      capacity: 1000,
-      refillPerSecond: 1,
-      leaseMs: 5000,
-    });
-    const key = (tenant: string) => keys.ratelimit(tenant, p.stateName, 'tb', 'x');
+    const p = policy({ algorithm: 'fixed_window', limit: 1000, windowMs: 60_000, leaseMs: 5000 });
+    const key = (tenant: string) => keys.ratelimit(tenant, p.stateName, 'fwin', 'x');
     for (const { tenant } of [changed, other]) {
       for (let i = 0; i < 8; i++) {
         await a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
@@ -385,18 +353,19 @@ describe('leases', () => {
     }
     expect(a.deps.ratelimit.leasedUnits(key(changed.tenant))).toBe(0);
     expect(a.deps.ratelimit.leasedUnits(key(other.tenant))).toBe(held);
-    // The ended lease's units come back with the next check that goes to Redis.
+    // The ended lease's units come back with the next check that goes to Redis (its window
+    // still counts).
     const redis = await adminRedis(a);
     try {
-      const tokens = async () => Number((await redis.get(key(changed.tenant)))?.split(' ')[0]);
-      const before = await tokens();
+      const counted = async () => Number((await redis.get(key(changed.tenant)))?.split(' ')[1]);
+      const before = await counted();
       const returned = (await leaseUnits([a])).returned;
       await a.deps.ratelimit.check(changed.tenant, { policy: p, identifier: 'x', cost: 1 });
       const back = (await leaseUnits([a])).returned - returned;
       expect(back).toBeGreaterThan(0);
-      // (less 1 taken, and less a new lease sized to what the ended one saw used)
+      // (plus 1 counted, and a new lease sized to what the ended one saw used)
       const lease = a.deps.ratelimit.leasedUnits(key(changed.tenant));
-      expect(await tokens()).toBeCloseTo(before + back - 1 - lease, 6);
+      expect(await counted()).toBe(before - back + 1 + lease);
     } finally {
       redis.disconnect();
     }
@@ -439,9 +408,7 @@ describe('leases', () => {
       );
     // code, p1, p2, p3, cost, shadow, want, leaseMs, back, backOrigin; 8 integers back per check
     const tb = (cost: number, want: number) => ['tb', 1000, 0.001, '', cost, 0, want, 1000, 0, 0];
-    // The lease's origin: its generation, named by when that is forgotten (two lease times on).
-    const gen = clock.nowMs() + 2000;
-    expect(await run(0, [k('tb'), tb(1, 10)])).toEqual([1, 1000, 989, 11_000, 0, 10, 1000, gen]);
+    expect(await run(0, [k('tb'), tb(1, 10)])).toEqual([1, 1000, 989, 11_000, 0, 10, 1000, 0]);
     // The bucket keeps its leases (the cap stays lowered) for two lease times at least.
     const redis = await adminRedis(a);
     try {
@@ -467,51 +434,11 @@ describe('leases', () => {
     // A peek consumes nothing and gets no lease.
     expect((await run(0, [k('tb'), tb(0, 10)])).slice(5)).toEqual([0, 0, 0]);
     // Half of what is left at most.
-    const tb2Gen = clock.nowMs() + 2000;
     expect(
       (await run(0, [k('tb2'), ['tb', 10, 0.001, '', 4, 0, 100, 1000, 0, 0]])).slice(5),
-    ).toEqual([3, 1000, tb2Gen]);
-    // A bucket's units given back come back as tokens while their generation is live, and only
-    // up to what it holds: 3 leased, 1 used directly, 3 back, then nothing more (the generation
-    // holds none), nor from a generation it does not hold.
-    const tb2 = (back: number, origin: number) => [
-      'tb',
-      10,
-      0.001,
-      '',
-      1,
-      0,
-      0,
-      1000,
-      back,
-      origin,
-    ];
-    expect((await run(0, [k('tb2'), tb2(3, tb2Gen)]))[2]).toBe(5);
-    expect((await run(0, [k('tb2'), tb2(3, tb2Gen)]))[2]).toBe(4);
-    expect((await run(0, [k('tb2'), tb2(3, tb2Gen + 1)]))[2]).toBe(3);
-    // GCRA likewise (the TAT moves back); and once the generation is forgotten, nothing: the
-    // bucket may have refilled to its full cap meanwhile, and the units would come on top.
-    const gcra = (cost: number, want: number, back: number, origin: number) => [
-      'gcra',
-      1000, // one per second: two seconds on, the TAT is still ahead
-      10,
-      '',
-      cost,
-      0,
-      want,
-      1000,
-      back,
-      origin,
-    ];
-    const g = await run(0, [k('gcra'), gcra(1, 4, 0, 0)]);
-    expect([g[2], g[5], g[7]]).toEqual([5, 4, clock.nowMs() + 2000]);
-    expect((await run(0, [k('gcra'), gcra(1, 0, 4, g[7] as number)]))[2]).toBe(8);
-    const g2 = await run(0, [k('gcra'), gcra(1, 3, 0, 0)]);
-    expect([g2[2], g2[5]]).toEqual([4, 3]);
-    // Two seconds on the generation is forgotten, in the very call that gives back: 6 left, 1
-    // used, none back (8 with them).
-    clock.advance(2000);
-    expect((await run(0, [k('gcra'), gcra(1, 0, 3, g2[7] as number)]))[2]).toBe(5);
+    ).toEqual([3, 1000, 0]);
+    // A bucket gives nothing back (its lease bookkeeping keeps the cap lowered instead).
+    expect((await run(0, [k('tb2'), ['tb', 10, 0.001, '', 1, 0, 0, 1000, 3, 1]]))[2]).toBe(2);
     // A sliding log never lends.
     const slog = ['slog', 100, 60_000, '', 1, 0, 10, 1000, 0, 0];
     expect(await run(0, [k('slog'), slog])).toEqual([1, 100, 99, 60_000, 0, 0, 0, 0]);
@@ -623,6 +550,36 @@ const EDGE_MS = LEASE_MS / 4;
 const edgeAhead = useTestApp({ clock: { nowMs: () => clock.nowMs() + EDGE_MS } });
 const edgeBehind = useTestApp({ clock: { nowMs: () => clock.nowMs() - EDGE_MS } });
 
+/**
+ * One identifier of a fresh tenant and policy, checked (cost 1) through skewed replicas: `check`
+ * records each admitted use at the clock of the replica that admitted it, and `replay` asserts
+ * the reference allows every one of them, as the bucket sees time (clamped to the latest before).
+ */
+async function skewedIdentifier(name: string, start: number) {
+  const { def, model } = CASES[name] as Case;
+  clock.set(start);
+  const { tenant } = await newTenant(ahead.deps, ['ratelimit:check']);
+  const p = policy(def);
+  const key = keys.ratelimit(tenant, p.stateName, p.code as string, 'x');
+  const uses: number[] = [];
+  return {
+    key,
+    check: async (app: TestApp, offset: number) => {
+      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+      if (d.allowed) uses.push(clock.nowMs() + offset);
+      return d;
+    },
+    replay: () => {
+      const m = model();
+      let t = 0;
+      for (const at of uses) {
+        t = Math.max(t, at);
+        expect(m.check(t, 1).allowed, `a use seen at +${at - T0} ms`).toBe(true);
+      }
+    },
+  };
+}
+
 describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (name) => {
   it('admits nothing the reference would not, replayed as the bucket sees time', async () => {
     const { def, model } = CASES[name] as Case;
@@ -635,11 +592,13 @@ describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (nam
     let admitted = 0;
     let sent = 0;
     // Four seeds: how often the traffic holds a lease across a refill differs from one to another.
+    // Fixed ones, whatever runs before: 100-103 caught, for both algorithms, a give-back of
+    // bucket units that the zero-skew replays and other seeds passed (taken out: lent.lua).
     for (let round = 0; round < 4; round++) {
       clock.set(T0 + 13 + round * 100_000);
       const { tenant } = await newTenant(ahead.deps, ['ratelimit:check']);
       const p = policy(def);
-      const { uses, checks } = await traffic(tenant, p, 1200, counter, on);
+      const { uses, checks } = await traffic(tenant, p, 1200, 100 + round, on);
       admitted += uses.length;
       sent += checks;
       for (const id of ['a', 'b']) {
@@ -667,17 +626,7 @@ describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (nam
     // sets the bucket's time; 850 ms later (its lease runs 1 s) the replica ahead sees 1 250 ms
     // gone. Were the cap restored by then, the replica ahead would drain a full bucket and the
     // lease would come on top (lent.lua's margin cut to 100 ms fails here).
-    const { def, model } = CASES[name] as Case;
-    clock.set(T0 + 500_000);
-    const { tenant } = await newTenant(ahead.deps, ['ratelimit:check']);
-    const p = policy(def);
-    const key = keys.ratelimit(tenant, p.stateName, p.code as string, 'x');
-    const uses: number[] = [];
-    const check = async (app: TestApp, offset: number) => {
-      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
-      if (d.allowed) uses.push(clock.nowMs() + offset);
-      return d;
-    };
+    const { key, check, replay } = await skewedIdentifier(name, T0 + 500_000);
     for (let i = 0; i < 40 && behind.deps.ratelimit.leasedUnits(key) < 2; i++) {
       clock.advance(1);
       await check(behind, -SKEW_MS);
@@ -686,12 +635,7 @@ describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (nam
     clock.advance(850);
     for (let i = 0; i < 200 && (await check(ahead, SKEW_MS)).allowed; i++);
     for (let i = 0; i < 4; i++) await check(behind, -SKEW_MS);
-    const m = model();
-    let t = 0;
-    for (const at of uses) {
-      t = Math.max(t, at);
-      expect(m.check(t, 1).allowed, `a use seen at +${at - T0} ms`).toBe(true);
-    }
+    replay();
   });
 
   it('holds at the bound, clocks leaseMs / 2 apart, for a lease granted late in its generation', async () => {
@@ -701,17 +645,7 @@ describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (nam
     // the generation forgotten (and the cap restored) at that very moment, not before. (With
     // the replicas 540 ms apart, the lease's last units come on top of the drained bucket: this
     // fails, for both algorithms.)
-    const { def, model } = CASES[name] as Case;
-    clock.set(T0 + 700_000);
-    const { tenant } = await newTenant(edgeAhead.deps, ['ratelimit:check']);
-    const p = policy(def);
-    const key = keys.ratelimit(tenant, p.stateName, p.code as string, 'x');
-    const uses: number[] = [];
-    const check = async (app: TestApp, offset: number) => {
-      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
-      if (d.allowed) uses.push(clock.nowMs() + offset);
-      return d;
-    };
+    const { key, check, replay } = await skewedIdentifier(name, T0 + 700_000);
     const leased = () => edgeBehind.deps.ratelimit.leasedUnits(key);
     await check(edgeBehind, -EDGE_MS);
     clock.advance(1);
@@ -735,11 +669,6 @@ describe.each(['token_bucket', 'gcra'])('%s with leases and skewed clocks', (nam
     clock.set(forgetAt - EDGE_MS);
     for (let i = 0; i < 200 && (await check(edgeAhead, EDGE_MS)).allowed; i++);
     for (let i = 0; i < 4; i++) await check(edgeBehind, -EDGE_MS);
-    const m = model();
-    let t = 0;
-    for (const at of uses) {
-      t = Math.max(t, at);
-      expect(m.check(t, 1).allowed, `a use seen at +${at - T0} ms`).toBe(true);
-    }
+    replay();
   });
 });

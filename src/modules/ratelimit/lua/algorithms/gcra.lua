@@ -5,9 +5,7 @@
   the TAT is reached (an idle key) and nothing is on lease. A request is allowed when the TAT it
   would leave is at most burst * interval ahead of now.
   A lease takes up to half the room left; while on lease, units hold the TAT at least
-  `lent * interval` ahead of now (the cap of a token bucket, lowered: lent.lua). Units of an ended
-  lease that its replica did not give out move the TAT back (giveBack), while the lease's
-  generation is live (lent.lua, unlend).
+  `lent * interval` ahead of now (the cap of a token bucket, lowered: lent.lua).
 ]]
 if need.gcra then
   ALGOS.gcra = {
@@ -49,14 +47,7 @@ if need.gcra then
       if units < 1 then return 0, 0, 0 end
       lend(st, st.now, units, leaseMs)
       st.tat = st.tat + units * st.interval
-      return units, leaseMs, units * st.interval, st.lf
-    end,
-    giveBack = function(st, units, gen, now)
-      local back = unlend(st, now, units, gen)
-      if back == 0 then return end
-      -- decide holds the TAT at least the (now lower) lent units ahead of now
-      st.tat = st.tat - back * st.interval
-      st.dirty = true
+      return units, leaseMs, units * st.interval
     end,
     save = function(key, st)
       local ttl = ceil(max(st.tat - st.now, lentHold(st, st.now))) + 1

@@ -3,9 +3,7 @@
   ms; a request takes `cost` tokens. State: one string "<tokens> <last ms>", followed by the lease
   generations (lent.lua) while tokens may be on lease. A missing key is a full bucket; the key
   expires when the bucket would be full again and nothing is on lease.
-  A lease takes up to half the tokens left; while on lease they lower the cap (lent.lua). Units of
-  an ended lease that its replica did not give out come back as tokens (giveBack), while the
-  lease's generation is live (lent.lua, unlend).
+  A lease takes up to half the tokens left; while on lease they lower the cap (lent.lua).
 ]]
 if need.tb then
   ALGOS.tb = {
@@ -45,14 +43,7 @@ if need.tb then
       if units < 1 then return 0, 0, 0 end
       lend(st, st.ts, units, leaseMs)
       st.tokens = st.tokens - units
-      return units, leaseMs, units / st.refill, st.lf
-    end,
-    giveBack = function(st, units, gen, now)
-      local back = unlend(st, max(now, st.ts), units, gen)
-      if back == 0 then return end
-      -- the cap rose by as much (decide refills and caps it next)
-      st.tokens = st.tokens + back
-      st.dirty = true
+      return units, leaseMs, units / st.refill
     end,
     save = function(key, st)
       local ttl = ceil((st.capacity - st.tokens) / st.refill + lentHold(st, st.ts)) + 1
