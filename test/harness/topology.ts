@@ -185,7 +185,7 @@ export function rawCommandWithin(
 }
 
 /** rawCommand for replies that are text. */
-async function rawText(port: number, ...args: string[]): Promise<string> {
+export async function rawText(port: number, ...args: string[]): Promise<string> {
   const r = await rawCommand(port, ...args);
   if (r instanceof Error) throw r;
   return typeof r === 'string' ? r : JSON.stringify(r);

@@ -18,7 +18,13 @@ import {
   startCacheLoad,
   timeline,
 } from '../harness/ledger.js';
-import { type Topology, rawCommand, rawCommandWithin, startTopology } from '../harness/topology.js';
+import {
+  type Topology,
+  rawCommand,
+  rawCommandWithin,
+  rawText,
+  startTopology,
+} from '../harness/topology.js';
 
 const REQUEST_TIMEOUT_MS = 2000;
 /**
@@ -183,11 +189,17 @@ function startRateLimitLoad(policy: object, identifier: string, pauseMs: number,
   };
 }
 
-/** Waits until the sentinels have made `name` (a master that came back) a replica. */
+/**
+ * Waits until the sentinels have made `name` (a master that came back) a replica, and it has
+ * synced: a manual failover that picks a replica still resyncing can abort
+ * (`-failover-abort-slave-timeout`, seen once in CI).
+ */
 async function waitUntilReplica(name: string): Promise<void> {
+  const port = topology.node(name).port;
   await waitUntil(async () => {
-    const role = await rawCommand(topology.node(name).port, 'ROLE');
-    return Array.isArray(role) && role[0] === 'slave';
+    const role = await rawCommand(port, 'ROLE');
+    if (!Array.isArray(role) || role[0] !== 'slave') return false;
+    return (await rawText(port, 'INFO', 'replication')).includes('master_link_status:up');
   }, 20_000);
 }
 
