@@ -82,8 +82,13 @@ function rotatingBody(make: (id: number) => unknown) {
   return (req: Request): Request => ({ ...req, body: JSON.stringify(make(nextId())) });
 }
 
-/** POST /v1/ratelimit/check of `policy`, a different identifier of 1000 on every request. */
-function checkScenario(name: string, id: string, policy: string): Scenario {
+/** A JSON POST to `path` against the bare token bucket, its body made for identifier 0..999. */
+function postScenario(
+  name: string,
+  id: string,
+  path: string,
+  make: (id: number) => unknown,
+): Scenario {
   return {
     name,
     id,
@@ -91,29 +96,22 @@ function checkScenario(name: string, id: string, policy: string): Scenario {
     baseline: 'baseline-ratelimit',
     request: (ctx) => ({
       method: 'POST',
-      path: '/v1/ratelimit/check',
+      path,
       headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ policy, key: 'user:0' }),
-      setupRequest: rotatingBody((n) => ({ policy, key: `user:${n}` })),
+      body: JSON.stringify(make(0)),
+      setupRequest: rotatingBody(make),
     }),
   };
 }
 
+/** POST /v1/ratelimit/check of `policy`, a different identifier of 1000 on every request. */
+function checkScenario(name: string, id: string, policy: string): Scenario {
+  return postScenario(name, id, '/v1/ratelimit/check', (n) => ({ policy, key: `user:${n}` }));
+}
+
 /** POST /v1/ratelimit/envoy against `domain`, a different remote address of 1000 each time. */
 function envoyScenario(name: string, id: string, domain: string): Scenario {
-  return {
-    name,
-    id,
-    target: 'gateway',
-    baseline: 'baseline-ratelimit',
-    request: (ctx) => ({
-      method: 'POST',
-      path: '/v1/ratelimit/envoy',
-      headers: { ...ctx.auth, 'content-type': 'application/json' },
-      body: JSON.stringify(envoyRequest(0, domain)),
-      setupRequest: rotatingBody((n) => envoyRequest(n, domain)),
-    }),
-  };
+  return postScenario(name, id, '/v1/ratelimit/envoy', (n) => envoyRequest(n, domain));
 }
 
 /** The hook with `policy`, as an API gateway calls it, for 1000 client addresses. */
