@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compilePolicy } from '../../src/modules/ratelimit/policy.js';
+import { keys } from '../../src/redis/keys.js';
 import {
   ADMIN_TOKEN,
   type TestApp,
@@ -16,7 +17,7 @@ import {
   writePoliciesFile,
 } from '../harness/app.js';
 import { rlsClient, startTestRlsServer } from '../harness/rls.js';
-import { type Topology, startTopology } from '../harness/topology.js';
+import { type Topology, rawCommand, startTopology } from '../harness/topology.js';
 
 let topology: Topology;
 let gw: TestApp;
@@ -202,6 +203,64 @@ describe('Redis paused', () => {
       topology.resume(topology.master.name);
     }
   });
+
+  it.each([
+    ['batched', 0],
+    ['sent alone (RATELIMIT_BATCH_MAX=1)', 1],
+  ])(
+    'a lease granted in an answer that came after its check timed out is given out all the same: %s',
+    async (_, batchMax) => {
+      const alone =
+        batchMax === 0
+          ? undefined
+          : await buildTestApp({
+              sentinels: topology.sentinels,
+              masterName: topology.masterName,
+              env: { RATELIMIT_BATCH_MAX: String(batchMax) },
+            });
+      try {
+        await lateGrantGivenOut((alone ?? gw).deps.ratelimit, `late-${batchMax}`);
+      } finally {
+        await alone?.close();
+      }
+    },
+  );
+
+  async function lateGrantGivenOut(ratelimit: TestApp['deps']['ratelimit'], identifier: string) {
+    const policy = compilePolicy('late', 'inline', {
+      algorithm: 'fixed_window',
+      limit: 1000,
+      windowMs: 3_600_000,
+      failureMode: 'open',
+      timeoutMs: 50,
+      leaseMs: 30_000,
+    });
+    const stateKey = keys.ratelimit(tenant, policy.stateName, policy.code as string, identifier);
+    const check = () => ratelimit.check(tenant, { policy, identifier, cost: 1 });
+    const counted = async () =>
+      Number(String(await rawCommand(await topology.masterPort(), 'GET', stateKey)).split(' ')[1]);
+    // Seen once (no lease), then leases of 1 and 2, each used up: the next check asks for 4.
+    for (let i = 0; i < 6; i++) expect((await check()).degraded).toBeUndefined();
+    expect(ratelimit.leasedUnits(stateKey)).toBe(0);
+    topology.pause(topology.master.name);
+    let late;
+    try {
+      late = await check();
+    } finally {
+      topology.resume(topology.master.name);
+    }
+    expect(late).toMatchObject({ allowed: true, degraded: true });
+    // Redis counts it (and the 4 units) once it runs again; the answer then reaches the lease.
+    const deadline = Date.now() + 5000;
+    while (ratelimit.leasedUnits(stateKey) === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(ratelimit.leasedUnits(stateKey)).toBe(4);
+    expect(await counted()).toBe(1 + (1 + 1) + (1 + 2) + (1 + 4)); // the checks that asked Redis
+    for (let i = 0; i < 4; i++) expect((await check()).degraded).toBeUndefined();
+    expect(ratelimit.leasedUnits(stateKey)).toBe(0);
+    expect(await counted()).toBe(11); // all four from the lease, none from Redis
+  }
 
   it('the envoyproxy/ratelimit endpoint and the gRPC rate limit service fail open, flagged', async () => {
     const rls = await startTestRlsServer(gw.deps, { legacyHeaders: true });

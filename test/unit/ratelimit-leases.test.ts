@@ -86,7 +86,7 @@ describe('lease table', () => {
     expect(t3.ask('k', 2 + L, L, 100)).toMatchObject({ want: 0, back: 0 });
   });
 
-  it('retire ends leases at once (one prefix, or all): their units go back, one asking is forgotten', () => {
+  it('retire ends leases at once (one prefix, or all): their units go back, also those of a grant on its way', () => {
     const t = createLeaseTable(10);
     for (const k of ['t1:x', 't1:y', 't2:x']) {
       t.ask(k, 0, L, 100);
@@ -94,12 +94,15 @@ describe('lease table', () => {
       t.granted(a.lease!, 1, { ...grant, origin: 7, units: 4 });
     }
     t.ask('t1:z', 0, L, 100);
-    expect(t.ask('t1:z', 1, L, 100).want).toBe(1); // its grant is on its way
+    const z = t.ask('t1:z', 1, L, 100);
+    expect(z.want).toBe(1); // its grant is on its way
     t.retire('t1:');
     expect(t.take('t1:x', 1, 2)).toBeUndefined();
     expect(t.take('t2:x', 1, 2)?.units).toBe(3); // another prefix's lease goes on
     expect(t.ask('t1:x', 3, L, 100)).toMatchObject({ want: 0, back: 4, backOrigin: 7 });
-    expect(t.ask('t1:z', 3, L, 100).want).toBe(0); // forgotten: new again
+    t.granted(z.lease!, 1, { ...grant, origin: 7, units: 1 }); // comes after the retirement
+    expect(t.take('t1:z', 1, 3)).toBeUndefined();
+    expect(t.ask('t1:z', 3, L, 100)).toMatchObject({ want: 0, back: 1, backOrigin: 7 });
     t.retire();
     expect(t.held('t2:x', 4)).toBe(0);
     expect(t.ask('t2:x', 5, L, 100)).toMatchObject({ want: 1, back: 3, backOrigin: 7 });
@@ -121,6 +124,43 @@ describe('lease table', () => {
     t.take('k', 2, 5);
     expect(t.ask('k', 6, L, 3).want).toBe(3); // 4, capped
     expect(t.ask('other', 6, L, 0).want).toBe(0);
+  });
+
+  it('takes a grant that came after its check timed out, unless the lease moved on meanwhile', () => {
+    /** A lease of `k` whose ask of 1 unit (at 1) timed out; what happens next, then its answer. */
+    const timedOut = (meanwhile: (t: ReturnType<typeof createLeaseTable>) => void = () => {}) => {
+      const t = createLeaseTable(10);
+      t.ask('k', 0, L, 100);
+      const a = t.ask('k', 1, L, 100);
+      expect(a.want).toBe(1);
+      t.failed(a.lease!);
+      meanwhile(t);
+      return { t, taken: t.late(a.lease!, a.ticket!, 1, { ...grant, origin: 7, units: 1 }) };
+    };
+    const quiet = timedOut();
+    expect(quiet.taken).toBe(true);
+    expect(quiet.t.held('k', 500)).toBe(1);
+    expect(quiet.t.take('k', 1, 1 + L)).toBeUndefined(); // ends at the ask's now + leaseMs
+    expect(quiet.t.ask('k', 2 + L, L, 100)).toMatchObject({ back: 1, backOrigin: 7 });
+    // A newer ask went out: its own answer, not this one, is what the lease will hold.
+    const asked = timedOut((t) => expect(t.ask('k', 2, L, 100).want).toBe(1));
+    expect(asked.taken).toBe(false);
+    expect(asked.t.held('k', 3)).toBe(0);
+    // Retired meanwhile (policies changed): taken as ended, its units go back.
+    const retired = timedOut((t) => t.retire());
+    expect(retired.taken).toBe(true);
+    expect(retired.t.held('k', 3)).toBe(0);
+    expect(retired.t.ask('k', 4, L, 100)).toMatchObject({ want: 0, back: 1, backOrigin: 7 });
+    // Forgotten (a reset) or cleared (a master change): not taken.
+    for (const end of [
+      (t: ReturnType<typeof createLeaseTable>) => t.forget('k'),
+      (t: ReturnType<typeof createLeaseTable>) => t.clear(),
+    ]) {
+      const ended = timedOut(end);
+      expect(ended.taken).toBe(false);
+      expect(ended.t.held('k', 3)).toBe(0);
+      expect(ended.t.ask('k', 4, L, 100).back).toBe(0);
+    }
   });
 
   it('holds at most its entries (busy identifiers stay longest); 0 turns leases off', () => {

@@ -40,6 +40,16 @@ export interface Lease {
   askedAt: number;
   /** A check asking for a lease is on its way to Redis: the others ask for none meanwhile. */
   asking: boolean;
+  /**
+   * Counts the asks that went out with this lease: an answer that arrives after its check stopped
+   * waiting is used only while this is still what its ask read (`Ask.ticket`).
+   */
+  ticket: number;
+  /**
+   * Retired since its last ask: a grant still to come is taken as a lease that has ended (its
+   * units go back with the next check) instead of one to give out.
+   */
+  ended: boolean;
 }
 
 export interface LeaseTable {
@@ -52,20 +62,26 @@ export interface LeaseTable {
    */
   ask(key: string, now: number, leaseMs: number, max: number): Ask;
   /** The script's answer for the check that asked: `units` granted for `leaseMs` from `now`. */
-  granted(
-    lease: Lease,
-    now: number,
-    r: { units: number; leaseMs: number; origin: number; remaining: number; resetMs: number },
-  ): void;
-  /** The check that asked got no answer (the lease table forgets it was asking). */
+  granted(lease: Lease, now: number, r: Grant): void;
+  /**
+   * The check that asked got no answer in time (the lease table forgets it was asking). Its
+   * answer may still come: see `late`.
+   */
   failed(lease: Lease): void;
+  /**
+   * The answer of an ask that had `failed` by timeout, arriving after all: Redis did count its
+   * grant. Taken as `granted` (from the same `now`, so the lease ends no later than Redis counted
+   * it; ended at once if retired meanwhile) unless the lease moved on since that ask: a newer ask,
+   * or out of the table (forgotten by a reset, cleared by a master change). True when taken.
+   */
+  late(lease: Lease, ticket: number, now: number, r: Grant): boolean;
   /** Units of a live lease (0 when none). */
   held(key: string, now: number): number;
   forget(key: string): void;
   /**
    * Ends every lease (of a key starting with `prefix`: one tenant's) at once: none of its units
    * is given out from now, and those left go back with the identifier's next check. A lease
-   * whose grant is on its way is forgotten (its units count as used).
+   * whose grant is on its way (or late) ends when that grant comes, likewise.
    */
   retire(prefix?: string): void;
   /** Forgets every lease: their units are neither given out nor back (they count as used). */
@@ -73,9 +89,21 @@ export interface LeaseTable {
   readonly size: number;
 }
 
+/** What the script answered an ask: `units` granted for `leaseMs` from its `now`. */
+export interface Grant {
+  units: number;
+  leaseMs: number;
+  origin: number;
+  /** What Redis had left beyond the grant, and in how many ms it would be fully restored. */
+  remaining: number;
+  resetMs: number;
+}
+
 export interface Ask {
   want: number;
   lease?: Lease;
+  /** The lease's ticket as this ask left it (with `lease`). */
+  ticket?: number;
   /** Units given back, and what counted them (`Lease.origin`; 0 0: none). */
   back: number;
   backOrigin: number;
@@ -86,6 +114,21 @@ const NOTHING: Ask = { want: 0, back: 0, backOrigin: 0 };
 /** A table of at most `maxEntries` leases (the oldest is dropped first); 0 turns leases off. */
 export function createLeaseTable(maxEntries: number): LeaseTable {
   const leases = new Map<string, Lease>();
+  const grant = (l: Lease, now: number, r: Grant) => {
+    l.asking = false;
+    if (r.units > 0 && leases.get(l.key) === l) {
+      // Busy identifiers move to the young end: the oldest entry is dropped first.
+      leases.delete(l.key);
+      leases.set(l.key, l);
+    }
+    l.granted = r.units;
+    l.heldMs = r.leaseMs;
+    l.origin = r.origin;
+    l.units = r.units;
+    l.expiresAt = r.units > 0 && !l.ended ? now + r.leaseMs : 0;
+    l.remaining = r.remaining;
+    l.resetAt = now + r.resetMs;
+  };
   return {
     take(key, cost, now) {
       const l = leases.get(key);
@@ -113,6 +156,8 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
           resetAt: 0,
           askedAt: now,
           asking: false,
+          ticket: 0,
+          ended: false,
         };
         leases.set(key, l);
         return NOTHING;
@@ -146,27 +191,22 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
       want = Math.min(want, max);
       if (want === 0) return back === 0 ? NOTHING : { want, back, backOrigin };
       l.asking = true;
-      return { want, lease: l, back, backOrigin };
+      l.ended = false;
+      return { want, lease: l, ticket: ++l.ticket, back, backOrigin };
     },
 
     granted(l, now, r) {
-      l.asking = false;
-      if (r.units > 0 && leases.get(l.key) === l) {
-        // Busy identifiers move to the young end: the oldest entry is dropped first.
-        leases.delete(l.key);
-        leases.set(l.key, l);
-      }
-      l.granted = r.units;
-      l.heldMs = r.leaseMs;
-      l.origin = r.origin;
-      l.units = r.units;
-      l.expiresAt = r.units > 0 ? now + r.leaseMs : 0;
-      l.remaining = r.remaining;
-      l.resetAt = now + r.resetMs;
+      grant(l, now, r);
     },
 
     failed(l) {
       l.asking = false;
+    },
+
+    late(l, ticket, now, r) {
+      if (l.ticket !== ticket || leases.get(l.key) !== l) return false;
+      grant(l, now, r);
+      return true;
     },
 
     held(key, now) {
@@ -181,8 +221,8 @@ export function createLeaseTable(maxEntries: number): LeaseTable {
     retire(prefix) {
       for (const [key, l] of leases) {
         if (prefix !== undefined && !key.startsWith(prefix)) continue;
-        if (l.asking) leases.delete(key);
-        else l.expiresAt = 0;
+        l.expiresAt = 0;
+        l.ended = true;
       }
     },
 
