@@ -204,26 +204,81 @@ describe('Redis paused', () => {
     }
   });
 
-  it.each([
+  /** The two ways a check goes to Redis: batched with its turn's (`gw`), or alone. */
+  const PATHS = [
     ['batched', 0],
     ['sent alone (RATELIMIT_BATCH_MAX=1)', 1],
-  ])(
+  ] as const;
+
+  async function onPath(batchMax: number, fn: (rl: TestApp['deps']['ratelimit']) => Promise<void>) {
+    const alone =
+      batchMax === 0
+        ? undefined
+        : await buildTestApp({
+            sentinels: topology.sentinels,
+            masterName: topology.masterName,
+            env: { RATELIMIT_BATCH_MAX: String(batchMax) },
+          });
+    try {
+      await fn((alone ?? gw).deps.ratelimit);
+    } finally {
+      await alone?.close();
+    }
+  }
+
+  it.each(PATHS)(
     'a lease granted in an answer that came after its check timed out is given out all the same: %s',
-    async (_, batchMax) => {
-      const alone =
-        batchMax === 0
-          ? undefined
-          : await buildTestApp({
-              sentinels: topology.sentinels,
-              masterName: topology.masterName,
-              env: { RATELIMIT_BATCH_MAX: String(batchMax) },
-            });
-      try {
-        await lateGrantGivenOut((alone ?? gw).deps.ratelimit, `late-${batchMax}`);
-      } finally {
-        await alone?.close();
-      }
-    },
+    (_, batchMax) => onPath(batchMax, (rl) => lateGrantGivenOut(rl, `late-${batchMax}`)),
+  );
+
+  it.each(PATHS)(
+    'a check answered by its failure mode before its call could be sent is never sent: %s',
+    (_, batchMax) =>
+      onPath(batchMax, async (ratelimit) => {
+        const policy = compilePolicy('refused', 'inline', {
+          algorithm: 'fixed_window',
+          limit: 1000,
+          windowMs: 3_600_000,
+          failureMode: 'closed',
+          timeoutMs: 50,
+        });
+        const identifier = `refused-${batchMax}`;
+        const stateKey = keys.ratelimit(
+          tenant,
+          policy.stateName,
+          policy.code as string,
+          identifier,
+        );
+        const master = await topology.masterPort();
+        const counted = async () =>
+          Number(String(await rawCommand(master, 'GET', stateKey)).split(' ')[1]);
+        const check = () => ratelimit.check(tenant, { policy, identifier, cost: 1 });
+        await check();
+        expect(await counted()).toBe(1);
+        const [, before] = (await rawCommand(master, 'CONFIG', 'GET', 'min-replicas-to-write')) as [
+          string,
+          string,
+        ];
+        // More replicas required than there are: every script call is refused (NOREPLICAS) before
+        // it runs, and the gateway sends it again, within the request's budget, until one runs.
+        await rawCommand(master, 'CONFIG', 'SET', 'min-replicas-to-write', '3');
+        try {
+          await expect(check()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+          if (batchMax === 0) {
+            await expect(
+              ratelimit.checkMany(tenant, [{ policy, identifier, cost: 1 }], true),
+            ).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+          }
+          await new Promise((r) => setTimeout(r, 150));
+        } finally {
+          await rawCommand(master, 'CONFIG', 'SET', 'min-replicas-to-write', before);
+        }
+        // Well past the resends' backoff: a call still being sent again would have run by now.
+        await new Promise((r) => setTimeout(r, 1000));
+        expect(await counted()).toBe(1); // answered 503, so never counted
+        expect((await check()).allowed).toBe(true);
+        expect(await counted()).toBe(2);
+      }),
   );
 
   async function lateGrantGivenOut(ratelimit: TestApp['deps']['ratelimit'], identifier: string) {

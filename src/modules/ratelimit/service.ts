@@ -162,18 +162,31 @@ class Batch {
 
 const TIMEOUT = new Error('rate-limit decision timed out');
 const NO_LEASE: Ask = { want: 0, back: 0, backOrigin: 0 };
+/**
+ * Not sent to Redis: every check of the call had been answered (by its failure mode) before the
+ * call could be sent. Nothing counts them, as nothing counted them when they were answered.
+ */
+const ABANDONED = new Error('rate-limit call not sent: its checks had all timed out');
 /** Not sent to Redis: the process is overloaded. */
 const OVERLOADED = new Error('rate-limit decision shed: the gateway is overloaded');
 
-/** `p`, or TIMEOUT after `ms`; `late` gets what `p` resolves to after that. */
-function withTimeout<T>(p: Promise<T>, ms: number, late?: (v: T) => void): Promise<T> {
+/**
+ * A Redis call for a caller that stops waiting after `ms` (TIMEOUT); `late` gets what it resolves
+ * to after that. `run` is told when the caller has stopped waiting, so that a call not yet sent
+ * (waiting for a master, or to be sent again after a refusal) is not sent at all.
+ */
+function withTimeout<T>(
+  run: (abandoned: () => boolean) => Promise<T>,
+  ms: number,
+  late?: (v: T) => void,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       reject(TIMEOUT);
     }, ms);
-    p.then(
+    run(() => timedOut).then(
       (v) => {
         clearTimeout(timer);
         if (timedOut) late?.(v);
@@ -191,7 +204,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, late?: (v: T) => void): Promi
 /** Errors that mean "Redis could not decide now" (the failure mode applies); others are bugs. */
 function unavailableKind(err: unknown): RedisErrorKind | undefined {
   // Shed while overloaded: not a Redis error, but decided the same way (the failure mode).
-  if (err === TIMEOUT || err === OVERLOADED) return 'timeout';
+  if (err === TIMEOUT || err === OVERLOADED || err === ABANDONED) return 'timeout';
   if (err instanceof AppError) {
     return err.code.startsWith('BACKEND_') ? 'unavailable' : undefined;
   }
@@ -217,29 +230,41 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       const part = all.slice(from, from + opts.batchMax);
       const batch = new Batch(part);
       opts.onBatch?.(part.length);
-      const keyArgs: string[] = [];
-      const args: (string | number)[] = [];
-      for (const q of part) {
-        keyArgs.push(q.key);
-        for (const a of q.args) args.push(a);
-      }
+      /** The checks of the last attempt (onMaster runs its function again after a refusal). */
+      let sent = part;
       redis
-        .onMaster((c) => c.ratelimitCheck(part.length, ...keyArgs, now, 0, ...args))
+        .onMaster((c) => {
+          // Checks answered by their failure mode before this call could be sent (waiting for a
+          // master, or again after a refusal) stay out of it: nothing counts them.
+          sent = part.some((q) => q.settled) ? part.filter((q) => !q.settled) : part;
+          if (sent.length === 0) return Promise.reject(ABANDONED);
+          const keyArgs: string[] = [];
+          const args: (string | number)[] = [];
+          for (const q of sent) {
+            keyArgs.push(q.key);
+            for (const a of q.args) args.push(a);
+          }
+          return c.ratelimitCheck(sent.length, ...keyArgs, now, 0, ...args);
+        })
         .then(
           (r) =>
-            part.forEach((q, j) => batch.resolve(q, r.slice(j * PER_CHECK, (j + 1) * PER_CHECK))),
+            sent.forEach((q, j) => batch.resolve(q, r.slice(j * PER_CHECK, (j + 1) * PER_CHECK))),
           (err: unknown) => {
-            if (part.length === 1 || unavailableKind(err) !== undefined) {
+            if (sent.length === 1 || unavailableKind(err) !== undefined) {
               part.forEach((q) => batch.reject(q, err));
               return;
             }
             // A script error (say, a key of the wrong type) came from one check; the script reads
             // every key before it writes any, so nothing was applied: each check goes again alone
             // and only the faulty one fails.
-            for (const q of part) {
+            for (const q of sent) {
               if (q.settled) continue;
               redis
-                .onMaster((c) => c.ratelimitCheck(1, q.key, now, 1, ...q.args))
+                .onMaster((c) =>
+                  q.settled
+                    ? Promise.reject(ABANDONED)
+                    : c.ratelimitCheck(1, q.key, now, 1, ...q.args),
+                )
                 .then(
                   (r) => batch.resolve(q, r),
                   (e: unknown) => batch.reject(q, e),
@@ -265,7 +290,10 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     if (opts.batchMax <= 1) {
       opts.onBatch?.(1);
       return withTimeout(
-        redis.onMaster((c) => c.ratelimitCheck(1, key, now, 1, ...args)),
+        (abandoned) =>
+          redis.onMaster((c) =>
+            abandoned() ? Promise.reject(ABANDONED) : c.ratelimitCheck(1, key, now, 1, ...args),
+          ),
         timeoutMs,
         late,
       );
@@ -511,9 +539,12 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         try {
           if (opts.overloaded?.()) throw OVERLOADED;
           const r = await withTimeout(
-            redis.onMaster((c) =>
-              c.ratelimitCheck(keyArgs.length, ...keyArgs, now, atomic ? 1 : 0, ...args),
-            ),
+            (abandoned) =>
+              redis.onMaster((c) =>
+                abandoned()
+                  ? Promise.reject(ABANDONED)
+                  : c.ratelimitCheck(keyArgs.length, ...keyArgs, now, atomic ? 1 : 0, ...args),
+              ),
             timeoutMs,
           );
           limited.forEach((l, j) => {
