@@ -398,7 +398,8 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     leases.granted(lease, now, grantOf(r));
     if (units > 0) {
       opts.onLease?.('granted', units);
-      if (d.remaining !== null) d.remaining += units;
+      // A lease retired while its grant was on its way gives out none of it.
+      if (d.remaining !== null && !lease.ended) d.remaining += units;
     }
   }
 
