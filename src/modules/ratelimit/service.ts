@@ -60,7 +60,10 @@ export interface Decision {
   policy: string;
   /** The policy name as a Structured Field string (headers). */
   sfName: string;
-  /** Redis did not answer in time and the policy fails open: allowed without counting. */
+  /**
+   * Redis did not answer in time and the policy fails open: allowed, and not counted unless the
+   * call had reached Redis (one not yet sent is dropped).
+   */
   degraded?: true;
   /** A shadow policy that would have denied this request. */
   shadowDenied?: true;
