@@ -267,7 +267,7 @@ describe('master crash (kill -9) under load', () => {
     // A lease holds at most 1/16 of the limit, and this gateway holds one per identifier. (And
     // units can go unused: 6-91 of the 500 were, in 6 runs, while a pub/sub reconnect dropped
     // leases; with it ending them, 31-33 in 3 of 18 runs: in the two traced, a grant whose answer
-    // came after its check's 50 ms. With late grants kept, 0-2 in 8 runs; the exact limit 0-3.)
+    // came after its check's 50 ms. With late grants kept, 0-2 in 12 runs; the exact limit 0-3.)
     const rateLimitThroughCrash = (rl: RateLimitAnswer[], lostGrant: number, name: string) => {
       expect(
         rl
