@@ -43,10 +43,29 @@ export interface Model {
   check(now: number, cost: number): ModelDecision;
 }
 
-export function tokenBucketModel(capacity: number, refillPerSecond: number): Model {
+/** A bucket's model that can also tell its room unrounded and be copied (a replay's search). */
+export interface BucketModel extends Model {
+  /** The units a check at `now` could take, unrounded; changes nothing. */
+  room(now: number): number;
+  /** An independent copy of the model in its current state. */
+  fork(): BucketModel;
+}
+
+export function tokenBucketModel(
+  capacity: number,
+  refillPerSecond: number,
+  from?: { tokens: number; ts: number },
+): BucketModel {
   const refill = refillPerSecond / 1000;
-  let state: { tokens: number; ts: number } | undefined;
+  let state = from;
   return {
+    room(now) {
+      if (state === undefined) return capacity;
+      return Math.min(capacity, state.tokens + Math.max(0, now - state.ts) * refill);
+    },
+    fork() {
+      return tokenBucketModel(capacity, refillPerSecond, state);
+    },
     check(now, cost) {
       let tokens = state?.tokens ?? capacity;
       let ts = state?.ts ?? now;
@@ -70,11 +89,17 @@ export function tokenBucketModel(capacity: number, refillPerSecond: number): Mod
   };
 }
 
-export function gcraModel(limit: number, periodMs: number, burst: number): Model {
+export function gcraModel(limit: number, periodMs: number, burst: number, from = 0): BucketModel {
   const interval = periodMs / limit;
   const tau = interval * burst;
-  let stored = 0;
+  let stored = from;
   return {
+    room(now) {
+      return (tau - (Math.max(stored, now) - now)) / interval;
+    },
+    fork() {
+      return gcraModel(limit, periodMs, burst, stored);
+    },
     check(now, cost) {
       let tat = Math.max(stored, now);
       if (tat - now > tau) tat = now + tau;
