@@ -46,7 +46,7 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
   const localSeries = localDenials.child({});
   const leaseUnits = new FastCounter(
     'gateway_ratelimit_lease_units_total',
-    'Rate-limit units on lease (policies with leaseMs): event="granted" units a replica reserved in Redis for itself, event="used" units it gave out from a lease without a Redis call (those checks are also counted as allowed), event="returned" units of a lease it did not give out and sent back with its next check of that identifier (uncounted if their window still counts; buckets give none back). granted - used - returned: units that expired unused, or are still held; they count as used.',
+    'Rate-limit units on lease (policies with leaseMs): event="granted" units a replica reserved in Redis for itself, event="used" units it gave out from a lease without a Redis call (those checks are also counted as allowed), event="returned" units of a lease it did not give out and sent back with its next check of that identifier (uncounted if their window, or the bucket\'s lease generation, still counts). granted - used - returned: units that expired unused, or are still held; they count as used.',
     ['event'] as const,
   ).register(registry);
   const leaseGranted = leaseUnits.child({ event: 'granted' });

@@ -4,9 +4,9 @@
  * limiters with `leaseMs` use them, and the check script guarantees that no sequence of leased and
  * direct uses, over all replicas, exceeds the limit (lua/lent.lua, the algorithms' headers).
  *
- * What a lease costs is the units it holds and does not use: they count as used (a window's, until
- * the replica's next check of the identifier gives them back, if that window still counts; a
- * bucket's, until its lease bookkeeping forgets them, lent.lua). So a
+ * What a lease costs is the units it holds and does not use: they count as used until the
+ * replica's next check of the identifier gives them back, and for good when what counted them no
+ * longer does (the window has ended; the bucket's lease generation is forgotten). So a
  * lease is sized to what this replica saw the identifier use: none for an identifier seen once per
  * lease time, then 1, doubled whenever a lease ran out before it ended, and after a lease that
  * ended unused in part, what that one used (over leaseMs: a lease its window cut short used that
@@ -29,8 +29,8 @@ export interface Lease {
   /** How long the last grant was for, ms: leaseMs, or less when a window ended it. */
   heldMs: number;
   /**
-   * What counted the last grant, named as the script returned it: a window's start or index (0:
-   * a bucket's, which gives nothing back). The units of it not given out go back with it.
+   * What counted the last grant, named as the script returned it: a window's start or index, a
+   * bucket's lease generation (its forget-at). The units of it not given out go back with it.
    */
   origin: number;
   /** What Redis had left beyond the grant, and when it would have been fully restored. */

@@ -72,7 +72,7 @@ const leaseMs = z
   .max(MAX_LEASE_MS)
   .optional()
   .describe(
-    `Lets each gateway replica reserve units of a busy identifier in Redis and give them out itself for up to this long (${MIN_LEASE_MS}..${MAX_LEASE_MS} ms; default: off). Far fewer Redis calls for identifiers that make many requests, and never more admitted than the limit; units a replica reserved but did not use count as used until its next check of that identifier gives them back (a window's, if their window still counts; a bucket's never: they count until the lease ends), and a replica's \`remaining\` does not see what the others used meanwhile. A quota (capacity, burst or limit) under ${LEASE_MIN_QUOTA} is never leased, nor is sliding_log. Overrides without their own leaseMs take the policy's.`,
+    `Lets each gateway replica reserve units of a busy identifier in Redis and give them out itself for up to this long (${MIN_LEASE_MS}..${MAX_LEASE_MS} ms; default: off). Far fewer Redis calls for identifiers that make many requests, and never more admitted than the limit; units a replica reserved but did not use count as used until its next check of that identifier gives them back (if their window, or the bucket's lease generation, still counts), and a replica's \`remaining\` does not see what the others used meanwhile. A quota (capacity, burst or limit) under ${LEASE_MIN_QUOTA} is never leased, nor is sliding_log. Overrides without their own leaseMs take the policy's.`,
   );
 
 function algorithms<O extends z.ZodRawShape>(extra: O) {

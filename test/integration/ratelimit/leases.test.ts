@@ -161,14 +161,14 @@ describe.each(Object.entries(CASES))('%s with leases', (_name, { def, model }) =
     const used = after.used - before.used;
     expect(used).toBeGreaterThan(uses.length * 0.2);
     expect(after.granted - before.granted).toBeGreaterThanOrEqual(used);
-    // What leases cost: units reserved and not used count as used (a window's until they are
-    // given back). The same traffic through the same limit without leases is admitted within a
-    // few percent (with these seeds: windows 1.00-1.01 of it, 0.91-0.96 before units were given
-    // back; token bucket 0.95, GCRA 0.92: buckets give nothing back, see lent.lua).
+    // What leases cost: units reserved and not used count as used until they are given back.
+    // The same traffic through the same limit without leases is admitted within a few percent
+    // (with these seeds: windows 1.00-1.01 of it, 0.91-0.96 before units were given back; token
+    // bucket 0.99, 0.95 before; GCRA 0.97, 0.92 before).
     const { leaseMs: _, ...exact } = def as PolicyDefinition & { leaseMs?: number };
     clock.set(T0 + 7);
     const without = await traffic(tenant, policy(exact), 1200, seed);
-    const share = def.algorithm.endsWith('window') ? 0.98 : 0.9;
+    const share = def.algorithm.endsWith('window') ? 0.98 : 0.95;
     expect(uses.length).toBeGreaterThanOrEqual(without.uses.length * share);
   });
 
@@ -308,6 +308,33 @@ describe('leases', () => {
     }
   });
 
+  it("a bucket's lease gives its unused units back too, as tokens, while its generation is live", async () => {
+    clock.set(T0 + 250);
+    const [a] = replicas as [TestApp];
+    const { tenant } = await newTenant(a.deps, ['ratelimit:check']);
+    const p = policy({
+      algorithm: 'token_bucket',
+      capacity: 1000,
+      refillPerSecond: 1,
+      leaseMs: 500,
+    });
+    const key = keys.ratelimit(tenant, p.stateName, 'tb', 'x');
+    const redis = await adminRedis(a);
+    try {
+      const check = () => a.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
+      await check();
+      await check(); // 2 taken + a lease of 1, which lowers the cap by 1 while it may be used
+      expect(await redis.get(key)).toMatch(/^997 \d+ 1 \d+ 0 0$/);
+      clock.advance(500); // ended: the next check carries the unused unit back
+      await check();
+      // 997 + 0.5 refilled + 1 given back - 1 taken, and nothing on lease any more.
+      expect(await redis.get(key)).toMatch(/^997\.5 \d+$/);
+      expect(a.deps.ratelimit.leasedUnits(key)).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('are dropped on every replica when the identifier is reset', async () => {
     clock.set(T0 + 300);
     const [a, b] = replicas as [TestApp, TestApp];
@@ -418,7 +445,9 @@ describe('leases', () => {
       );
     // code, p1, p2, p3, cost, shadow, want, leaseMs, back, backOrigin; 8 integers back per check
     const tb = (cost: number, want: number) => ['tb', 1000, 0.001, '', cost, 0, want, 1000, 0, 0];
-    expect(await run(0, [k('tb'), tb(1, 10)])).toEqual([1, 1000, 989, 11_000, 0, 10, 1000, 0]);
+    // The lease's origin: its generation, named by when that is forgotten (two lease times on).
+    const gen = clock.nowMs() + 2000;
+    expect(await run(0, [k('tb'), tb(1, 10)])).toEqual([1, 1000, 989, 11_000, 0, 10, 1000, gen]);
     // The bucket keeps its leases (the cap stays lowered) for two lease times at least.
     const redis = await adminRedis(a);
     try {
@@ -444,11 +473,50 @@ describe('leases', () => {
     // A peek consumes nothing and gets no lease.
     expect((await run(0, [k('tb'), tb(0, 10)])).slice(5)).toEqual([0, 0, 0]);
     // Half of what is left at most.
+    const tb2Gen = clock.nowMs() + 2000;
     expect(
       (await run(0, [k('tb2'), ['tb', 10, 0.001, '', 4, 0, 100, 1000, 0, 0]])).slice(5),
-    ).toEqual([3, 1000, 0]);
-    // A bucket gives nothing back (its lease bookkeeping keeps the cap lowered instead).
-    expect((await run(0, [k('tb2'), ['tb', 10, 0.001, '', 1, 0, 0, 1000, 3, 1]]))[2]).toBe(2);
+    ).toEqual([3, 1000, tb2Gen]);
+    // A bucket's units given back come back as tokens while their generation is live, and only
+    // up to what it holds: 3 leased, 1 used directly, 3 back, then nothing more (the generation
+    // holds none), nor from a generation it does not hold.
+    const tb2 = (back: number, origin: number) => [
+      'tb',
+      10,
+      0.001,
+      '',
+      1,
+      0,
+      0,
+      1000,
+      back,
+      origin,
+    ];
+    expect((await run(0, [k('tb2'), tb2(3, tb2Gen)]))[2]).toBe(5);
+    expect((await run(0, [k('tb2'), tb2(3, tb2Gen)]))[2]).toBe(4);
+    expect((await run(0, [k('tb2'), tb2(3, tb2Gen + 1)]))[2]).toBe(3);
+    // GCRA likewise (the TAT moves back), while the generation lives leaseMs / 2 more: a GCRA
+    // state stores no clock, and a replica up to that much ahead may have seen it forgotten.
+    const gcra = (cost: number, want: number, back: number, origin: number) => [
+      'gcra',
+      1000, // one per second, burst 10
+      10,
+      '',
+      cost,
+      0,
+      want,
+      1000,
+      back,
+      origin,
+    ];
+    const g = await run(0, [k('gcra'), gcra(1, 4, 0, 0)]);
+    expect([g[2], g[5], g[7]]).toEqual([5, 4, clock.nowMs() + 2000]);
+    expect((await run(0, [k('gcra'), gcra(1, 0, 4, g[7] as number)]))[2]).toBe(8);
+    const g2 = await run(0, [k('gcra'), gcra(1, 3, 0, 0)]);
+    expect([g2[2], g2[5], g2[7]]).toEqual([4, 3, g[7]]);
+    // 1.6 s on (the generation forgotten in 0.4 s): 5.6 left, 1 used, none back (7 with them).
+    clock.advance(1600);
+    expect((await run(0, [k('gcra'), gcra(1, 0, 3, g2[7] as number)]))[2]).toBe(4);
     // A sliding log never lends.
     const slog = ['slog', 100, 60_000, '', 1, 0, 10, 1000, 0, 0];
     expect(await run(0, [k('slog'), slog])).toEqual([1, 100, 99, 60_000, 0, 0, 0, 0]);
@@ -571,20 +639,20 @@ async function skewedIdentifier(name: string, start: number) {
   const { tenant } = await newTenant(ahead.deps, ['ratelimit:check']);
   const p = policy(def);
   const key = keys.ratelimit(tenant, p.stateName, p.code as string, 'x');
-  const uses: number[] = [];
+  const uses: { at: number; cost: number }[] = [];
   return {
     key,
-    check: async (app: TestApp, offset: number) => {
-      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost: 1 });
-      if (d.allowed) uses.push(clock.nowMs() + offset);
+    check: async (app: TestApp, offset: number, cost = 1) => {
+      const d = await app.deps.ratelimit.check(tenant, { policy: p, identifier: 'x', cost });
+      if (d.allowed) uses.push({ at: clock.nowMs() + offset, cost });
       return d;
     },
     replay: () => {
       const m = model();
       let t = 0;
-      for (const at of uses) {
+      for (const { at, cost } of uses) {
         t = Math.max(t, at);
-        expect(m.check(t, 1).allowed, `a use seen at +${at - T0} ms`).toBe(true);
+        expect(m.check(t, cost).allowed, `${cost} seen at +${at - T0} ms`).toBe(true);
       }
     },
   };
@@ -646,8 +714,10 @@ describe.each(['token_bucket', 'gcra'] as const)('%s with leases and skewed cloc
     const before = await leaseUnits(on.map((r) => r.app));
     let admitted = 0;
     let sent = 0;
-    // Eight seeds, fixed whatever runs before: how often the traffic holds a lease across a
-    // refill differs from one to another. SKEW_SEED moves the range, to sweep more.
+    // Eight seeds: how often the traffic holds a lease across a refill differs from one to
+    // another. Fixed ones, whatever runs before. Seed 107 (and 700-703 of a wider sweep) caught a
+    // GCRA give-back on a denied check that stored the TAT as its clamp had lowered it (lent.lua);
+    // SKEW_SEED moves the range, to sweep more.
     const first = Number(process.env.SKEW_SEED ?? 100);
     for (let round = 0; round < 8; round++) {
       clock.set(T0 + 13 + round * 100_000);
@@ -684,6 +754,36 @@ describe.each(['token_bucket', 'gcra'] as const)('%s with leases and skewed cloc
     for (let i = 0; i < 200 && (await check(ahead, SKEW_MS)).allowed; i++);
     for (let i = 0; i < 4; i++) await check(behind, -SKEW_MS);
     replay();
+  });
+
+  it('stores a give-back of a denied check as no more than that', async () => {
+    // One replica holds units it will not use; the other drains the bucket; the holder's next
+    // check is denied but gives its units back, and the drainer asks again (cost 2: it remembers
+    // its denial of cost 1). The give-back must not also store what the denied check saw at its
+    // own clock: for a holder ahead, the token bucket refilled to its time (400 ms more than any
+    // use let the bucket refill, for the drainer behind); for a holder behind, the GCRA TAT its
+    // clamp lowered (400 ms of room no use made, for the drainer ahead).
+    for (const [holder, drainer] of [
+      [ahead, behind],
+      [behind, ahead],
+    ] as const) {
+      const offset = (app: TestApp) => (app === ahead ? SKEW_MS : -SKEW_MS);
+      const { key, check, replay } = await skewedIdentifier(name, T0 + 600_000);
+      for (let i = 0; i < 40 && holder.deps.ratelimit.leasedUnits(key) < 2; i++) {
+        clock.advance(1);
+        await check(holder, offset(holder));
+      }
+      const held = holder.deps.ratelimit.leasedUnits(key);
+      expect(held).toBeGreaterThanOrEqual(2);
+      clock.advance(LEASE_MS + 100); // the lease ended, its generation lives on
+      for (let i = 0; i < 200 && (await check(drainer, offset(drainer))).allowed; i++);
+      expect((await check(holder, offset(holder), 64)).allowed).toBe(false); // gives `held` back
+      let after = 0;
+      for (let i = 0; i < 10; i++)
+        if ((await check(drainer, offset(drainer), 2)).allowed) after += 2;
+      expect(after).toBeGreaterThanOrEqual(held); // the units given back
+      replay();
+    }
   });
 
   it('holds at the bound, clocks leaseMs / 2 apart, for a lease granted late in its generation', async () => {

@@ -7,10 +7,10 @@
   updates it in memory and returns allowed, limit, remaining, reset ms, retry-after ms;
   lease(st, want, leaseMs), right after a decide that consumed, takes up to `want` more units for
   the calling replica to give out itself and returns the units, the lease's ms, how much longer
-  the state now takes to be fully restored (ms; 0 when the window decides) and, for a window,
-  what counted them (the lease's origin: the window's start or index); giveBack(st, units,
-  origin), before the decide, uncounts units of an ended lease that the replica did not give out,
-  if that window still counts (the windows only: see lent.lua);
+  the state now takes to be fully restored (ms; 0 when the window decides) and what counted them
+  (the lease's origin: a window's start or index, a bucket's lease generation, lent.lua);
+  giveBack(st, units, origin, now, leaseMs), before the decide, uncounts units of an ended lease
+  that the replica did not give out, if what counted them still counts;
   save(key, st) writes the state back with its expiry, only when a check consumed or gave back
   and the call applies.
 
@@ -33,15 +33,16 @@
                     algorithm grants at most half of what is left (sliding log: never)
               leaseMs  the longest the replica holds a lease (its own clock), ms
               back, backOrigin  units of this replica's ended lease it did not give out, and the
-                    origin the grant returned (0 0: none); uncounted only if that window still
-                    counts, so a lease of an earlier window or of a reset state gives none back
+                    origin the grant returned (0 0: none); uncounted only if that origin still
+                    counts, so a lease of an earlier window, of a forgotten lease generation or
+                    of a reset state gives none back
 
   Returns  a flat array, 8 integers per check in order: allowed (1/0), limit, remaining (after
            the lease), resetMs (until fully restored if nothing more is consumed), retryAfterMs
            (0 when allowed: until this cost would be allowed), leased units (0 when none, and
            always 0 when an all-or-nothing call consumed nothing), lease ms (from the `now`
            given: the replica gives out no leased unit at or after now + lease ms), the lease's
-           origin (a window's start or index; 0 for a bucket or no lease).
+           origin (a window's start or index, a bucket's lease generation; 0 for no lease).
 
   Clocks: gateway replicas' clocks may disagree by a few ms (NTP). Every algorithm clamps "now" to
   the newest time it has stored, so a replica whose clock is behind can never make a bucket
@@ -78,7 +79,9 @@ for i = 1, #KEYS do
     order[#order + 1] = key
   end
   local back = tonumber(ARGV[b + 8])
-  if back > 0 and algo.giveBack then algo.giveBack(st, back, tonumber(ARGV[b + 9])) end
+  if back > 0 and algo.giveBack then
+    algo.giveBack(st, back, tonumber(ARGV[b + 9]), now, tonumber(ARGV[b + 7]))
+  end
   local allowed, limit, remaining, reset, retry = algo.decide(st, now, cost)
   if not allowed and ARGV[b + 5] ~= '1' then all = false end
   local want, units, leaseMs, later, window = tonumber(ARGV[b + 6]), 0, 0, 0, 0

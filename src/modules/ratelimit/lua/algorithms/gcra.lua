@@ -5,7 +5,9 @@
   the TAT is reached (an idle key) and nothing is on lease. A request is allowed when the TAT it
   would leave is at most burst * interval ahead of now.
   A lease takes up to half the room left; while on lease, units hold the TAT at least
-  `lent * interval` ahead of now (the cap of a token bucket, lowered: lent.lua).
+  `lent * interval` ahead of now (the cap of a token bucket, lowered: lent.lua). Units of an ended
+  lease that its replica did not give out move the TAT back (giveBack), while the lease's
+  generation is live, by leaseMs / 2 at least (lent.lua, unlend).
 ]]
 if need.gcra then
   ALGOS.gcra = {
@@ -27,19 +29,22 @@ if need.gcra then
     decide = function(st, now, cost)
       local tat = max(st.tat, now + lent(st, now) * st.interval)
       -- clamp: a TAT more than tau ahead was written by a replica whose clock is ahead of ours;
-      -- treat the key as exactly full (never emptier, never penalised beyond a full burst).
-      if tat - now > st.tau then tat = now + st.tau end
+      -- this check sees the key exactly full (never emptier, never penalised beyond a full
+      -- burst), and is denied. The TAT itself stays: stored lowered (a give-back makes a denied
+      -- check's state dirty), it would free room for the replica ahead that no use made.
+      local seen = min(tat, now + st.tau)
       local need = cost > 0 and cost or 1
-      local new = tat + need * st.interval
+      local new = seen + need * st.interval
       local allowed = new - now <= st.tau + EPS
       if allowed and cost > 0 then
         tat = new
+        seen = new
         st.dirty = true
       end
       st.tat = tat
       st.now = now
-      local remaining = (st.tau - (tat - now)) / st.interval
-      return allowed, st.burst, remaining, max(tat - now, lentHold(st, now)), new - st.tau - now
+      local remaining = (st.tau - (seen - now)) / st.interval
+      return allowed, st.burst, remaining, max(seen - now, lentHold(st, now)), new - st.tau - now
     end,
     lease = function(st, want, leaseMs)
       local room = (st.tau - (st.tat - st.now)) / st.interval
@@ -47,7 +52,17 @@ if need.gcra then
       if units < 1 then return 0, 0, 0 end
       lend(st, st.now, units, leaseMs)
       st.tat = st.tat + units * st.interval
-      return units, leaseMs, units * st.interval
+      return units, leaseMs, units * st.interval, st.lf
+    end,
+    giveBack = function(st, units, gen, now, leaseMs)
+      -- A GCRA state stores no clock, so a replica behind could take for live a generation that
+      -- one ahead has seen forgotten (and used the room it freed): the generation must still be
+      -- live leaseMs / 2 on, the most two replicas' clocks may disagree (lent.lua).
+      local back = unlend(st, now + leaseMs / 2, units, gen)
+      if back == 0 then return end
+      -- decide holds the TAT at least the (now lower) lent units ahead of now
+      st.tat = st.tat - back * st.interval
+      st.dirty = true
     end,
     save = function(key, st)
       local ttl = ceil(max(st.tat - st.now, lentHold(st, st.now))) + 1

@@ -3,7 +3,9 @@
   ms; a request takes `cost` tokens. State: one string "<tokens> <last ms>", followed by the lease
   generations (lent.lua) while tokens may be on lease. A missing key is a full bucket; the key
   expires when the bucket would be full again and nothing is on lease.
-  A lease takes up to half the tokens left; while on lease they lower the cap (lent.lua).
+  A lease takes up to half the tokens left; while on lease they lower the cap (lent.lua). Units of
+  an ended lease that its replica did not give out come back as tokens (giveBack), while the
+  lease's generation is live (lent.lua, unlend).
 ]]
 if need.tb then
   ALGOS.tb = {
@@ -26,24 +28,43 @@ if need.tb then
     end,
     decide = function(st, now, cost)
       local t = max(now, st.ts) -- clamp: a clock behind the stored one sees no refill
+      local tokens, ts = st.tokens, st.ts
       local cap = st.capacity - lent(st, t)
       st.tokens = min(cap, st.tokens + (t - st.ts) * st.refill)
       st.ts = t
       local need = cost > 0 and cost or 1
       local allowed = need <= st.tokens + EPS
+      local left = st.tokens
       if allowed and cost > 0 then
         st.tokens = max(0, st.tokens - cost)
+        left = st.tokens
         st.dirty = true
+      elseif st.gave then
+        -- Only a give-back changed the state: it is stored as of the time it had (the tokens
+        -- back, no refill), so that a check that consumed nothing moves the bucket's clock on
+        -- for no replica. A later check at a clock behind this one's refills no more than the
+        -- checks that consumed allow.
+        st.tokens, st.ts = tokens, ts
       end
-      local reset = max((st.capacity - st.tokens) / st.refill, lentHold(st, t))
-      return allowed, st.capacity, st.tokens, reset, (need - st.tokens) / st.refill
+      local reset = max((st.capacity - left) / st.refill, lentHold(st, t))
+      return allowed, st.capacity, left, reset, (need - left) / st.refill
     end,
     lease = function(st, want, leaseMs)
       local units = min(want, floor(st.tokens / 2 + EPS))
       if units < 1 then return 0, 0, 0 end
       lend(st, st.ts, units, leaseMs)
       st.tokens = st.tokens - units
-      return units, leaseMs, units / st.refill
+      return units, leaseMs, units / st.refill, st.lf
+    end,
+    giveBack = function(st, units, gen, now)
+      -- Live at the newest time the bucket has stored (a replica behind sees no generation live
+      -- that one ahead has seen forgotten).
+      local back = unlend(st, max(now, st.ts), units, gen)
+      if back == 0 then return end
+      -- the cap rose by as much (decide refills and caps it next)
+      st.tokens = st.tokens + back
+      st.dirty = true
+      st.gave = true
     end,
     save = function(key, st)
       local ttl = ceil((st.capacity - st.tokens) / st.refill + lentHold(st, st.ts)) + 1
