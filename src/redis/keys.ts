@@ -139,10 +139,16 @@ export const keys = {
   /** Messages published with a delay, a sorted set scored by due time: `<tenant>:qdelay:<name>`. */
   queueDelayed: (tenant: string, name: string): string =>
     tenantPrefix(tenant, 'qdelay') + queueName(name),
-  /** A queue's own settings (hash: r max receive count, l retention): `<tenant>:qconf:<name>`. */
+  /**
+   * A queue's own settings (hash: r max receive count, l retention, e its dedup epoch):
+   * `<tenant>:qconf:<name>`.
+   */
   queueConfig: (tenant: string, name: string): string =>
     tenantPrefix(tenant, 'qconf') + queueName(name),
-  /** A publish dedup id, remembered for the dedup window: `<tenant>:qdedup:<name>:<dedupId>`. */
+  /**
+   * A publish dedup id, remembered for the dedup window as `<epoch> <first id>`:
+   * `<tenant>:qdedup:<name>:<dedupId>`.
+   */
   queueDedup: (tenant: string, name: string, dedupId: string): string =>
     userKey(tenant, `qdedup:${queueName(name)}`, 'dedupId', dedupId),
 

@@ -87,7 +87,7 @@ export const SCRIPTS: readonly ScriptDef[] = [
       ['queueAck', 'ack-2.lua', 2, true],
       ['queueRedrive', 'redrive-3.lua', 3, true],
       ['queueDelete', 'delete-6.lua', 6, false],
-      ['queuePurge', 'purge-2.lua', 2, false],
+      ['queuePurge', 'purge-3.lua', 3, false],
     ] as const
   ).map(([name, file, numberOfKeys, common]) => ({
     name,
@@ -280,8 +280,12 @@ declare module 'ioredis' {
       dlqDelayed: string,
       dlqSettings: string,
     ): Result<[number, number, number, number, number], Context>;
-    /** See modules/queues/lua/purge-2.lua: [existed, messages, delayed, groups]. */
-    queuePurge(stream: string, delayed: string): Result<[number, number, number, number], Context>;
+    /** See modules/queues/lua/purge-3.lua: [existed, messages, delayed, groups]. */
+    queuePurge(
+      stream: string,
+      delayed: string,
+      settings: string,
+    ): Result<[number, number, number, number], Context>;
     /** See modules/idempotency/lua/begin-1.lua. */
     idempotencyBegin(key: string, ...args: (string | number)[]): Result<string[], Context>;
     /** See modules/idempotency/lua/complete-1.lua. */

@@ -242,7 +242,7 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
         tags: TAGS,
         summary: 'Delete a queue',
         description:
-          'Deletes the queue in one atomic step: its messages (received or not), consumer groups, delayed messages, settings and its dead-letter queue `<name>.dlq`. Consumers waiting on it get 404 GROUP_NOT_FOUND within 5 s; a later publish starts a new, empty queue (dedup ids seen within the dedup window still count as duplicates). 404 when there was nothing to delete.',
+          'Deletes the queue in one atomic step: its messages (received or not), consumer groups, delayed messages, settings and its dead-letter queue `<name>.dlq`. Consumers waiting on it get 404 GROUP_NOT_FOUND within 5 s; a later publish starts a new, empty queue, where no dedup id seen before counts as a duplicate. 404 when there was nothing to delete.',
         params: NameParams,
         response: {
           200: jsonResponse('Deleted; what was in it.', Deleted),
@@ -297,7 +297,7 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
         tags: TAGS,
         summary: 'Drop every message of a queue',
         description:
-          'In one atomic step, drops every message (received or not) and every delayed message. The consumer groups stay, positioned at the end with nothing in flight (acks of messages received before answer 0); settings and the dead-letter queue are kept; dedup ids seen within the dedup window still count as duplicates. 404 when the queue had neither messages nor groups.',
+          'In one atomic step, drops every message (received or not) and every delayed message. The consumer groups stay, positioned at the end with nothing in flight (acks of messages received before answer 0); settings and the dead-letter queue are kept; dedup ids seen before the purge no longer count as duplicates, so the same messages can be published again. 404 when the queue had neither messages nor groups.',
         params: NameParams,
         response: {
           200: jsonResponse('Purged; what was dropped.', Purged),

@@ -43,7 +43,7 @@ const Publish = z.strictObject({
     })
     .optional()
     .describe(
-      'A second publish with the same dedupId within QUEUE_DEDUP_WINDOW_SECONDS adds nothing and answers with the first id.',
+      'A second publish with the same dedupId within QUEUE_DEDUP_WINDOW_SECONDS adds nothing and answers with the first id (ids seen before a purge or delete of the queue do not count).',
     ),
   delayMs: z
     .number()

@@ -159,6 +159,8 @@ export function createQueueService(opts: QueueServiceOptions) {
         clock.nowMs(),
         limits.maxLength,
         limits.dedupWindowSeconds * 1000,
+        // A new dedup epoch, used only if the queue has none (publish-n.lua).
+        messages.some((m) => m.dedupId !== undefined) ? randomToken(9) : '-',
         messages.length,
       ];
       for (const m of messages) {
@@ -506,7 +508,11 @@ export function createQueueService(opts: QueueServiceOptions) {
      */
     async purge(tenant: string, name: string) {
       const [existed, messages, delayed, groups] = await redis.onMaster((c) =>
-        c.queuePurge(keys.queue(tenant, name), keys.queueDelayed(tenant, name)),
+        c.queuePurge(
+          keys.queue(tenant, name),
+          keys.queueDelayed(tenant, name),
+          keys.queueConfig(tenant, name),
+        ),
       );
       if (existed === 0) throw queueMissing(name);
       return { name, messages, delayed, groups };

@@ -137,6 +137,69 @@ describe('publish, receive, ack', () => {
     expect((await receive(a, q, { max: 10 })).messages.map((m) => m.data)).toEqual([1, 3]);
   });
 
+  it('dedupId: ids seen before a purge or a delete no longer count; settings changes and other queues keep them', async () => {
+    const a = await newTenant(t.deps, ALL);
+    const q = qname();
+    const other = `${q}-other`;
+    await group(a, q);
+    const first = await publish(a, q, { data: 1, dedupId: 'order-1' });
+    const kept = await publish(a, other, { data: 'o', dedupId: 'order-1' });
+    // Changing the queue's settings (and resetting them) does not end the window.
+    expect((await call(a, 'PUT', `/v1/queues/${q}`, { maxReceiveCount: 5 })).statusCode).toBe(200);
+    expect((await call(a, 'PUT', `/v1/queues/${q}`, { maxReceiveCount: null })).statusCode).toBe(
+      200,
+    );
+    expect(await publish(a, q, { data: 1, dedupId: 'order-1' })).toEqual({
+      id: first.id,
+      duplicate: true,
+    });
+
+    expect((await call(a, 'POST', `/v1/queues/${q}/_purge`)).statusCode).toBe(200);
+    const republished = await publish(a, q, { data: 1, dedupId: 'order-1' });
+    expect(republished.duplicate).toBeUndefined();
+    expect(republished.id).not.toBe(first.id);
+    // The window goes on from the new publish, and the purge of q did not touch `other`.
+    expect(await publish(a, q, { data: 1, dedupId: 'order-1' })).toEqual({
+      id: republished.id,
+      duplicate: true,
+    });
+    expect(await publish(a, other, { data: 'o', dedupId: 'order-1' })).toEqual({
+      id: kept.id,
+      duplicate: true,
+    });
+    expect((await receive(a, q, { max: 10 })).messages.map((m) => m.id)).toEqual([republished.id]);
+
+    // A delayed message's dedup id too.
+    const later = await publish(a, q, { data: 2, dedupId: 'order-2', delayMs: 60_000 });
+    expect((await call(a, 'DELETE', `/v1/queues/${q}`)).statusCode).toBe(200);
+    const fresh = await publishBatch(a, q, [
+      { data: 1, dedupId: 'order-1' },
+      { data: 2, dedupId: 'order-2' },
+      { data: 3, dedupId: 'order-1' },
+    ]);
+    expect(fresh[0]).not.toBe(republished.id);
+    expect(fresh[1]).not.toBe(later.id);
+    expect(fresh[2]).toBe(fresh[0]);
+    await group(a, q);
+    expect((await receive(a, q, { max: 10 })).messages.map((m) => m.data)).toEqual([1, 2]);
+  });
+
+  it('dedupId: an id remembered before dedup epochs existed (a bare id) still counts', async () => {
+    const a = await newTenant(t.deps, ALL);
+    const q = qname();
+    const redis = await adminRedis(t);
+    try {
+      await redis.set(keys.queueDedup(a.tenant, q, 'old'), '1700000000000-0', 'PX', 60_000);
+    } finally {
+      redis.disconnect();
+    }
+    expect(await publish(a, q, { data: 1, dedupId: 'old' })).toEqual({
+      id: '1700000000000-0',
+      duplicate: true,
+    });
+    expect((await publish(a, q, { data: 1, dedupId: 'new' })).duplicate).toBeUndefined();
+  });
+
   it('delayMs: receivable only after the delay; a long poll wakes when it is due', async () => {
     const a = await newTenant(t.deps, ALL);
     const q = qname();

@@ -3,6 +3,11 @@
   when it has a delay; a message with a dedup id already seen within the dedup window is not
   added again and answers with the first publish's id.
 
+  Dedup ids count within the queue's dedup epoch, the settings field e: a purge drops the field
+  and a delete drops the settings, so an id seen before either no longer counts, and the next
+  publish with a dedup id starts a new epoch (ARGV[4]). Each dedup key holds '<epoch> <id>'; one
+  that holds a bare id was written before epochs existed and counts in any epoch.
+
   KEYS[1..n]  1: the stream <tenant>:q:<name>; 2: its delayed set <tenant>:qdelay:<name>;
               3: its settings <tenant>:qconf:<name>; 4..n: the dedup keys
               <tenant>:qdedup:<name>:<dedupId> of the messages that have one
@@ -10,7 +15,8 @@
   ARGV[2]  retention: the stream length above which acknowledged history is trimmed (the
            queue's own `l` setting wins)
   ARGV[3]  dedup window (ms)
-  ARGV[4]  number of messages m, then 4 arguments per message:
+  ARGV[4]  a random token: the new epoch, if this publish has to start one
+  ARGV[5]  number of messages m, then 4 arguments per message:
            the message's JSON, delay (ms, 0 none), the KEYS index of its dedup key (0 none),
            a random token (the delayed set member's unique part)
 
@@ -21,13 +27,32 @@
 local now = tonumber(ARGV[1])
 local out = {}
 local added = false
-for i = 0, tonumber(ARGV[4]) - 1 do
-  local at = 5 + i * 4
+local epoch
+local function current_epoch()
+  if epoch == nil then
+    epoch = redis.call('HGET', KEYS[3], 'e')
+    if not epoch then
+      epoch = ARGV[4]
+      redis.call('HSET', KEYS[3], 'e', epoch)
+    end
+  end
+  return epoch
+end
+for i = 0, tonumber(ARGV[5]) - 1 do
+  local at = 6 + i * 4
   local data, delay, dk, token = ARGV[at], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), ARGV[at + 3]
   local id, dup = nil, '0'
   if dk > 0 then
-    id = redis.call('GET', KEYS[dk])
-    if id then dup = '1' end
+    local seen = redis.call('GET', KEYS[dk])
+    if seen then
+      local e, first = string.match(seen, '^(%S+) (.+)$')
+      if e == nil then
+        id = seen
+      elseif e == current_epoch() then
+        id = first
+      end
+      if id then dup = '1' end
+    end
   end
   if not id then
     if delay > 0 then
@@ -37,7 +62,7 @@ for i = 0, tonumber(ARGV[4]) - 1 do
       id = redis.call('XADD', KEYS[1], '*', 'd', data, 't', ARGV[1])
       added = true
     end
-    if dk > 0 then redis.call('SET', KEYS[dk], id, 'PX', ARGV[3]) end
+    if dk > 0 then redis.call('SET', KEYS[dk], current_epoch() .. ' ' .. id, 'PX', ARGV[3]) end
   end
   out[#out + 1] = id
   out[#out + 1] = dup
