@@ -342,7 +342,26 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (
           : noneMatchHeader === '*'
             ? { absent: true as const }
             : undefined;
-      const item: PutInput = Buffer.isBuffer(request.body)
+      const binary = Buffer.isBuffer(request.body);
+      if (!binary) {
+        // A JSON body carries these itself: one given in the query would be silently ignored.
+        const misplaced = (['ttl', 'staleTtl', 'tags'] as const).filter(
+          (f) => request.query[f] !== undefined,
+        );
+        if (misplaced.length > 0) {
+          throw new AppError(
+            'VALIDATION_FAILED',
+            `With a JSON body, ${misplaced.join(', ')} go in the body, not the query.`,
+            {
+              errors: misplaced.map((f) => ({
+                field: `query.${f}`,
+                message: `binary bodies only: put ${f} in the JSON body`,
+              })),
+            },
+          );
+        }
+      }
+      const item: PutInput = binary
         ? {
             key,
             value: request.body,

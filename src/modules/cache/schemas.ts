@@ -79,7 +79,7 @@ const queryInt = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
-export const GetQuery = z.object({
+export const GetQuery = z.strictObject({
   lease: queryInt(1, MAX_LEASE_MS)
     .optional()
     .describe(
@@ -133,7 +133,7 @@ export const PutBody = z
   });
 
 /** Query parameters carrying ttl/staleTtl/tags for binary (octet-stream) bodies. */
-export const PutQuery = z.object({
+export const PutQuery = z.strictObject({
   ttl: z
     .string()
     .regex(/^(\d{1,10}|null)$/, 'must be a whole number of seconds or null')
@@ -387,7 +387,7 @@ export const InvalidateResult = z
   })
   .meta({ id: 'CacheInvalidateResult', examples: [{ deleted: 1250, cursor: null }] });
 
-export const ListQuery = z.object({
+export const ListQuery = z.strictObject({
   prefix: z.string().max(MAX_KEY_BYTES).optional().describe('Only keys starting with this text.'),
   cursor: z.string().max(24).optional().describe('The cursor of the previous page.'),
   limit: queryInt(1, 1000).optional().describe('About how many keys per page (default 100).'),

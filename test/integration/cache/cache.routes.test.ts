@@ -199,6 +199,47 @@ describe('PUT /v1/cache/{key}', () => {
       );
     });
 
+    it('refuses query parameters it would ignore: unknown ones, and ttl/staleTtl/tags beside a JSON body', async () => {
+      const a = await newTenant(t.deps, RW);
+      expect((await put(a.auth, 'q', { value: 1, ttl: 600 })).statusCode).toBe(201);
+      const inject = (method: 'GET' | 'PUT', path: string, payload?: object) =>
+        t.app.inject({ method, url: path, headers: a.auth, ...(payload ? { payload } : {}) });
+      // A typo of `lease` would otherwise read as a plain GET.
+      for (const [path, field] of [
+        [`${url('q')}?leas=1000`, 'query'],
+        [`${url('q')}?lease=1000&x=1`, 'query'],
+        ['/v1/cache?prefx=a', 'query'],
+      ] as const) {
+        const p = expectProblem(await inject('GET', path), 400, 'VALIDATION_FAILED');
+        expect(p.errors?.[0]?.field, path).toBe(field);
+      }
+      const p = expectProblem(
+        await inject('PUT', `${url('q')}?ttl=5&tags=a,b`, { value: 2 }),
+        400,
+        'VALIDATION_FAILED',
+      );
+      expect(p.errors?.map((e) => e.field)).toEqual(['query.ttl', 'query.tags']);
+      expect(p.detail).toContain('go in the body');
+      expectProblem(
+        await inject('PUT', `${url('q')}?tll=5`, { value: 2 }),
+        400,
+        'VALIDATION_FAILED',
+      );
+      // Nothing was written: the first value, with its own ttl.
+      const res = await inject('GET', url('q'));
+      expect(body(res)).toMatchObject({ value: 1 });
+      expect(body<{ ttl: number }>(res).ttl).toBeGreaterThan(590);
+      // With a binary body the query is where they go.
+      const bin = await t.app.inject({
+        method: 'PUT',
+        url: `${url('b')}?ttl=5&tags=a`,
+        headers: { ...a.auth, 'content-type': 'application/octet-stream' },
+        payload: Buffer.from([1, 2, 3]),
+      });
+      expect(bin.statusCode, bin.body).toBe(201);
+      expect(body(bin)).toMatchObject({ ttl: 5 });
+    });
+
     it('refuses malformed JSON and prototype poisoning, storing nothing', async () => {
       const a = await newTenant(t.deps, RW);
       const headers = { ...a.auth, 'content-type': 'application/json' };
