@@ -136,6 +136,15 @@ function documentable(
  * and the required scope in each operation's description.
  */
 function transform(input: TransformInput): ReturnType<typeof jsonSchemaTransform> {
+  const out = transformRoute(input);
+  // A plugin's '/' route is served with and without the slash (Fastify's prefixTrailingSlash
+  // 'both'): document it as `/v1/cache`, the form the README uses.
+  return input.url.length > 1 && input.url.endsWith('/')
+    ? { ...out, url: input.url.slice(0, -1) }
+    : out;
+}
+
+function transformRoute(input: TransformInput): ReturnType<typeof jsonSchemaTransform> {
   const schema = input.schema as Record<string, unknown> | undefined;
   const rawResponses = (schema?.response ?? {}) as Record<string, ResponseSpec>;
   const responses = Object.fromEntries(
@@ -185,7 +194,13 @@ function transform(input: TransformInput): ReturnType<typeof jsonSchemaTransform
       s.response[status].headers = spec.headers;
     }
   }
-  const config = (input.route.config ?? {}) as { scope?: string; auth?: string };
+  const config = (input.route.config ?? {}) as {
+    scope?: string;
+    auth?: string;
+    credentialHeader?: string;
+  };
+  // The hook reads its key from X-Gateway-Key only (Authorization is the proxied request's).
+  if (config.credentialHeader === 'x-gateway-key') s.security = [{ gatewayKey: [] }];
   const needs =
     config.auth === 'none'
       ? 'No authentication.'
@@ -302,6 +317,21 @@ export const TAGS = [
     description:
       'Rate-limit decisions (five algorithms, named or inline policies) and the hook API gateways call.',
   },
+  {
+    name: 'sessions',
+    description:
+      "Server-side sessions: create, read with a sliding expiry, update, rotate, a user's sessions.",
+  },
+  {
+    name: 'queues',
+    description:
+      'Pull queues over Redis Streams: publish, consumer groups, receive, ack, nack, dead letters.',
+  },
+  {
+    name: 'idempotency',
+    description:
+      'Idempotency keys: begin a request once, store its response, replay it to retries.',
+  },
   { name: 'admin', description: 'Tenants, API keys and rate-limit policies.' },
   { name: 'health', description: 'Liveness and readiness probes.' },
 ];
@@ -332,6 +362,13 @@ export function swaggerOptions(version: string): FastifyDynamicSwaggerOptions {
             in: 'header',
             name: 'X-API-Key',
             description: 'The same API key in X-API-Key.',
+          },
+          gatewayKey: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'X-Gateway-Key',
+            description:
+              "The rate-limit hook's API key, configured in the API gateway that calls it (the only credential the hook reads).",
           },
         },
       },

@@ -16,6 +16,7 @@ import {
   Check,
   DecisionSchema,
   HookParams,
+  HookPolicyParams,
   HookQuery,
   MultiCheck,
   MultiDecision,
@@ -301,13 +302,10 @@ export const ratelimitRoutes: FastifyPluginAsyncZod<RatelimitRoutesOptions> = as
             "For NGINX `auth_request`, Envoy `ext_authz` (HTTP service) and Traefik `forwardAuth`: any method (GET documented here; POST, PUT, DELETE, PATCH, OPTIONS and HEAD answer the same) and any sub-path after the policy name (`/v1/ratelimit/hook/public/api/orders/7`). The hook authenticates with an API key in `X-Gateway-Key` (configured in the proxy), so the end user's Authorization header is free to identify the user.",
             'The identity limited is the client address (X-Forwarded-For from proxies in TRUSTED_PROXIES, else the peer), or a header the policy names (`identifyBy`). Allowed: 200 with the rate-limit headers, `X-Tenant-Id` and `X-RateLimit-Identity` for the upstream. Denied: 429 problem (`quota-exceeded`, `violated-policies`) with Retry-After; 403 with `?compat=nginx`. Redis unavailable: 200 with `X-RateLimit-Degraded: true` (failureMode open) or 503 with Retry-After (closed). Never a 5xx for a denial.',
           ].join('\n\n'),
-          params: HookParams,
+          params: HookPolicyParams,
           querystring: HookQuery,
+          // The key in X-Gateway-Key is the operation's security scheme (gatewayKey).
           headers: z.looseObject({
-            'x-gateway-key': z
-              .string()
-              .optional()
-              .describe('The API key of the calling proxy (scope ratelimit:check).'),
             'x-forwarded-for': z
               .string()
               .optional()

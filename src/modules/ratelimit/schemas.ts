@@ -208,7 +208,9 @@ export const MultiDecision = z
     ],
   });
 
-export const HookParams = z.object({ policy: PolicyName, '*': z.string().optional() });
+/** The documented hook route's path: the sub-path after the policy is its own route (hidden). */
+export const HookPolicyParams = z.object({ policy: PolicyName });
+export const HookParams = HookPolicyParams.extend({ '*': z.string().optional() });
 export const HookQuery = z.object({
   compat: z
     .enum(['nginx'])
