@@ -276,6 +276,8 @@ function tidyDocument<T extends object>(document: T): T {
       const to = rename.get(name);
       if (to !== undefined) o.$ref = prefix + to;
     }
+    // A query integer (http/query.ts) is checked as digits; its schema says integer.
+    if (o.type === 'integer' && typeof o.pattern === 'string') delete o.pattern;
     if (o.type === 'integer' && o.minimum === -SAFE_INT) delete o.minimum;
     if (o.type === 'integer' && o.maximum === SAFE_INT) delete o.maximum;
   });

@@ -122,7 +122,7 @@ describe('clients generated from openapi.yaml', () => {
         "import { cacheGet, cachePut, ratelimitCheck, queuePublish } from './sdk/index.js';",
         'export async function use(): Promise<boolean> {',
         "  await cachePut({ path: { key: 'k' }, body: { value: { a: 1 }, ttl: 60, tags: ['t'] } });",
-        "  const got = await cacheGet({ path: { key: 'k' }, query: { lease: '1000' } });",
+        "  const got = await cacheGet({ path: { key: 'k' }, query: { lease: 1000 } });",
         '  const ttl: number | null | undefined = got.data?.ttl;',
         '  const problem: string | undefined = got.error?.code;',
         "  await queuePublish({ path: { name: 'q' }, body: { data: [1], dedupId: 'd' } });",
@@ -134,9 +134,10 @@ describe('clients generated from openapi.yaml', () => {
     writeFileSync(
       join(dir, 'bad.ts'),
       [
-        "import { cachePut, ratelimitCheck } from './sdk/index.js';",
+        "import { cacheList, cachePut, ratelimitCheck } from './sdk/index.js';",
         "void cachePut({ path: { key: 'k' }, body: { value: 1, ttl: 'soon' } });",
         "void ratelimitCheck({ body: { key: 'u' } });",
+        "void cacheList({ query: { limit: '10' } });",
       ].join('\n'),
     );
     const errors = await typeErrors();
@@ -146,6 +147,10 @@ describe('clients generated from openapi.yaml', () => {
       "Type 'string' is not assignable to type 'number'",
     );
     expect(errors.find((e) => e.startsWith('bad.ts(3,'))).toContain("'policy'");
+    // A query integer is a number to the client (sent as digits).
+    expect(errors.find((e) => e.startsWith('bad.ts(4,'))).toContain(
+      "Type 'string' is not assignable to type 'number'",
+    );
   });
 
   it('the generated SDK works against a running gateway, problems included', async () => {
@@ -180,7 +185,7 @@ describe('clients generated from openapi.yaml', () => {
     expect(put.data).toMatchObject({ key: 'sdk:1', ttl: 60 });
     const got = await sdk.cacheGet({ path: { key: 'sdk:1' } });
     expect(got.data).toMatchObject({ key: 'sdk:1', value: { n: 1 } });
-    const listed = await sdk.cacheList({ query: { prefix: 'sdk:' } });
+    const listed = await sdk.cacheList({ query: { prefix: 'sdk:', limit: 10 } });
     expect(listed.response.status).toBe(200);
     expect(listed.data).toMatchObject({ keys: ['sdk:1'] });
     const miss = await sdk.cacheGet({ path: { key: 'sdk:none' } });

@@ -1,5 +1,6 @@
 /** Request and response schemas of the admin routes (tenants and API keys). */
 import { z } from 'zod';
+import { queryInteger } from '../../http/query.js';
 import { parseScope } from '../../http/scopes.js';
 import { TENANT_ID_PATTERN } from '../../redis/keys.js';
 import { KEY_ID_PATTERN } from './api-key.js';
@@ -163,11 +164,7 @@ export const DeleteTenantQuery = z.strictObject({
     .max(40)
     .optional()
     .describe('The cursor of the previous call while the state was `deleting`.'),
-  limit: z
-    .string()
-    .regex(/^\d{1,7}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(1_000_000))
+  limit: queryInteger(1, 1_000_000)
     .optional()
     .describe(
       'About how many Redis keys one call may erase (default 100000; it also stops after a second).',

@@ -3,6 +3,7 @@
  * types and of the OpenAPI document.
  */
 import { z } from 'zod';
+import { queryInteger } from '../../http/query.js';
 import { MAX_KEY_BYTES, checkUserKey } from '../../redis/keys.js';
 
 /** Hard upper bound on batch sizes; CACHE_MAX_BATCH may lower it. */
@@ -72,20 +73,13 @@ const AnyJson = z
 export const KeyParams = z.object({ key: CacheKey });
 
 /** Query-string integers arrive as text. */
-const queryInt = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d{1,10}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
-
 export const GetQuery = z.strictObject({
-  lease: queryInt(1, MAX_LEASE_MS)
+  lease: queryInteger(1, MAX_LEASE_MS)
     .optional()
     .describe(
       "Stampede protection: on a miss, take the key's lease for this many ms (≤ CACHE_MAX_LEASE_MS); exactly one caller gets it (X-Cache-Lease).",
     ),
-  wait: queryInt(0, MAX_WAIT_MS)
+  wait: queryInteger(0, MAX_WAIT_MS)
     .optional()
     .describe(
       'With lease: when another caller holds the lease, wait up to this many ms (≤ CACHE_MAX_WAIT_MS) for the value instead of answering 404 at once.',
@@ -141,7 +135,7 @@ export const PutQuery = z.strictObject({
     .pipe(z.number().int().min(1).nullable())
     .optional()
     .describe('Binary bodies only: like body.ttl (`null` never expires).'),
-  staleTtl: queryInt(1, Number.MAX_SAFE_INTEGER)
+  staleTtl: queryInteger(1, Number.MAX_SAFE_INTEGER)
     .optional()
     .describe('Binary bodies only: like body.staleTtl.'),
   tags: z
@@ -390,7 +384,7 @@ export const InvalidateResult = z
 export const ListQuery = z.strictObject({
   prefix: z.string().max(MAX_KEY_BYTES).optional().describe('Only keys starting with this text.'),
   cursor: z.string().max(24).optional().describe('The cursor of the previous page.'),
-  limit: queryInt(1, 1000).optional().describe('About how many keys per page (default 100).'),
+  limit: queryInteger(1, 1000).optional().describe('About how many keys per page (default 100).'),
 });
 
 export const ListResult = z

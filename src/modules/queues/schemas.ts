@@ -1,5 +1,6 @@
 /** Request and response schemas of the queue routes. */
 import { z } from 'zod';
+import { queryInteger } from '../../http/query.js';
 import { MAX_KEY_BYTES, checkUserKey } from '../../redis/keys.js';
 import { VISIBILITY_CEILING_MS } from './service.js';
 
@@ -234,13 +235,7 @@ export const LeaseResult = z
 
 export const PageQuery = z.strictObject({
   cursor: MessageId.optional().describe('From the previous page; omit for the first.'),
-  limit: z
-    .string()
-    .regex(/^\d{1,3}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(100))
-    .optional()
-    .describe('Entries per page, 1..100 (default 100).'),
+  limit: queryInteger(1, 100).optional().describe('Entries per page, 1..100 (default 100).'),
 });
 
 export const SettingsBody = z
@@ -415,11 +410,7 @@ export const ListQuery = z.strictObject({
     .regex(/^\d{1,20}$/, 'must be a cursor returned by a previous listing')
     .optional()
     .describe('The cursor of the previous page; omit for the first.'),
-  limit: z
-    .string()
-    .regex(/^\d{1,4}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(1000))
+  limit: queryInteger(1, 1000)
     .optional()
     .describe('About how many queues per page, 1..1000 (default 100).'),
 });

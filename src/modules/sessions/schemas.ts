@@ -1,5 +1,6 @@
 /** Request and response schemas of the session routes. */
 import { z } from 'zod';
+import { queryInteger } from '../../http/query.js';
 import { MAX_KEY_BYTES, checkUserKey } from '../../redis/keys.js';
 
 export const MAX_PAGE = 100;
@@ -174,11 +175,7 @@ export const ListQuery = z.strictObject({
     .transform(Number)
     .optional()
     .describe('From the previous page; omit for the first.'),
-  limit: z
-    .string()
-    .regex(/^\d{1,3}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(MAX_PAGE))
+  limit: queryInteger(1, MAX_PAGE)
     .optional()
     .describe(`Sessions per page, 1..${MAX_PAGE} (default 50).`),
 });
