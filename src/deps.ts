@@ -270,6 +270,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     onDecision: (policy, outcome) => metrics.ratelimit.decision(policyLabel(policy), outcome),
     onLocalDenial: () => metrics.ratelimit.localDenial(),
     onLease: (event, units) => metrics.ratelimit.lease(event, units),
+    onRefund: (units) => metrics.ratelimit.refund(units),
     onBatch: (checks) => metrics.ratelimit.batch(checks),
     onRedisError: (kind) => metrics.redisErrors.inc({ module: 'ratelimit', kind }),
     onReset: (policy, cleared) => metrics.ratelimit.reset(policyLabel(policy), cleared),

@@ -13,6 +13,8 @@ export interface RatelimitMetrics {
   localDenial(): void;
   /** Units reserved by leases (`granted`), or given out from one without Redis (`used`). */
   lease(event: 'granted' | 'used' | 'returned', units: number): void;
+  /** Units refunded: consumed by checks that Redis ran after they were answered 503. */
+  refund(units: number): void;
   /** An identifier's state was reset through the API; cleared: stored state was deleted. */
   reset(policyLabel: string, cleared: boolean): void;
   /** Single checks sent in one script call. */
@@ -52,6 +54,12 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
   const leaseGranted = leaseUnits.child({ event: 'granted' });
   const leaseUsed = leaseUnits.child({ event: 'used' });
   const leaseReturned = leaseUnits.child({ event: 'returned' });
+  const refunds = new FastCounter(
+    'gateway_ratelimit_refunded_units_total',
+    'Rate-limit units sent back to Redis because a check of a policy that fails closed was answered 503 (Redis too slow) and Redis ran it after all: uncounted as far as the algorithm can be sure (for a slow limit nearly all of them; README, "Slow answers").',
+    [] as const,
+  ).register(registry);
+  const refundSeries = refunds.child({});
   const resets = new Counter({
     name: 'gateway_ratelimit_resets_total',
     help: 'Identifiers whose rate-limit state was reset through POST /v1/ratelimit/reset, by policy (labelled as for decisions) and whether stored state was deleted (cleared: true/false).',
@@ -120,6 +128,7 @@ export function createRatelimitMetrics(registry: Registry): RatelimitMetrics {
       (event === 'used' ? leaseUsed : event === 'granted' ? leaseGranted : leaseReturned).inc(
         units,
       ),
+    refund: (units) => refundSeries.inc(units),
     batch: (checks) => batches.observe(checks),
     reset: (policy, cleared) => resets.inc({ policy, cleared: String(cleared) }),
     quotaExceeded: () => quotaExceeded.inc(),

@@ -210,7 +210,10 @@ describe('Redis paused', () => {
     ['sent alone (RATELIMIT_BATCH_MAX=1)', 1],
   ] as const;
 
-  async function onPath(batchMax: number, fn: (rl: TestApp['deps']['ratelimit']) => Promise<void>) {
+  async function onPath(
+    batchMax: number,
+    fn: (rl: TestApp['deps']['ratelimit'], deps: TestApp['deps']) => Promise<void>,
+  ) {
     const alone =
       batchMax === 0
         ? undefined
@@ -220,7 +223,7 @@ describe('Redis paused', () => {
             env: { RATELIMIT_BATCH_MAX: String(batchMax) },
           });
     try {
-      await fn((alone ?? gw).deps.ratelimit);
+      await fn((alone ?? gw).deps.ratelimit, (alone ?? gw).deps);
     } finally {
       await alone?.close();
     }
@@ -278,6 +281,85 @@ describe('Redis paused', () => {
         expect(await counted()).toBe(1); // answered 503, so never counted
         expect((await check()).allowed).toBe(true);
         expect(await counted()).toBe(2);
+      }),
+  );
+
+  it.each(PATHS)(
+    'a check answered 503 that Redis ran after all gives its units back: %s',
+    (_, batchMax) =>
+      onPath(batchMax, async (ratelimit, deps) => {
+        const policy = compilePolicy('strict', 'inline', {
+          algorithm: 'fixed_window',
+          limit: 5,
+          windowMs: 3_600_000,
+          failureMode: 'closed',
+          timeoutMs: 50,
+        });
+        const identifier = `refund-${batchMax}`;
+        const stateKey = keys.ratelimit(
+          tenant,
+          policy.stateName,
+          policy.code as string,
+          identifier,
+        );
+        const counted = async () =>
+          Number(
+            String(await rawCommand(await topology.masterPort(), 'GET', stateKey)).split(' ')[1],
+          );
+        const refunded = async () =>
+          Number(
+            /gateway_ratelimit_refunded_units_total (\d+)/.exec(
+              await deps.metrics.registry.getSingleMetricAsString(
+                'gateway_ratelimit_refunded_units_total',
+              ),
+            )?.[1] ?? 0,
+          );
+        const check = (cost: number) => ratelimit.check(tenant, { policy, identifier, cost });
+        expect((await check(1)).allowed).toBe(true);
+        expect(await counted()).toBe(1);
+        const before = await refunded();
+        topology.pause(topology.master.name);
+        try {
+          // Sent, then answered 503 at 50 ms: Redis runs them when it wakes.
+          await expect(check(2)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+          if (batchMax === 0) {
+            await expect(
+              ratelimit.checkMany(tenant, [{ policy, identifier, cost: 1 }], true),
+            ).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+          }
+        } finally {
+          topology.resume(topology.master.name);
+        }
+        const sent = batchMax === 0 ? 3 : 2;
+        const deadline = Date.now() + 5000;
+        while ((await refunded()) - before < sent && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        // Redis counted them (the refunds say so), and their units went back.
+        expect((await refunded()) - before).toBe(sent);
+        await new Promise((r) => setTimeout(r, 200));
+        expect(await counted()).toBe(1);
+        // The limit holds as if they had never been: 3 more, and then 1 is left.
+        expect((await check(3)).allowed).toBe(true);
+        expect(await counted()).toBe(4);
+
+        // A master change between the check and its late answer: the refund would go to a master
+        // that may never have counted the check, so none is sent.
+        topology.pause(topology.master.name);
+        try {
+          await expect(check(1)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+          ratelimit.forgetLeases();
+        } finally {
+          topology.resume(topology.master.name);
+        }
+        const counts = Date.now() + 5000;
+        while ((await counted()) < 5 && Date.now() < counts) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await counted()).toBe(5);
+        expect((await refunded()) - before).toBe(sent);
+        expect((await check(1)).allowed).toBe(false);
       }),
   );
 

@@ -7,7 +7,9 @@
  * then allows the identifier's next checks itself (leases.ts), so a busy identifier costs a Redis
  * call per lease, not per request. When Redis cannot answer within the policy's `timeoutMs`, the
  * policy's failure mode decides: `open` allows and flags the decision degraded, `closed` answers
- * 503; units on lease are still given out.
+ * 503; units on lease are still given out. Redis may still run the call later: what a check that
+ * was answered 503 consumed then is refunded (`refundLate`), so a client refused while Redis was
+ * slow is not also counted for it; a check allowed degraded stays counted, as it was served.
  *
  * Single checks that arrive in the same event-loop turn are sent as one call of the same script
  * (up to `batchMax` of them, each consuming on its own, in arrival order): under load one script
@@ -92,6 +94,8 @@ export interface RatelimitServiceOptions {
    * lease sent back unused (`returned`).
    */
   onLease?(event: 'granted' | 'used' | 'returned', units: number): void;
+  /** Units sent back to Redis for checks answered 503 that Redis ran after all (`refundLate`). */
+  onRefund?(units: number): void;
   /** `checks` single checks went to Redis in one script call. */
   onBatch?(checks: number): void;
   onRedisError?(kind: RedisErrorKind): void;
@@ -223,6 +227,8 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
   const shadowOf = (policy: Policy): boolean =>
     policy.shadow || (opts.shadowAll !== undefined && opts.shadowAll());
   let queued: Queued[] = [];
+  /** Counts master changes (`forgetLeases`): a refund goes only to the master that counted. */
+  let master = 0;
 
   /** Sends the checks queued in this turn, `batchMax` per script call. */
   function flush(): void {
@@ -420,6 +426,38 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
     leases.late(lease, ticket, now, grantOf(r));
   }
 
+  /**
+   * The answer of a check whose policy fails closed came after the check was answered 503, and
+   * says it consumed `cost`: Redis counted units the caller was refused. They are sent back as a
+   * refund (check-n.lua), which uncounts them as far as a state that never saw the check would
+   * have that room (for a slow limit, nearly all; the algorithms' headers say how much). The
+   * script's 8th integer names what counted them (`i`: where this check's 8 integers start).
+   */
+  function refundLate(
+    key: string,
+    limiter: Limiter,
+    cost: number,
+    sentTo: number,
+    r: number[],
+    i = 0,
+  ): void {
+    const origin = r[i + 7] as number;
+    if (r[i] !== 1 || origin === 0) return;
+    const args = [...limiter.args, -1, 0, 0, 0, cost, origin];
+    // Only to the master that counted them: a new one may never have received that count. A
+    // refund that fails (or finds another master) leaves the units counted.
+    redis
+      .onMaster((c) =>
+        master !== sentTo
+          ? Promise.reject(ABANDONED)
+          : c.ratelimitCheck(1, key, clock.nowMs(), 0, ...args),
+      )
+      .then(
+        () => opts.onRefund?.(cost),
+        () => undefined,
+      );
+  }
+
   function degraded(policy: Policy, limiter: Limiter, err: unknown): Decision {
     const kind = unavailableKind(err);
     if (kind === undefined) throw err;
@@ -495,12 +533,17 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
           ? leases.ask(key, now, limiter.leaseMs, limiter.leaseMax)
           : NO_LEASE;
       if (back > 0) opts.onLease?.('returned', back);
+      const sentTo = master;
       const call = runOne(
         key,
         now,
         [...limiter.args, cost, shadowOf(policy) ? 1 : 0, want, limiter.leaseMs, back, backOrigin],
         policy.timeoutMs,
-        lease === undefined ? undefined : (r) => lateGrant(lease, ticket ?? 0, now, r),
+        lease !== undefined
+          ? (r) => lateGrant(lease, ticket ?? 0, now, r)
+          : policy.failureMode === 'closed' && cost > 0
+            ? (r) => refundLate(key, limiter, cost, sentTo, r)
+            : undefined,
       );
       return call.then(
         (r) => {
@@ -525,7 +568,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
       const out = new Array<Decision | undefined>(inputs.length);
       const keyArgs: string[] = [];
       const args: (string | number)[] = [];
-      const limited: { index: number; policy: Policy; limiter: Limiter }[] = [];
+      const limited: { index: number; policy: Policy; limiter: Limiter; cost: number }[] = [];
       inputs.forEach(({ policy, identifier, cost }, index) => {
         const limiter = policy.limiterFor(identifier);
         if (limiter.code === undefined) {
@@ -535,11 +578,19 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
         checkCost(policy, limiter, cost, `body.checks[${index}].cost`);
         keyArgs.push(keys.ratelimit(tenant, policy.stateName, limiter.code, identifier));
         args.push(...limiter.args, cost, shadowOf(policy) ? 1 : 0, 0, 0, 0, 0);
-        limited.push({ index, policy, limiter });
+        limited.push({ index, policy, limiter, cost });
       });
       if (limited.length > 0) {
         const now = clock.nowMs();
         const timeoutMs = Math.min(...limited.map((l) => l.policy.timeoutMs));
+        // A closed policy makes a call that timed out a 503: what Redis counted later goes back.
+        const sentTo = master;
+        const late = limited.some((l) => l.policy.failureMode === 'closed')
+          ? (r: number[]) =>
+              limited.forEach((l, j) =>
+                refundLate(keyArgs[j] as string, l.limiter, l.cost, sentTo, r, j * PER_CHECK),
+              )
+          : undefined;
         try {
           if (opts.overloaded?.()) throw OVERLOADED;
           const r = await withTimeout(
@@ -550,6 +601,7 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
                   : c.ratelimitCheck(keyArgs.length, ...keyArgs, now, atomic ? 1 : 0, ...args),
               ),
             timeoutMs,
+            late,
           );
           limited.forEach((l, j) => {
             out[l.index] = decision(l.policy, l.limiter, r, j * PER_CHECK);
@@ -612,9 +664,11 @@ export function createRatelimitService(opts: RatelimitServiceOptions) {
 
     /**
      * Forgets every lease (the master changed: the new one may not have their grants, whose
-     * replication is asynchronous). Remembered denials stay: they only deny until their retry.
+     * replication is asynchronous), and sends no refund for a check sent before (the new master
+     * may not have its count either). Remembered denials stay: they only deny until their retry.
      */
     forgetLeases(): void {
+      master++;
       leases.clear();
     },
 

@@ -12,7 +12,11 @@
   giveBack(st, units, origin, now, leaseMs), before the decide, uncounts units of an ended lease
   that the replica did not give out, if what counted them still counts;
   save(key, st) writes the state back with its expiry, only when a check consumed or gave back
-  and the call applies.
+  and the call applies; refund(st, units, origin, now), for an entry that is a refund (cost -1),
+  uncounts units a check consumed when its caller had been refused without its answer (a policy
+  that fails closed answered 503 before Redis ran it), as far as it can be sure a state that
+  never saw that check would have as much room (the algorithms' headers say how); `origin` is
+  what the check's own answer returned in its 8th integer.
 
   KEYS[1..n]  the state key of each check: <tenant>:rl:<policy>:<algorithm>:<identifier>
   ARGV[1]     now, ms since the epoch (the gateway's clock: time is an argument; see below)
@@ -36,13 +40,18 @@
                     origin the grant returned (0 0: none); uncounted only if that origin still
                     counts, so a lease of an earlier window, of a forgotten lease generation or
                     of a reset state gives none back
+              A refund is an entry with cost -1: back is the units to uncount, backOrigin the
+              consuming check's 8th integer; it decides nothing and answers 8 zeros.
 
   Returns  a flat array, 8 integers per check in order: allowed (1/0), limit, remaining (after
            the lease), resetMs (until fully restored if nothing more is consumed), retryAfterMs
            (0 when allowed: until this cost would be allowed), leased units (0 when none, and
            always 0 when an all-or-nothing call consumed nothing), lease ms (from the `now`
            given: the replica gives out no leased unit at or after now + lease ms), the lease's
-           origin (a window's start or index, a bucket's lease generation; 0 for no lease).
+           origin (a window's start or index, a bucket's lease generation; 0 for no lease); for a
+           check that consumed and asked for no lease, its refund origin instead (st.origin: the
+           window's start or index, the time a bucket or log counted it; 0 when nothing was
+           consumed).
 
   Clocks: gateway replicas' clocks may disagree by a few ms (NTP). Every algorithm clamps "now" to
   the newest time it has stored, so a replica whose clock is behind can never make a bucket
@@ -52,6 +61,10 @@
 ]]
 local ALGOS = {}
 local EPS = 1e-9
+-- How far the clocks of gateway replicas may disagree, for a refund of a state that stores no
+-- time (GCRA): far more than NTP keeps servers apart, and a refund is only worth its name for
+-- slow limits, where a unit takes seconds to come back.
+local REFUND_SKEW_MS = 1000
 local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
 -- Lua 5.1 allocates every function and table a script builds on every call: only the
@@ -79,24 +92,35 @@ for i = 1, #KEYS do
     order[#order + 1] = key
   end
   local back = tonumber(ARGV[b + 8])
-  if back > 0 and algo.giveBack then
-    algo.giveBack(st, back, tonumber(ARGV[b + 9]), now, tonumber(ARGV[b + 7]))
+  if cost < 0 then
+    -- A refund (service.ts): the check it undoes answered the origin; nothing is decided.
+    algo.refund(st, back, tonumber(ARGV[b + 9]), now)
+    for o = #out + 1, #out + 8 do out[o] = 0 end
+  else
+    if back > 0 and algo.giveBack then
+      algo.giveBack(st, back, tonumber(ARGV[b + 9]), now, tonumber(ARGV[b + 7]))
+    end
+    st.origin = nil
+    local allowed, limit, remaining, reset, retry = algo.decide(st, now, cost)
+    if not allowed and ARGV[b + 5] ~= '1' then all = false end
+    local want, units, leaseMs, later, window = tonumber(ARGV[b + 6]), 0, 0, 0, 0
+    if allowed and cost > 0 and want > 0 and algo.lease then
+      units, leaseMs, later, window = algo.lease(st, want, tonumber(ARGV[b + 7]))
+    end
+    local o = #out
+    out[o + 1] = allowed and 1 or 0
+    out[o + 2] = limit
+    out[o + 3] = max(0, floor(remaining - units + EPS))
+    out[o + 4] = max(0, ceil(reset + later - EPS))
+    out[o + 5] = allowed and 0 or max(1, ceil(retry - EPS))
+    out[o + 6] = units
+    out[o + 7] = leaseMs
+    if units > 0 then
+      out[o + 8] = window
+    else
+      out[o + 8] = (want == 0 and allowed and cost > 0 and st.origin) or 0
+    end
   end
-  local allowed, limit, remaining, reset, retry = algo.decide(st, now, cost)
-  if not allowed and ARGV[b + 5] ~= '1' then all = false end
-  local want, units, leaseMs, later, window = tonumber(ARGV[b + 6]), 0, 0, 0, 0
-  if allowed and cost > 0 and want > 0 and algo.lease then
-    units, leaseMs, later, window = algo.lease(st, want, tonumber(ARGV[b + 7]))
-  end
-  local o = #out
-  out[o + 1] = allowed and 1 or 0
-  out[o + 2] = limit
-  out[o + 3] = max(0, floor(remaining - units + EPS))
-  out[o + 4] = max(0, ceil(reset + later - EPS))
-  out[o + 5] = allowed and 0 or max(1, ceil(retry - EPS))
-  out[o + 6] = units
-  out[o + 7] = leaseMs
-  out[o + 8] = units > 0 and window or 0
 end
 if all or not atomic then
   for _, key in ipairs(order) do

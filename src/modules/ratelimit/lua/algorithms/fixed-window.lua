@@ -8,6 +8,10 @@
   window: every leased unit is used in the window that counted it. Units of a lease that ended
   before its window, not given out, are uncounted when the replica says so (giveBack), if the
   window that counted them (its start) is still the one stored.
+  A refund (check-n.lua) uncounts what a check consumed, likewise only in the window that
+  counted it (counts are sums: that is exactly the window that never saw the check). A window
+  left with nothing counted is deleted: it may have started with the refunded check, and a
+  window that never saw that check starts with the next one.
 ]]
 if need.fwin then
   ALGOS.fwin = {
@@ -34,6 +38,7 @@ if need.fwin then
       if allowed and cost > 0 then
         st.count = st.count + cost
         st.dirty = true
+        st.origin = st.start
       end
       local reset = st.count > 0 and (st.start + w - now) or 0
       st.ttl = st.start + w - now + 1
@@ -53,7 +58,18 @@ if need.fwin then
       st.count = max(0, st.count - units)
       st.dirty = true
     end,
+    refund = function(st, units, start, now)
+      local ttl = st.start + st.window - now + 1
+      if st.start ~= start or st.count == 0 or ttl <= 1 then return end
+      st.count = max(0, st.count - units)
+      st.ttl = ttl
+      st.dirty = true
+    end,
     save = function(key, st)
+      if st.count == 0 then
+        redis.call('DEL', key)
+        return
+      end
       redis.call('SET', key, string.format('%d %d', st.start, st.count), 'PX', st.ttl)
     end,
   }

@@ -8,6 +8,10 @@
   `lent * interval` ahead of now (the cap of a token bucket, lowered: lent.lua). Units of an ended
   lease that its replica did not give out move the TAT back (giveBack), while the lease's
   generation is live, by leaseMs / 2 at least (lent.lua, unlend).
+  A refund (check-n.lua) moves the TAT back by what a check added, less what a state that never
+  saw it may have lost since (a TAT behind a later check's now is lifted to it): at most the
+  time since the check, on the newest clock that may have checked since. The state stores no
+  time, so that clock is taken as the refund's plus REFUND_SKEW_MS (check-n.lua).
 ]]
 if need.gcra then
   ALGOS.gcra = {
@@ -40,6 +44,7 @@ if need.gcra then
         tat = new
         seen = new
         st.dirty = true
+        st.origin = now
       end
       st.tat = tat
       st.now = now
@@ -62,6 +67,14 @@ if need.gcra then
       if back == 0 then return end
       -- decide holds the TAT at least the (now lower) lent units ahead of now
       st.tat = st.tat - back * st.interval
+      st.dirty = true
+    end,
+    refund = function(st, units, at, now)
+      local back = units * st.interval - (max(now, at) + REFUND_SKEW_MS - at)
+      back = min(back, st.tat - now) -- a TAT behind now is an idle key: nothing to give back
+      if back <= EPS then return end
+      st.tat = st.tat - back
+      st.now = now
       st.dirty = true
     end,
     save = function(key, st)

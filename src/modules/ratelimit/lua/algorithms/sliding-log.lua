@@ -3,6 +3,9 @@
   one member per unit consumed, scored by its time (members "<ms>-<n>", unique). The gateway caps
   `limit` (so the set's size) when it validates a policy. Entries older than the window are
   removed on write; the key expires one window after its newest entry.
+  A refund (check-n.lua) removes as many entries as a check consumed, the newest of those no
+  newer than the check's (its time is the origin): if they are not its own, those left are newer,
+  so they expire later than in a log that never saw the check.
 ]]
 if need.slog then
   ALGOS.slog = {
@@ -23,6 +26,7 @@ if need.slog then
         st.pending = st.pending + cost
         used = used + cost
         st.dirty = true
+        st.origin = st.now
       end
       local reset = 0
       if st.pending > 0 then
@@ -44,9 +48,28 @@ if need.slog then
       end
       return allowed, st.limit, st.limit - used, reset, retry
     end,
+    refund = function(st, units, at)
+      -- Applied in save: the script writes nothing before it has read every key.
+      st.refunds = st.refunds or {}
+      st.refunds[#st.refunds + 1] = { at, units }
+      st.dirty = true
+    end,
     save = function(key, st)
+      if st.refunds then
+        for _, r in ipairs(st.refunds) do
+          local gone = redis.call('ZRANGE', key, r[1], '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, r[2])
+          if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+        end
+      end
+      if st.pending == 0 then return end
       redis.call('ZREMRANGEBYSCORE', key, '-inf', st.now - st.window)
       local n = redis.call('ZCARD', key)
+      -- Members must be unique: once a refund removed one of this ms, ZCARD + i could name one
+      -- that is still there (and ZADD would count two units as one).
+      for _, m in ipairs(redis.call('ZRANGE', key, st.now, st.now, 'BYSCORE')) do
+        local k = tonumber(string.match(m, '%-(%d+)$'))
+        if k and k > n then n = k end
+      end
       local args = {}
       for i = 1, st.pending do
         args[#args + 1] = st.now

@@ -9,6 +9,8 @@
   still be allowed when it is used, and later windows count it as used, unless the replica gives
   back what it did not give out (giveBack): uncounted from the window that counted it, current
   or previous.
+  A refund (check-n.lua) uncounts what a check consumed from the window that counted it, current
+  or previous, likewise.
 ]]
 if need.swin then
   ALGOS.swin = {
@@ -44,6 +46,7 @@ if need.swin then
       if allowed and cost > 0 then
         st.cur = st.cur + cost
         st.dirty = true
+        st.origin = idx
       end
       st.ttl = 2 * w - elapsed + 1
       st.weighted, st.windowLeft = st.prev * weight, w - elapsed
@@ -80,6 +83,19 @@ if need.swin then
       else
         return
       end
+      st.dirty = true
+    end,
+    refund = function(st, units, idx, now)
+      local ttl = (st.idx + 2) * st.window - now + 1
+      if st.absent or ttl <= 1 then return end
+      if st.idx == idx then
+        st.cur = max(0, st.cur - units)
+      elseif st.idx == idx + 1 then
+        st.prev = max(0, st.prev - units)
+      else
+        return
+      end
+      st.ttl = ttl
       st.dirty = true
     end,
     save = function(key, st)

@@ -6,6 +6,10 @@
   A lease takes up to half the tokens left; while on lease they lower the cap (lent.lua). Units of
   an ended lease that its replica did not give out come back as tokens (giveBack), while the
   lease's generation is live (lent.lua, unlend).
+  A refund (check-n.lua) puts back the tokens a check took, less what a bucket that never saw
+  the check may have lost to its cap since: at most the refill over the bucket's time since the
+  check (its stored time covers the clocks of every replica that consumed since). So the bucket
+  never holds more than one that never saw the check.
 ]]
 if need.tb then
   ALGOS.tb = {
@@ -39,6 +43,7 @@ if need.tb then
         st.tokens = max(0, st.tokens - cost)
         left = st.tokens
         st.dirty = true
+        st.origin = t
       elseif st.gave then
         -- Only a give-back changed the state: it is stored as of the time it had (the tokens
         -- back, no refill), so that a check that consumed nothing moves the bucket's clock on
@@ -65,6 +70,14 @@ if need.tb then
       st.tokens = st.tokens + back
       st.dirty = true
       st.gave = true
+    end,
+    refund = function(st, units, at, now)
+      local cap = st.capacity - lent(st, st.ts)
+      local back = min(units - max(0, max(now, st.ts) - at) * st.refill, cap - st.tokens)
+      if back <= EPS then return end
+      -- stored as of the bucket's own time, like a give-back (no refill to this clock)
+      st.tokens = st.tokens + back
+      st.dirty = true
     end,
     save = function(key, st)
       local ttl = ceil((st.capacity - st.tokens) / st.refill + lentHold(st, st.ts)) + 1
