@@ -70,7 +70,10 @@ local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 -- Lua 5.1 allocates every function and table a script builds on every call: only the
 -- algorithms this call uses are built (each file is guarded by `need.<code>`).
 local need = {}
-for b = 3, #ARGV, 10 do need[ARGV[b]] = true end
+for b = 3, #ARGV, 10 do
+  need[ARGV[b]] = true
+  if ARGV[b + 4] == '-1' then need.refund = true end
+end
 
 -- @include
 
@@ -100,7 +103,7 @@ for i = 1, #KEYS do
     if back > 0 and algo.giveBack then
       algo.giveBack(st, back, tonumber(ARGV[b + 9]), now, tonumber(ARGV[b + 7]))
     end
-    st.origin = nil
+    st.origin = 0
     local allowed, limit, remaining, reset, retry = algo.decide(st, now, cost)
     if not allowed and ARGV[b + 5] ~= '1' then all = false end
     local want, units, leaseMs, later, window = tonumber(ARGV[b + 6]), 0, 0, 0, 0
@@ -118,7 +121,7 @@ for i = 1, #KEYS do
     if units > 0 then
       out[o + 8] = window
     else
-      out[o + 8] = (want == 0 and allowed and cost > 0 and st.origin) or 0
+      out[o + 8] = (want == 0 and allowed and cost > 0) and st.origin or 0
     end
   end
 end

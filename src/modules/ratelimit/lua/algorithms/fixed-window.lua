@@ -16,7 +16,8 @@
 if need.fwin then
   ALGOS.fwin = {
     load = function(key, now, limit, window, calendar)
-      local st = { limit = limit, window = window, calendar = calendar == '1', start = -1, count = 0 }
+      local st = { origin = 0, limit = limit, window = window, calendar = calendar == '1',
+        start = -1, count = 0 }
       local v = redis.call('GET', key)
       if v then
         local sp = string.find(v, ' ', 1, true)
@@ -58,13 +59,6 @@ if need.fwin then
       st.count = max(0, st.count - units)
       st.dirty = true
     end,
-    refund = function(st, units, start, now)
-      local ttl = st.start + st.window - now + 1
-      if st.start ~= start or st.count == 0 or ttl <= 1 then return end
-      st.count = max(0, st.count - units)
-      st.ttl = ttl
-      st.dirty = true
-    end,
     save = function(key, st)
       if st.count == 0 then
         redis.call('DEL', key)
@@ -73,4 +67,14 @@ if need.fwin then
       redis.call('SET', key, string.format('%d %d', st.start, st.count), 'PX', st.ttl)
     end,
   }
+  -- Built only for a call that refunds (a function costs an allocation per call).
+  if need.refund then
+    ALGOS.fwin.refund = function(st, units, start, now)
+      local ttl = st.start + st.window - now + 1
+      if st.start ~= start or st.count == 0 or ttl <= 1 then return end
+      st.count = max(0, st.count - units)
+      st.ttl = ttl
+      st.dirty = true
+    end
+  end
 end

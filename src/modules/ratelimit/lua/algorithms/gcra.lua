@@ -16,7 +16,7 @@
 if need.gcra then
   ALGOS.gcra = {
     load = function(key, now, interval, burst)
-      local st = { interval = interval, burst = burst, tau = interval * burst, tat = 0,
+      local st = { origin = 0, interval = interval, burst = burst, tau = interval * burst, tat = 0,
         la = 0, lf = 0, pa = 0, pf = 0 }
       local v = redis.call('GET', key)
       if v then
@@ -69,17 +69,20 @@ if need.gcra then
       st.tat = st.tat - back * st.interval
       st.dirty = true
     end,
-    refund = function(st, units, at, now)
+    save = function(key, st)
+      local ttl = ceil(max(st.tat - st.now, lentHold(st, st.now))) + 1
+      redis.call('SET', key, string.format('%.17g', st.tat) .. lentSuffix(st, st.now), 'PX', ttl)
+    end,
+  }
+  -- Built only for a call that refunds (a function costs an allocation per call).
+  if need.refund then
+    ALGOS.gcra.refund = function(st, units, at, now)
       local back = units * st.interval - (max(now, at) + REFUND_SKEW_MS - at)
       back = min(back, st.tat - now) -- a TAT behind now is an idle key: nothing to give back
       if back <= EPS then return end
       st.tat = st.tat - back
       st.now = now
       st.dirty = true
-    end,
-    save = function(key, st)
-      local ttl = ceil(max(st.tat - st.now, lentHold(st, st.now))) + 1
-      redis.call('SET', key, string.format('%.17g', st.tat) .. lentSuffix(st, st.now), 'PX', ttl)
-    end,
-  }
+    end
+  end
 end

@@ -1,8 +1,8 @@
 --[[
   Sliding log (code 'slog'): exact; at most `limit` units in any `window` ms. State: a sorted set,
-  one member per unit consumed, scored by its time (members "<ms>-<n>", unique). The gateway caps
-  `limit` (so the set's size) when it validates a policy. Entries older than the window are
-  removed on write; the key expires one window after its newest entry.
+  one member per unit consumed, scored by its time (members "<ms>-<n>", n of six digits at least,
+  unique). The gateway caps `limit` (so the set's size) when it validates a policy. Entries older
+  than the window are removed on write; the key expires one window after its newest entry.
   A refund (check-n.lua) removes as many entries as a check consumed, the newest of those no
   newer than the check's (its time is the origin): if they are not its own, those left are newer,
   so they expire later than in a log that never saw the check.
@@ -10,9 +10,10 @@
 if need.slog then
   ALGOS.slog = {
     load = function(key, now, limit, window)
-      local st = { key = key, limit = limit, window = window, pending = 0 }
+      local st = { origin = 0, key = key, limit = limit, window = window, pending = 0 }
       local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
       st.newest = tonumber(newest[2] or '0')
+      st.last = newest[1]
       -- clamp: never look at the log from before its newest entry
       st.now = max(now, st.newest)
       st.live = redis.call('ZCOUNT', key, '(' .. (st.now - window), '+inf')
@@ -48,12 +49,6 @@ if need.slog then
       end
       return allowed, st.limit, st.limit - used, reset, retry
     end,
-    refund = function(st, units, at)
-      -- Applied in save: the script writes nothing before it has read every key.
-      st.refunds = st.refunds or {}
-      st.refunds[#st.refunds + 1] = { at, units }
-      st.dirty = true
-    end,
     save = function(key, st)
       if st.refunds then
         for _, r in ipairs(st.refunds) do
@@ -65,18 +60,28 @@ if need.slog then
       redis.call('ZREMRANGEBYSCORE', key, '-inf', st.now - st.window)
       local n = redis.call('ZCARD', key)
       -- Members must be unique: once a refund removed one of this ms, ZCARD + i could name one
-      -- that is still there (and ZADD would count two units as one).
-      for _, m in ipairs(redis.call('ZRANGE', key, st.now, st.now, 'BYSCORE')) do
-        local k = tonumber(string.match(m, '%-(%d+)$'))
+      -- still there (and ZADD would count two units as one). The number is zero-padded, so the
+      -- newest member (read by load) has the highest of its ms: numbering goes on from it.
+      if st.newest == st.now and st.last then
+        local k = tonumber(string.match(st.last, '%-(%d+)$'))
         if k and k > n then n = k end
       end
       local args = {}
       for i = 1, st.pending do
         args[#args + 1] = st.now
-        args[#args + 1] = st.now .. '-' .. (n + i)
+        args[#args + 1] = string.format('%d-%06d', st.now, n + i)
       end
       redis.call('ZADD', key, unpack(args))
       redis.call('PEXPIRE', key, st.window + 1)
     end,
   }
+  -- Built only for a call that refunds (a function costs an allocation per call).
+  if need.refund then
+    ALGOS.slog.refund = function(st, units, at)
+      -- Applied in save: the script writes nothing before it has read every key.
+      st.refunds = st.refunds or {}
+      st.refunds[#st.refunds + 1] = { at, units }
+      st.dirty = true
+    end
+  end
 end

@@ -15,7 +15,8 @@
 if need.swin then
   ALGOS.swin = {
     load = function(key, now, limit, window)
-      local st = { limit = limit, window = window, idx = floor(now / window), cur = 0, prev = 0 }
+      local st = { origin = 0, limit = limit, window = window, idx = floor(now / window),
+        cur = 0, prev = 0 }
       local v = redis.call('GET', key)
       if v then
         local a, b, c = string.match(v, '^(%d+) ([%d.]+) ([%d.]+)$')
@@ -85,7 +86,13 @@ if need.swin then
       end
       st.dirty = true
     end,
-    refund = function(st, units, idx, now)
+    save = function(key, st)
+      redis.call('SET', key, string.format('%d %d %d', st.idx, st.cur, st.prev), 'PX', st.ttl)
+    end,
+  }
+  -- Built only for a call that refunds (a function costs an allocation per call).
+  if need.refund then
+    ALGOS.swin.refund = function(st, units, idx, now)
       local ttl = (st.idx + 2) * st.window - now + 1
       if st.absent or ttl <= 1 then return end
       if st.idx == idx then
@@ -97,9 +104,6 @@ if need.swin then
       end
       st.ttl = ttl
       st.dirty = true
-    end,
-    save = function(key, st)
-      redis.call('SET', key, string.format('%d %d %d', st.idx, st.cur, st.prev), 'PX', st.ttl)
-    end,
-  }
+    end
+  end
 end

@@ -14,7 +14,7 @@
 if need.tb then
   ALGOS.tb = {
     load = function(key, now, capacity, refill)
-      local st = { capacity = capacity, refill = refill, tokens = capacity, ts = now,
+      local st = { origin = 0, capacity = capacity, refill = refill, tokens = capacity, ts = now,
         la = 0, lf = 0, pa = 0, pf = 0 }
       local v = redis.call('GET', key)
       if v then
@@ -71,18 +71,21 @@ if need.tb then
       st.dirty = true
       st.gave = true
     end,
-    refund = function(st, units, at, now)
-      local cap = st.capacity - lent(st, st.ts)
-      local back = min(units - max(0, max(now, st.ts) - at) * st.refill, cap - st.tokens)
-      if back <= EPS then return end
-      -- stored as of the bucket's own time, like a give-back (no refill to this clock)
-      st.tokens = st.tokens + back
-      st.dirty = true
-    end,
     save = function(key, st)
       local ttl = ceil((st.capacity - st.tokens) / st.refill + lentHold(st, st.ts)) + 1
       redis.call('SET', key, string.format('%.17g %d', st.tokens, st.ts) .. lentSuffix(st, st.ts),
         'PX', ttl)
     end,
   }
+  -- Built only for a call that refunds (a function costs an allocation per call).
+  if need.refund then
+    ALGOS.tb.refund = function(st, units, at, now)
+      local cap = st.capacity - lent(st, st.ts)
+      local back = min(units - max(0, max(now, st.ts) - at) * st.refill, cap - st.tokens)
+      if back <= EPS then return end
+      -- stored as of the bucket's own time, like a give-back (no refill to this clock)
+      st.tokens = st.tokens + back
+      st.dirty = true
+    end
+  end
 end
