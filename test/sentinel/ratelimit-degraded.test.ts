@@ -234,6 +234,13 @@ describe('Redis paused', () => {
     (_, batchMax) => onPath(batchMax, (rl) => lateGrantGivenOut(rl, `late-${batchMax}`)),
   );
 
+  /** What a fixed window's state in Redis counts for `identifier`, read on the current master. */
+  const windowCount = (policy: ReturnType<typeof compilePolicy>, identifier: string) => {
+    const stateKey = keys.ratelimit(tenant, policy.stateName, policy.code as string, identifier);
+    return async () =>
+      Number(String(await rawCommand(await topology.masterPort(), 'GET', stateKey)).split(' ')[1]);
+  };
+
   it.each(PATHS)(
     'a check answered by its failure mode before its call could be sent is never sent: %s',
     (_, batchMax) =>
@@ -246,15 +253,8 @@ describe('Redis paused', () => {
           timeoutMs: 50,
         });
         const identifier = `refused-${batchMax}`;
-        const stateKey = keys.ratelimit(
-          tenant,
-          policy.stateName,
-          policy.code as string,
-          identifier,
-        );
+        const counted = windowCount(policy, identifier);
         const master = await topology.masterPort();
-        const counted = async () =>
-          Number(String(await rawCommand(master, 'GET', stateKey)).split(' ')[1]);
         const check = () => ratelimit.check(tenant, { policy, identifier, cost: 1 });
         await check();
         expect(await counted()).toBe(1);
@@ -296,16 +296,7 @@ describe('Redis paused', () => {
           timeoutMs: 50,
         });
         const identifier = `refund-${batchMax}`;
-        const stateKey = keys.ratelimit(
-          tenant,
-          policy.stateName,
-          policy.code as string,
-          identifier,
-        );
-        const counted = async () =>
-          Number(
-            String(await rawCommand(await topology.masterPort(), 'GET', stateKey)).split(' ')[1],
-          );
+        const counted = windowCount(policy, identifier);
         const refunded = async () =>
           Number(
             /gateway_ratelimit_refunded_units_total (\d+)/.exec(

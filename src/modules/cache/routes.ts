@@ -343,32 +343,29 @@ export const cacheRoutes: FastifyPluginAsyncZod<CacheRoutesOptions> = async (
             ? { absent: true as const }
             : undefined;
       const binary = Buffer.isBuffer(request.body);
-      if (!binary) {
+      const q = request.query;
+      if (!binary && (q.ttl !== undefined || q.staleTtl !== undefined || q.tags !== undefined)) {
         // A JSON body carries these itself: one given in the query would be silently ignored.
-        const misplaced = (['ttl', 'staleTtl', 'tags'] as const).filter(
-          (f) => request.query[f] !== undefined,
+        const misplaced = (['ttl', 'staleTtl', 'tags'] as const).filter((f) => q[f] !== undefined);
+        throw new AppError(
+          'VALIDATION_FAILED',
+          `With a JSON body, ${misplaced.join(', ')} go in the body, not the query.`,
+          {
+            errors: misplaced.map((f) => ({
+              field: `query.${f}`,
+              message: `binary bodies only: put ${f} in the JSON body`,
+            })),
+          },
         );
-        if (misplaced.length > 0) {
-          throw new AppError(
-            'VALIDATION_FAILED',
-            `With a JSON body, ${misplaced.join(', ')} go in the body, not the query.`,
-            {
-              errors: misplaced.map((f) => ({
-                field: `query.${f}`,
-                message: `binary bodies only: put ${f} in the JSON body`,
-              })),
-            },
-          );
-        }
       }
       const item: PutInput = binary
         ? {
             key,
             value: request.body,
             encoding: 'binary',
-            ttl: request.query.ttl,
-            staleTtl: request.query.staleTtl,
-            tags: request.query.tags,
+            ttl: q.ttl,
+            staleTtl: q.staleTtl,
+            tags: q.tags,
           }
         : { key, encoding: 'json', ...(request.body as PutBody) };
       const res = await service.put(principal.tenant, {

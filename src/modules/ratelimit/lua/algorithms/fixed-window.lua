@@ -10,8 +10,8 @@
   window that counted them (its start) is still the one stored.
   A refund (check-n.lua) uncounts what a check consumed, likewise only in the window that
   counted it (counts are sums: that is exactly the window that never saw the check). A window
-  left with nothing counted is deleted: it may have started with the refunded check, and a
-  window that never saw that check starts with the next one.
+  left with nothing counted (by a refund or a give-back) is deleted: it may have started with
+  what was uncounted, and a window that never saw that starts with the next check.
 ]]
 if need.fwin then
   ALGOS.fwin = {
@@ -69,12 +69,12 @@ if need.fwin then
   }
   -- Built only for a call that refunds (a function costs an allocation per call).
   if need.refund then
+    -- A give-back, with the expiry a state that decided nothing in this call needs.
     ALGOS.fwin.refund = function(st, units, start, now)
       local ttl = st.start + st.window - now + 1
-      if st.start ~= start or st.count == 0 or ttl <= 1 then return end
-      st.count = max(0, st.count - units)
+      if st.count == 0 or ttl <= 1 then return end
       st.ttl = ttl
-      st.dirty = true
+      ALGOS.fwin.giveBack(st, units, start)
     end
   end
 end

@@ -92,18 +92,12 @@ if need.swin then
   }
   -- Built only for a call that refunds (a function costs an allocation per call).
   if need.refund then
+    -- A give-back, with the expiry a state that decided nothing in this call needs.
     ALGOS.swin.refund = function(st, units, idx, now)
       local ttl = (st.idx + 2) * st.window - now + 1
-      if st.absent or ttl <= 1 then return end
-      if st.idx == idx then
-        st.cur = max(0, st.cur - units)
-      elseif st.idx == idx + 1 then
-        st.prev = max(0, st.prev - units)
-      else
-        return
-      end
+      if ttl <= 1 then return end
       st.ttl = ttl
-      st.dirty = true
+      ALGOS.swin.giveBack(st, units, idx)
     end
   end
 end
