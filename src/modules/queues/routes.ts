@@ -212,7 +212,7 @@ export const queueRoutes: FastifyPluginAsyncZod<QueueRoutesOptions> = async (
         tags: TAGS,
         summary: 'List queues',
         description:
-          "Pages the tenant's queues whose names start with `prefix`, with their lengths (SCAN: a page may be short or empty while the cursor is not null; a queue may appear twice). A queue is listed once it has a stream: a group, or a message that became receivable. Dead-letter queues appear as `<name>.dlq`. A key whose scope has a queue-name glob may list only under the glob's literal prefix.",
+          "Pages the tenant's queues whose names start with `prefix`, with their lengths (SCAN: a page may be short or empty while the cursor is not null; a queue may appear twice). A queue is listed from its first publish (delayed or not) or its first group. Dead-letter queues appear as `<name>.dlq`. A key whose scope has a queue-name glob may list only under the glob's literal prefix.",
         querystring: ListQuery,
         response: {
           200: jsonResponse('A page of queues.', QueueList),

@@ -520,8 +520,8 @@ export function createQueueService(opts: QueueServiceOptions) {
 
     /**
      * Pages the tenant's queues whose names start with `prefix` (SCAN over streams: a page may be
-     * short while the cursor is not null). A queue appears once it has a stream: a message that
-     * became receivable, or a group.
+     * short while the cursor is not null). A queue appears once it has a stream: from its first
+     * publish (a delayed one creates the stream empty) or its first group.
      */
     async list(
       tenant: string,

@@ -741,11 +741,12 @@ describe('delete, purge and list', () => {
       cursor = page.cursor;
       pages++;
     } while (cursor !== null && pages < 10_000);
-    // A queue with only a delayed message has no stream yet, so it is not listed.
+    // A queue with only a delayed message is listed too, with no receivable message yet.
     expect(Object.fromEntries([...all].sort())).toEqual({
       [`${p}-a`]: 0,
       [`${p}-b`]: 2,
       [`${p}-b.dlq`]: 1,
+      [`${p}-delayed`]: 0,
     });
     const listed = body<{ queues: { name: string }[] }>(res).queues.map((q) => q.name);
     expect(listed.every((n) => n.startsWith(p))).toBe(true);

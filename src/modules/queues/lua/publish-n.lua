@@ -1,7 +1,9 @@
 --[[
   Publishes one or more messages: each is appended to the stream, or scheduled in the delayed set
   when it has a delay; a message with a dedup id already seen within the dedup window is not
-  added again and answers with the first publish's id.
+  added again and answers with the first publish's id. A delayed message on a queue that has no
+  stream yet creates it empty (an entry trimmed at once), so the queue is listed from its first
+  publish and not only once a message becomes receivable.
 
   Dedup ids count within the queue's dedup epoch, the settings field e: a purge drops the field
   and a delete drops the settings, so an id seen before either no longer counts, and the next
@@ -27,6 +29,7 @@
 local now = tonumber(ARGV[1])
 local out = {}
 local added = false
+local has_stream = false
 local epoch
 local function current_epoch()
   if epoch == nil then
@@ -58,6 +61,12 @@ for i = 0, tonumber(ARGV[5]) - 1 do
     if delay > 0 then
       id = 'scheduled:' .. token
       redis.call('ZADD', KEYS[2], now + delay, token .. '|' .. ARGV[1] .. '|' .. data)
+      if not has_stream then
+        has_stream = true
+        if redis.call('EXISTS', KEYS[1]) == 0 then
+          redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'd', 'null', 't', ARGV[1])
+        end
+      end
     else
       id = redis.call('XADD', KEYS[1], '*', 'd', data, 't', ARGV[1])
       added = true
