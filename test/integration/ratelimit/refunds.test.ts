@@ -32,6 +32,13 @@ interface Algorithm {
    * bound instead: no window counts more than the limit of checks that were not refused.
    */
   model?(): Model;
+  /**
+   * With two clocks, a calendar-aligned fixed window has no such reference either: a refused check
+   * on the clock ahead may start the next window before the other clock reaches it (the clamp
+   * moves that clock into it), which no refund can undo and a state that never saw the check does
+   * not do. It is held to its window bound then, as the fixed window from the first request is.
+   */
+  oneClockModel?: true;
 }
 
 const LIMIT = 5;
@@ -62,14 +69,26 @@ const ALGORITHMS: Algorithm[] = [
     name: 'fixed window, calendar-aligned',
     args: ['fwin', LIMIT, PERIOD, '1'],
     model: () => fixedWindowModel(LIMIT, PERIOD, true),
+    oneClockModel: true,
   },
 ];
 
 const STEPS = [0, 1, 250, 1000, 4000, 12_000, 30_000];
+/**
+ * The second run's two replicas: one clock this far ahead of the other, below the 1 s the script
+ * allows for (REFUND_SKEW_MS). A refund comes from the replica that sent the refused check, on its
+ * own clock, and the other may have checked since on a clock ahead of it.
+ */
+const SKEW_MS = 900;
 
 describe('refunds of checks answered 503 that Redis ran after all', () => {
-  for (const algo of ALGORITHMS) {
-    it(`${algo.name}: ${algo.model ? 'never more room than a state that never saw the refused checks' : 'no window over its limit'}, and room given back`, async () => {
+  for (const [algo, skewMs] of ALGORITHMS.flatMap((a) => [
+    [a, 0] as const,
+    [a, SKEW_MS] as const,
+  ])) {
+    const clocks = skewMs === 0 ? 'one clock' : `two clocks ${skewMs} ms apart`;
+    const modelled = algo.model !== undefined && (skewMs === 0 || !algo.oneClockModel);
+    it(`${algo.name}, ${clocks}: ${modelled ? 'never more room than a state that never saw the refused checks' : 'no window over its limit'}, and room given back`, async () => {
       const { tenant } = await newTenant(t.deps, ['ratelimit:check']);
       const call = (key: string, now: number, entries: (string | number)[][]) =>
         t.deps.redis.onMaster((c) =>
@@ -87,25 +106,22 @@ describe('refunds of checks answered 503 that Redis ran after all', () => {
             `${seed}-${refunds}`,
           );
           const random = seeded(seed);
-          const model = algo.model?.();
+          const model = modelled ? algo.model?.() : undefined;
           // Without a model: units of checks that were not refused, by the window that counted them.
           const counted = new Map<number, number>();
           // Refunds still to send: at which event, and what the refused check answered.
-          const pending: { at: number; cost: number; origin: number }[] = [];
+          const pending: { at: number; cost: number; origin: number; skew: number }[] = [];
           let now = 1_800_000_000_000 + Math.floor(random() * PERIOD);
           for (let e = 0; e < 80; e++) {
             now += STEPS[Math.floor(random() * STEPS.length)] as number;
             const cost = 1 + Math.floor(random() * 2);
-            const due = pending.filter((p) => p.at === e);
-            if (refunds && due.length > 0) {
-              refunded += due.length;
-              await call(
-                key,
-                now,
-                due.map((p) => [...algo.args, -1, 0, 0, 0, p.cost, p.origin]),
-              );
+            // Which replica checks: the one whose clock is ahead, or the other.
+            const skew = skewMs > 0 && random() < 0.5 ? skewMs : 0;
+            for (const p of pending.filter((p) => p.at === e && refunds)) {
+              refunded++;
+              await call(key, now + p.skew, [[...algo.args, -1, 0, 0, 0, p.cost, p.origin]]);
             }
-            const [allowed, , , , , , , origin] = await call(key, now, [
+            const [allowed, , , , , , , origin] = await call(key, now + skew, [
               [...algo.args, cost, 0, 0, 0, 0, 0],
             ]);
             if (random() < 0.3) {
@@ -116,6 +132,7 @@ describe('refunds of checks answered 503 that Redis ran after all', () => {
                   at: e + 1 + Math.floor(random() * 4),
                   cost,
                   origin: origin as number,
+                  skew,
                 });
               }
               continue;
@@ -132,7 +149,7 @@ describe('refunds of checks answered 503 that Redis ran after all', () => {
               ).toBeLessThanOrEqual(LIMIT);
               continue;
             }
-            const m = model.check(now, cost);
+            const m = model.check(now + skew, cost);
             expect(
               m.allowed,
               `seed ${seed}, event ${e}: allowed with refunds where a state that never saw the refused checks denies`,
@@ -178,5 +195,29 @@ describe('refunds of checks answered 503 that Redis ran after all', () => {
       c.ratelimitCheck(1, gone, T, 0, 'tb', 10, 0.001, '', -1, 0, 0, 0, 3, T),
     );
     expect(await t.deps.redis.onMaster((c) => c.exists(gone))).toBe(0);
+  });
+
+  it('GCRA: a refund leaves no more room than a state that never saw the check, when a replica whose clock is ahead checked in between', async () => {
+    // GCRA stores no time, so its refund cannot tell how far ahead the newest clock that checked
+    // since was: it allows 1 s (REFUND_SKEW_MS). Replica B's clock here is 900 ms ahead of A's.
+    const { tenant } = await newTenant(t.deps, ['ratelimit:check']);
+    const key = keys.ratelimit(tenant, 'refund', 'gcra', 'skew');
+    const gcra = ['gcra', 10_000, 2, ''];
+    const run = (now: number, entry: (string | number)[]) =>
+      t.deps.redis.onMaster((c) => c.ratelimitCheck(1, key, now, 0, ...entry));
+    const A = 1_800_000_000_000;
+    const B = A + 900;
+    // A's check, answered 503 and run after all: its TAT is A + 10 s.
+    const refused = await run(A, [...gcra, 1, 0, 0, 0, 0, 0]);
+    expect(refused[0]).toBe(1);
+    // B checks at the same instant, on its clock: the TAT goes to A + 20 s. A state that never
+    // saw A's check would hold B + 10 s instead.
+    expect((await run(B, [...gcra, 1, 0, 0, 0, 0, 0]))[0]).toBe(1);
+    // A's refund, on A's clock, at the same instant.
+    await run(A, [...gcra, -1, 0, 0, 0, 1, refused[7] as number]);
+    // 899 ms later on A's clock, that state has no room for one more (it frees at B + 0 ms).
+    expect((await run(A + 899, [...gcra, 0, 0, 0, 0, 0, 0]))[0]).toBe(0);
+    // The refund did give room back: without it, the next unit would come 10 s later.
+    expect((await run(A + 1000, [...gcra, 0, 0, 0, 0, 0, 0]))[0]).toBe(1);
   });
 });
