@@ -30,6 +30,7 @@ import {
   type SentinelProbe,
   failoverPossible,
   mastersNamed,
+  sentinelMasterViews,
   startSentinelProbe,
 } from './redis/sentinel-probe.js';
 
@@ -142,17 +143,23 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
   const topology = config.redis.topology;
   let mastersBefore = 0;
   let failoverBefore: boolean | undefined;
-  const sentinels =
-    topology.mode === 'sentinel' &&
-    config.redis.sentinelProbeIntervalMs > 0 &&
-    options.lazyConnect !== true
-      ? startSentinelProbe({
+  const sentinelAsk =
+    topology.mode === 'sentinel'
+      ? {
           sentinels: topology.sentinels,
           masterName: topology.masterName,
           username: config.redis.sentinelUsername,
           password: config.redis.sentinelPassword,
           tls: redisTls(config),
           timeoutMs: config.redis.connectTimeoutMs,
+        }
+      : undefined;
+  const sentinels =
+    sentinelAsk !== undefined &&
+    config.redis.sentinelProbeIntervalMs > 0 &&
+    options.lazyConnect !== true
+      ? startSentinelProbe({
+          ...sentinelAsk,
           intervalMs: config.redis.sentinelProbeIntervalMs,
           onChange(r, previous) {
             if (r.state === 'ok') {
@@ -218,6 +225,7 @@ export function createDeps(config: Config, logger: Logger, options: DepsOptions 
     cacheTtlMs: config.auth.cacheTtlMs,
     cacheMaxEntries: config.auth.cacheMaxEntries,
     onCacheLookup: (hit) => (hit ? authHit.inc() : authMiss.inc()),
+    ...(sentinelAsk !== undefined ? { sentinelViews: () => sentinelMasterViews(sentinelAsk) } : {}),
   });
 
   const cache = createCacheService({

@@ -54,9 +54,14 @@ export interface RedisAccess {
    * result once DURABLE_REPLICAS replicas confirm; rejects with a 503 BACKEND_NO_REPLICAS when
    * they do not within DURABLE_WAIT_TIMEOUT_MS (the write is then on the master only and may be
    * lost in a failover). `fn` must send its write as one command, synchronously: WAIT is sent
-   * right behind it, in the same round trip. `module` labels the outcome in the metrics.
+   * right behind it, in the same round trip. `module` labels the outcome in the metrics;
+   * `replicas` asks for that many confirmations instead of DURABLE_REPLICAS (0: none, no WAIT).
    */
-  onMasterDurable<T>(fn: (client: Redis) => Promise<T>, module: string): Promise<T>;
+  onMasterDurable<T>(
+    fn: (client: Redis) => Promise<T>,
+    module: string,
+    replicas?: number,
+  ): Promise<T>;
   /**
    * Runs `task` once the I/O callbacks of this event-loop turn (and their promise chains) are
    * done, just before the turn's commands are written: a module gathers the requests of one turn
@@ -588,10 +593,10 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     });
   }
 
-  const noReplicas = (acked: number) =>
+  const noReplicas = (acked: number, required: number) =>
     new AppError(
       'BACKEND_NO_REPLICAS',
-      `The write is on the master but ${acked} of the ${config.durable.replicas} replica(s) required confirmed it within ${config.durable.waitTimeoutMs} ms; it could be lost in a failover. Retry.`,
+      `The write is on the master but ${acked} of the ${required} replica(s) required confirmed it within ${config.durable.waitTimeoutMs} ms; it could be lost in a failover. Retry.`,
       { retryAfter: 1 },
     );
 
@@ -608,7 +613,12 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
     }
   }
 
-  async function onMasterDurable<T>(fn: (client: Redis) => Promise<T>, module: string): Promise<T> {
+  async function onMasterDurable<T>(
+    fn: (client: Redis) => Promise<T>,
+    module: string,
+    replicas = config.durable.replicas,
+  ): Promise<T> {
+    if (replicas <= 0) return onMaster(fn);
     const deadline = now() + budgetMs;
     let backoff = 25;
     for (;;) {
@@ -616,13 +626,13 @@ export function createRedis(config: Config, options: CreateRedisOptions = {}): R
       if (w !== undefined) await w;
       const c = await durableClient(deadline);
       const write = fn(c);
-      const acked = c.wait(config.durable.replicas, config.durable.waitTimeoutMs);
+      const acked = c.wait(replicas, config.durable.waitTimeoutMs);
       try {
         const result = await write;
         const n = await acked;
-        if (n < config.durable.replicas) {
+        if (n < replicas) {
           hooks.onDurable?.(module, 'unconfirmed');
-          throw noReplicas(n);
+          throw noReplicas(n, replicas);
         }
         hooks.onDurable?.(module, 'confirmed');
         return result;

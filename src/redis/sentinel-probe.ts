@@ -39,7 +39,8 @@ export interface SentinelReport {
   readonly detail?: string;
 }
 
-export interface SentinelProbeOptions {
+/** How to reach the sentinels. */
+export interface SentinelAskOptions {
   readonly sentinels: readonly { host: string; port: number }[];
   readonly masterName: string;
   readonly username?: string | undefined;
@@ -47,6 +48,9 @@ export interface SentinelProbeOptions {
   readonly tls?: { ca?: Buffer } | undefined;
   /** Connect and reply timeout of one probe (REDIS_CONNECT_TIMEOUT_MS, as ioredis's own lookups). */
   readonly timeoutMs: number;
+}
+
+export interface SentinelProbeOptions extends SentinelAskOptions {
   readonly intervalMs: number;
   /** After each round, with every sentinel's report, in configuration order. */
   onRound?(reports: readonly SentinelReport[]): void;
@@ -76,6 +80,105 @@ export function mastersNamed(reports: readonly SentinelReport[]): number {
   return new Set(reports.flatMap((r) => (r.master === undefined ? [] : [r.master]))).size;
 }
 
+const sentinelName = (s: { host: string; port: number }) =>
+  `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
+
+/** Why a sentinel could not be asked: `refused` (an error reply: authentication, ACL) or not reached. */
+class SentinelAskError extends Error {
+  constructor(
+    readonly state: 'refused' | 'unreachable',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs `fn` on a new connection to one sentinel, closed after; rejects with a SentinelAskError. */
+async function withSentinel<T>(
+  options: SentinelAskOptions,
+  s: { host: string; port: number },
+  open: Set<Redis>,
+  fn: (client: Redis) => Promise<T>,
+): Promise<T> {
+  const client = new Redis({
+    host: s.host,
+    port: s.port,
+    username: options.username,
+    password: options.password,
+    tls: options.tls,
+    lazyConnect: true,
+    connectTimeout: options.timeoutMs,
+    commandTimeout: options.timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableReadyCheck: false,
+    disableClientInfo: true,
+  });
+  // ioredis rejects with "Connection is closed." and tells why (ECONNREFUSED, ENOTFOUND, a
+  // timeout) only in an 'error' event.
+  let cause: Error | undefined;
+  client.on('error', (err: Error) => {
+    cause ??= err;
+  });
+  open.add(client);
+  try {
+    await client.connect();
+    return await fn(client);
+  } catch (err) {
+    if ((err as Error).name === 'ReplyError') {
+      throw new SentinelAskError('refused', (err as Error).message);
+    }
+    throw new SentinelAskError('unreachable', (cause ?? (err as Error)).message);
+  } finally {
+    open.delete(client);
+    client.disconnect();
+  }
+}
+
+/** What one sentinel says of the master it names, for a caller that must know it is the master. */
+export interface SentinelMasterView {
+  readonly sentinel: string;
+  /** The master's run id as the sentinel last read it (empty right after a failover). */
+  readonly runId?: string;
+  /** Its replicas that the sentinel holds to be up (no s_down, o_down or disconnected flag). */
+  readonly replicas?: number;
+  /** Why it did not say, when it did not. */
+  readonly detail?: string;
+}
+
+const flatToMap = (reply: unknown): Map<string, string> => {
+  const m = new Map<string, string>();
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) m.set(String(reply[i]), String(reply[i + 1]));
+  }
+  return m;
+};
+
+/**
+ * Asks every sentinel now which master it names (its run id) and how many of that master's
+ * replicas it holds to be up (`SENTINEL MASTER`, `SENTINEL REPLICAS`), each on a connection of
+ * its own. A master that has not yet learnt that a replica was promoted in its place accepts
+ * writes that the promoted one never gets: only the sentinels can tell.
+ */
+export async function sentinelMasterViews(
+  options: SentinelAskOptions,
+): Promise<readonly SentinelMasterView[]> {
+  const open = new Set<Redis>();
+  return Promise.all(
+    options.sentinels.map((s) =>
+      withSentinel(options, s, open, async (client) => {
+        const master = flatToMap(await client.call('SENTINEL', 'MASTER', options.masterName));
+        const replicas = await client.call('SENTINEL', 'REPLICAS', options.masterName);
+        const up = (Array.isArray(replicas) ? replicas : []).filter((r) => {
+          const flags = (flatToMap(r).get('flags') ?? '').split(',');
+          return !flags.some((f) => f === 's_down' || f === 'o_down' || f === 'disconnected');
+        }).length;
+        return { sentinel: sentinelName(s), runId: master.get('runid') ?? '', replicas: up };
+      }).catch((err: Error) => ({ sentinel: sentinelName(s), detail: err.message })),
+    ),
+  );
+}
+
 export function startSentinelProbe(options: SentinelProbeOptions): SentinelProbe {
   let last: readonly SentinelReport[] = [];
   let running: Promise<readonly SentinelReport[]> | undefined;
@@ -83,30 +186,8 @@ export function startSentinelProbe(options: SentinelProbeOptions): SentinelProbe
   const open = new Set<Redis>();
 
   async function probeOne(s: { host: string; port: number }): Promise<SentinelReport> {
-    const sentinel = `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
-    const client = new Redis({
-      host: s.host,
-      port: s.port,
-      username: options.username,
-      password: options.password,
-      tls: options.tls,
-      lazyConnect: true,
-      connectTimeout: options.timeoutMs,
-      commandTimeout: options.timeoutMs,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      enableReadyCheck: false,
-      disableClientInfo: true,
-    });
-    // ioredis rejects with "Connection is closed." and tells why (ECONNREFUSED, ENOTFOUND, a
-    // timeout) only in an 'error' event.
-    let cause: Error | undefined;
-    client.on('error', (err: Error) => {
-      cause ??= err;
-    });
-    open.add(client);
-    try {
-      await client.connect();
+    const sentinel = sentinelName(s);
+    return withSentinel(options, s, open, async (client): Promise<SentinelReport> => {
       const reply = await client.call('SENTINEL', 'get-master-addr-by-name', options.masterName);
       if (!Array.isArray(reply) || reply.length !== 2) {
         return {
@@ -124,15 +205,11 @@ export function startSentinelProbe(options: SentinelProbeOptions): SentinelProbe
           err.message.startsWith('NOQUORUM') ? { quorum: false, detail: err.message } : {},
       );
       return { sentinel, state: 'ok', master, ...quorum };
-    } catch (err) {
-      if ((err as Error).name === 'ReplyError') {
-        return { sentinel, state: 'refused', detail: (err as Error).message };
-      }
-      return { sentinel, state: 'unreachable', detail: (cause ?? (err as Error)).message };
-    } finally {
-      open.delete(client);
-      client.disconnect();
-    }
+    }).catch((err: SentinelAskError): SentinelReport => ({
+      sentinel,
+      state: err.state,
+      detail: err.message,
+    }));
   }
 
   async function round(): Promise<readonly SentinelReport[]> {

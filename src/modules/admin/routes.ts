@@ -114,7 +114,7 @@ export const adminRoutes: FastifyPluginAsyncZod<AdminRoutesOptions> = async (app
         tags: TAGS,
         summary: 'Delete a tenant and erase its data (operator only)',
         description:
-          "At once: the tenant's API keys stop working on every replica and its rate-limit policies go. Then its data (cache, sessions, rate-limit state, idempotency records, queues) is erased, for up to a second per call: 202 `deleting` with a `cursor` means call again with it; 200 `deleted` means a whole pass found nothing of the tenant left, and its id may be created again (until then, 409 TENANT_DELETING). Calling again without the cursor starts the erasure over. 409 TENANT_MANAGED_BY_FILE while API_KEYS_FILE has keys for it.",
+          "At once: the tenant's API keys stop working on every replica and its rate-limit policies go. Then its data (cache, sessions, rate-limit state, idempotency records, queues) is erased, for up to a second per call: 202 `deleting` with a `cursor` means call again with it; 200 `deleted` means a whole pass found nothing of the tenant left on a master the sentinels confirm, and its id may be created again (until then, 409 TENANT_DELETING). 503 (replicas did not confirm an erasure, too few sentinels answered): call again with the same cursor. Calling again without the cursor starts the erasure over. 409 TENANT_MANAGED_BY_FILE while API_KEYS_FILE has keys for it.",
         params: TenantParams,
         querystring: DeleteTenantQuery,
         response: {

@@ -13,6 +13,7 @@ import type { AuthFailure, Principal } from '../../http/auth.js';
 import { type Scope, parseScope, parseScopes } from '../../http/scopes.js';
 import type { RedisAccess } from '../../redis/client.js';
 import { escapeGlob, keys } from '../../redis/keys.js';
+import type { SentinelMasterView } from '../../redis/sentinel-probe.js';
 import { constantTimeEqual, generateKey, hashKey, keyIdOf, keyMatches } from './api-key.js';
 import type { FileKey } from './keys-file.js';
 
@@ -51,6 +52,11 @@ export interface AdminServiceOptions {
   cacheTtlMs: number;
   cacheMaxEntries: number;
   onCacheLookup?(hit: boolean): void;
+  /**
+   * Behind sentinels: what each sentinel says of the master now. A tenant is only called deleted
+   * on a master that a majority of them name, with no fewer replicas than they hold to be up.
+   */
+  sentinelViews?(): Promise<readonly SentinelMasterView[]>;
 }
 
 interface CachedKey {
@@ -441,7 +447,40 @@ export function createAdminService(opts: AdminServiceOptions) {
         const info = await redis.onMaster((r) => r.info('server'));
         return /run_id:([0-9a-f]{12})/.exec(info)?.[1] ?? '000000000000';
       };
+      const replicasConnected = async () =>
+        Number(
+          /connected_slaves:(\d+)/.exec(await redis.onMaster((r) => r.info('replication')))?.[1] ??
+            0,
+        );
+      /**
+       * Whether a majority of the sentinels name this master (by run id) and hold no more of its
+       * replicas to be up than it has connected: right after a promotion the sentinels still name
+       * the old master, but the promoted replica has left it. True when there are no sentinels.
+       */
+      const confirmedMaster = async (runId: string): Promise<boolean> => {
+        if (opts.sentinelViews === undefined) return true;
+        const views = await opts.sentinelViews();
+        const said = views.filter((v) => v.runId !== undefined);
+        if (said.length * 2 <= views.length) {
+          throw new AppError(
+            'BACKEND_UNAVAILABLE',
+            `Only ${said.length} of ${views.length} sentinels answered, too few to confirm that this master holds the tenant's data (${
+              views.find((v) => v.detail !== undefined)?.detail ?? 'no answer'
+            }); the deletion is not finished. Call again with the same cursor.`,
+            { retryAfter: 1 },
+          );
+        }
+        const connected = await replicasConnected();
+        const agree = said.filter(
+          (v) => v.runId?.startsWith(runId) === true && (v.replicas ?? 0) <= connected,
+        );
+        return agree.length * 2 > views.length;
+      };
       const master = await masterId();
+      // Each erasure waits for every replica the master has now: after a failover one of them is
+      // the master, and an erasure it never got would bring the data back under a tenant called
+      // deleted.
+      const replicas = await replicasConnected();
       if (cursorMaster !== undefined && cursorMaster !== master) {
         scan = '0';
         dirty = false;
@@ -454,14 +493,17 @@ export function createAdminService(opts: AdminServiceOptions) {
           r.scan(scan, 'MATCH', match, 'COUNT', Math.min(ERASE_COUNT, Math.max(10, maxKeys))),
         );
         if (found.length > 0) {
-          erased += await redis.onMaster((r) => r.unlink(...found));
+          erased += await redis.onMasterDurable((r) => r.unlink(...found), 'admin', replicas);
           dirty = true;
         }
         scan = next;
         const passDone = scan === '0';
         if (passDone && !dirty) {
-          // A clean pass, if it ran on one master from start to end.
-          if ((await masterId()) === master) break;
+          // A clean pass, if it ran on one master from start to end, and that master is still the
+          // master: one that has not learnt yet that a replica was promoted in its place goes on
+          // answering (and erasing), but the promoted replica never gets its erasures. Else the
+          // pass starts over, on the master the gateway finds next.
+          if ((await masterId()) === master && (await confirmedMaster(master))) break;
           return { tenant: id, state: 'deleting', apiKeysDeleted, erased, cursor: '0.0.' + master };
         }
         if (passDone) dirty = false; // erased some in this pass: one more, for writes in flight
