@@ -14,6 +14,7 @@ import {
   expectProblem,
   newTenant,
 } from '../harness/app.js';
+import { keys } from '../../src/redis/keys.js';
 import { logTopologyOnFailure } from '../harness/ledger.js';
 import { type Topology, rawCommand, startTopology } from '../harness/topology.js';
 
@@ -388,5 +389,76 @@ describe('durable writes', () => {
     const settled = Date.now() + 10_000;
     while (!allReady() && Date.now() < settled) await new Promise((r) => setTimeout(r, 50));
     expect(allReady(), JSON.stringify(gw.deps.redis.state())).toBe(true);
+  });
+});
+
+describe('durable writes through a manual failover (SENTINEL FAILOVER)', () => {
+  it('with DURABLE_REPLICAS at the replica count, no acknowledged durable publish is lost', async () => {
+    // The old master answers on for about a second after the sentinels promoted a replica, and
+    // the other replica confirms its writes until it is moved to the new master: with
+    // DURABLE_REPLICAS=1 that replica's confirmation acknowledged writes the new master never got
+    // (7 368 of 111 957 durable publishes in one run, all acknowledged 0.2-1.1 s after the
+    // SENTINEL FAILOVER; README "Failure behaviour"). A WAIT for both replicas fails once the
+    // promoted one stops confirming.
+    const all = await buildTestApp({
+      sentinels: topology.sentinels,
+      masterName: topology.masterName,
+      env: {
+        DURABLE_REPLICAS: '2',
+        DURABLE_WAIT_TIMEOUT_MS: '1000',
+        REQUEST_TIMEOUT_MS: '2000',
+        REDIS_COMMAND_TIMEOUT_MS: '500',
+      },
+    });
+    try {
+      const a = await newTenant(all.deps, ['queue:publish', 'queue:admin']);
+      const group = await all.app.inject({
+        method: 'PUT',
+        url: '/v1/queues/q/groups/g',
+        headers: a.auth,
+        payload: {},
+      });
+      expect(group.statusCode, group.body).toBeLessThan(300); // nothing is trimmed unread
+      const acked: string[] = [];
+      const statuses = new Map<number, number>();
+      let stop = false;
+      const publisher = async () => {
+        while (!stop) {
+          const res = await all.app.inject({
+            method: 'POST',
+            url: '/v1/queues/q/messages',
+            headers: a.auth,
+            payload: { data: 1, durable: true },
+          });
+          statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+          if (res.statusCode === 201) acked.push(body<{ id: string }>(res).id);
+          else {
+            expect(res.statusCode, res.body).toBe(503);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+      };
+      const publishers = Array.from({ length: 8 }, publisher);
+      await new Promise((r) => setTimeout(r, 1000));
+      const oldPort = await topology.masterPort();
+      expect(
+        await rawCommand(topology.sentinels[0]!.port, 'SENTINEL', 'FAILOVER', topology.masterName),
+      ).toBe('OK');
+      const newPort = await topology.waitForNewMaster(oldPort, 20_000);
+      await new Promise((r) => setTimeout(r, 3000));
+      stop = true;
+      await Promise.all(publishers);
+      expect(acked.length, JSON.stringify(Object.fromEntries(statuses))).toBeGreaterThan(1000);
+
+      await topology.waitForReplicas();
+      const stored = await all.deps.redis.onMaster((c) =>
+        c.xrange(keys.queue(a.tenant, 'q'), '-', '+'),
+      );
+      expect(all.deps.redis.primary.stream?.remotePort).toBe(newPort);
+      const ids = new Set(stored.map((e) => e[0]));
+      expect(acked.filter((id) => !ids.has(id))).toEqual([]);
+    } finally {
+      await all.close();
+    }
   });
 });
