@@ -170,6 +170,18 @@ export async function adminRedis(app: TestApp): Promise<Redis> {
   return client;
 }
 
+/** Every key matching `match` on that server (SCAN to the end). */
+export async function scanAll(redis: Redis, match: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    out.push(...found);
+    cursor = next;
+  } while (cursor !== '0');
+  return out;
+}
+
 export interface TestTenant {
   tenant: string;
   key: string;

@@ -17,6 +17,7 @@ import {
   buildTestApp,
   newTenant,
   randomTenantId,
+  scanAll,
   seriesBy,
 } from '../harness/app.js';
 import {
@@ -408,6 +409,16 @@ describe('manual failover (SENTINEL FAILOVER), connections stay up', () => {
 });
 
 describe('tenant deletion across a failover (SENTINEL FAILOVER)', () => {
+  const operator = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  const deleteTenant = (tenant: string, query = '') =>
+    gw.app.inject({
+      method: 'DELETE',
+      url: `/v1/admin/tenants/${tenant}${query}`,
+      headers: operator,
+    });
+  const createTenant = (id: string) =>
+    gw.app.inject({ method: 'POST', url: '/v1/admin/tenants', headers: operator, payload: { id } });
+
   it('a deletion that runs through the failover is called done only when nothing of the tenant is left on any node', async () => {
     // The old master goes on answering for seconds after a replica was promoted in its place
     // (until the sentinels turn it into a replica); what it erases then never reaches the new
@@ -417,16 +428,6 @@ describe('tenant deletion across a failover (SENTINEL FAILOVER)', () => {
     const filler = randomTenantId('filler');
     const admin = (p: number) =>
       new Redis({ host: HOST, port: p, ...HARNESS_ADMIN, maxRetriesPerRequest: 1 });
-    const scanAll = async (r: Redis, match: string) => {
-      const found: string[] = [];
-      let c = '0';
-      do {
-        const [next, page] = await r.scan(c, 'MATCH', match, 'COUNT', 1000);
-        found.push(...page);
-        c = next;
-      } while (c !== '0');
-      return found;
-    };
     const oldPort = await topology.masterPort();
     const master = admin(oldPort);
     const pipeline = master.pipeline();
@@ -440,11 +441,7 @@ describe('tenant deletion across a failover (SENTINEL FAILOVER)', () => {
 
     type Answer = { state: string; erased: number; cursor: string | null };
     const del = (cursor: string | null) =>
-      gw.app.inject({
-        method: 'DELETE',
-        url: `/v1/admin/tenants/${tenant}?limit=300${cursor === null ? '' : `&cursor=${cursor}`}`,
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-      });
+      deleteTenant(tenant, `?limit=300${cursor === null ? '' : `&cursor=${cursor}`}`);
     const first = await del(null);
     expect(first.statusCode, first.body).toBe(202);
     let answer = body<Answer>(first);
@@ -498,47 +495,31 @@ describe('tenant deletion across a failover (SENTINEL FAILOVER)', () => {
       for (const r of nodes) r.disconnect();
     }
     // And its id is free again.
-    const again = await gw.app.inject({
-      method: 'POST',
-      url: '/v1/admin/tenants',
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-      payload: { id: tenant },
-    });
+    const again = await createTenant(tenant);
     expect(again.statusCode, again.body).toBe(201);
   });
 
   it('is not called done while too few sentinels answer to confirm the master; it is once they do', async () => {
     const { tenant } = await newTenant(gw.deps, ['cache:write']);
     await gw.deps.redis.onMaster((c) => c.set(keys.cache(tenant, 'k'), 'x'));
-    const del = () =>
-      gw.app.inject({
-        method: 'DELETE',
-        url: `/v1/admin/tenants/${tenant}`,
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-      });
     // Killed, not paused: a sentinel resumed after more than 2 s stopped sees its clock jump and
     // goes into TILT mode for 30 s, where it takes no part in a failover (the tests after this
     // one would wait for it).
     const down = topology.sentinelNodes.slice(0, 2).map((n) => n.name);
     await Promise.all(down.map((n) => topology.kill(n, 'SIGKILL')));
     try {
-      const res = await del();
+      const res = await deleteTenant(tenant);
       expect(res.statusCode, res.body).toBe(503);
       expect(body(res)).toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
       expect(body<{ detail: string }>(res).detail).toMatch(/Only 1 of 3 sentinels answered/);
       // The data is erased, but the id stays taken: the tenant is not deleted yet.
       expect(await gw.deps.redis.onMaster((c) => c.exists(keys.cache(tenant, 'k')))).toBe(0);
-      const create = await gw.app.inject({
-        method: 'POST',
-        url: '/v1/admin/tenants',
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-        payload: { id: tenant },
-      });
+      const create = await createTenant(tenant);
       expect(create.statusCode, create.body).toBe(409);
     } finally {
       await Promise.all(down.map((n) => topology.restart(n)));
     }
-    const done = await del();
+    const done = await deleteTenant(tenant);
     expect(done.statusCode, done.body).toBe(200);
     expect(body(done)).toMatchObject({ state: 'deleted' });
   });

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { keys } from '../../../src/redis/keys.js';
 import {
@@ -11,6 +10,7 @@ import {
   expectProblem,
   newTenant,
   randomTenantId,
+  scanAll,
 } from '../../harness/app.js';
 
 const t = useTestApp();
@@ -819,15 +819,4 @@ async function withFileKey(tenant: string, keyId: string, fn: () => Promise<unkn
   } finally {
     t.deps.admin.setFileKeys(new Map());
   }
-}
-
-async function scanAll(redis: Redis, match: string): Promise<string[]> {
-  const out: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-    out.push(...found);
-    cursor = next;
-  } while (cursor !== '0');
-  return out;
 }
